@@ -1,0 +1,3 @@
+from posegen.cli import main
+
+main()

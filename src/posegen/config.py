@@ -1,0 +1,202 @@
+"""Settings from ``POSEGEN_*`` environment variables and an optional ``.env`` file.
+
+Built by :func:`load_settings`, never at import time, and passed down explicitly. Every field is
+documented in the README's configuration table; names are part of the interface.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from posegen.exceptions import ConfigError
+
+Backend = Literal["posemap", "diffusers", "comfyui", "noop"]
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one posegen process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POSEGEN_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # --- storage and database -------------------------------------------------------------
+    data_dir: Path = Path("./posegen-data")
+    database_url: str | None = None
+    #: The seed tuned its pool to min 2 / max 10 connections; SQLAlchemy says size + overflow.
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0)
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_echo: bool = False
+
+    # --- queue, workers, recovery ---------------------------------------------------------
+    lease_seconds: float = Field(default=60.0, gt=0)
+    recovery_interval_seconds: float = Field(default=30.0, gt=0)
+    recovery_batch_size: int = Field(default=100, ge=1)
+    max_attempts: int = Field(default=3, ge=1)
+    #: Hard deadline of one generation = base + per_pose * total poses.
+    deadline_base_seconds: float = Field(default=300.0, gt=0)
+    deadline_per_pose_seconds: float = Field(default=120.0, gt=0)
+    retry_backoff_base_seconds: float = Field(default=5.0, ge=0)
+    retry_backoff_max_seconds: float = Field(default=600.0, ge=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    #: False = poll only (for PgBouncer in transaction mode, where LISTEN does not work).
+    listen_notify: bool = True
+    worker_concurrency: int = Field(default=2, ge=1, le=256)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    worker_stale_seconds: float = Field(default=180.0, gt=0)
+    backend: Backend = "posemap"
+    generator_timeout_seconds: float = Field(default=600.0, gt=0)
+
+    # --- ControlNet maps and safe fetching ------------------------------------------------
+    uploads_dir: Path | None = None
+    cache_dir: Path | None = None
+    results_dir: Path | None = None
+    fetch_allowlist: str = ""
+    fetch_timeout_seconds: float = Field(default=10.0, gt=0)
+    fetch_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    fetch_max_redirects: int = Field(default=5, ge=0)
+    image_max_pixels: int = Field(default=4096 * 4096, ge=1)
+    map_cache_max_bytes: int = Field(default=1024**3, ge=0)
+    map_cache_memory_items: int = Field(default=64, ge=0)
+    map_failure_ttl_seconds: float = Field(default=60.0, ge=0)
+    default_width: int = Field(default=512, ge=64, le=4096)
+    default_height: int = Field(default=512, ge=64, le=4096)
+
+    # --- generator backends ---------------------------------------------------------------
+    diffusers_model_path: Path | None = None
+    diffusers_controlnet_path: Path | None = None
+    diffusers_variant: Literal["sd15", "sdxl"] = "sd15"
+    diffusers_steps: int = Field(default=25, ge=1)
+    diffusers_guidance_scale: float = 7.5
+    diffusers_device: str | None = None
+    diffusers_max_batch: int = Field(default=4, ge=1)
+    comfyui_url: str | None = None
+    comfyui_workflow_path: Path | None = None
+    comfyui_timeout_seconds: float = Field(default=300.0, gt=0)
+
+    # --- HTTP API -------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    cors_origins: str = ""
+    max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    submissions_per_minute: int = Field(default=10, ge=1)
+    max_active_generations: int = Field(default=3, ge=1)
+    max_poses_per_request: int = Field(default=200, ge=1)
+    max_total_poses: int = Field(default=500, ge=1)
+    max_variations: int = Field(default=10, ge=1)
+    metrics_cache_ttl_seconds: float = Field(default=60.0, ge=0)
+    session_secret: SecretStr | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = urlsplit(value).scheme.split("+")[0]
+        if scheme not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://..."
+            )
+        return value
+
+    @field_validator("fetch_allowlist")
+    @classmethod
+    def _check_allowlist(cls, value: str) -> str:
+        for item in _split(value):
+            if "/" in item:
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"bad CIDR in allow-list: {item!r}") from exc
+        return value
+
+    # --- derived values -------------------------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'posegen.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_uploads_dir(self) -> Path:
+        return self.uploads_dir or self.data_dir / "uploads"
+
+    @property
+    def effective_cache_dir(self) -> Path:
+        return self.cache_dir or self.data_dir / "cache"
+
+    @property
+    def effective_results_dir(self) -> Path:
+        return self.results_dir or self.data_dir / "results"
+
+    @property
+    def fetch_allowlist_items(self) -> list[str]:
+        return _split(self.fetch_allowlist)
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
+
+    def deadline_seconds(self, total_poses: int) -> float:
+        return self.deadline_base_seconds + self.deadline_per_pose_seconds * max(total_poses, 1)
+
+    def masked(self) -> dict[str, Any]:
+        """Effective settings as plain values, secrets and URL passwords masked."""
+        out: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "***" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                value = str(value)
+            out[name] = value
+        out["database_url"] = mask_url(self.effective_database_url)
+        if self.comfyui_url:
+            out["comfyui_url"] = mask_url(self.comfyui_url)
+        return out
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def mask_url(url: str) -> str:
+    """Hide the password of a URL (``postgresql://u:***@host/db``)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and ``.env``); keyword overrides win."""
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(f"invalid settings: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = []
+        for err in errors():
+            loc = ".".join(str(p) for p in err.get("loc", ()))
+            parts.append(f"POSEGEN_{loc.upper()}: {err.get('msg')}" if loc else str(err.get("msg")))
+        return "; ".join(parts)
+    return str(exc).splitlines()[0]

@@ -1,0 +1,348 @@
+"""The data model of DESIGN.md, identical on SQLite and PostgreSQL.
+
+Table and column names are part of the interface (operators' SQL relies on them). Indexes are
+chosen from the hot queries; live-state indexes are partial so they stay tiny on a table of
+millions of finished rows. ``posegen db verify`` checks the ones listed in ``REQUIRED_INDEXES``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from posegen.db.types import BigIntPK, UTCDateTime, utcnow
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Role(enum.StrEnum):
+    """The one definition of roles; the original compared "admin" with "ADMIN"."""
+
+    USER = "user"
+    ADMIN = "admin"
+
+
+class GenerationStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL_STATUSES = (
+    GenerationStatus.COMPLETED,
+    GenerationStatus.PARTIAL,
+    GenerationStatus.FAILED,
+    GenerationStatus.CANCELLED,
+)
+
+
+class GenerationType(enum.StrEnum):
+    LIBRARY = "library"
+    TEXT = "text"
+
+
+class PoseStatus(enum.StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class ProjectStatus(enum.StrEnum):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+    # VARCHAR + CHECK on both engines: no PostgreSQL ENUM type to migrate when values change.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.USER)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    #: SHA-256 of the key. Keys are 256-bit random tokens, so a fast hash is enough.
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class PoseCategory(Base):
+    __tablename__ = "pose_categories"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    sort_order: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class PoseLibrary(Base):
+    __tablename__ = "pose_library"
+    __table_args__ = (
+        CheckConstraint(
+            "keypoints IS NOT NULL OR controlnet_map_url IS NOT NULL", name="has_map_source"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_categories.id", ondelete="RESTRICT"), index=True
+    )
+    tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: COCO-18 keypoints, normalised 0..1, ``null`` for a missing point.
+    keypoints: Mapped[list[Any] | None] = mapped_column(JSON)
+    controlnet_map_url: Mapped[str | None] = mapped_column(String(2048))
+    preview_image_url: Mapped[str | None] = mapped_column(String(2048))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    subject_image_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[ProjectStatus] = mapped_column(
+        _enum(ProjectStatus, "project_status"), default=ProjectStatus.ACTIVE
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PoseGeneration(Base):
+    """The job table. Only ``posegen.queue`` writes its state columns."""
+
+    __tablename__ = "pose_generations"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        CheckConstraint("variations >= 1", name="variations_positive"),
+        CheckConstraint("total_expected_poses >= 1", name="total_positive"),
+        CheckConstraint(
+            "poses_completed >= 0 AND poses_failed >= 0 "
+            "AND poses_completed + poses_failed <= total_expected_poses",
+            name="pose_counts",
+        ),
+        CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
+        CheckConstraint("lease_token >= 0", name="lease_token"),
+        # Listing a user's generations, newest first.
+        Index("ix_pose_generations_user_created", "user_id", "created_at"),
+        Index("ix_pose_generations_project_id", "project_id"),
+        Index("ix_pose_generations_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    type: Mapped[GenerationType] = mapped_column(_enum(GenerationType, "generation_type"))
+    prompt: Mapped[str | None] = mapped_column(Text)
+    negative_prompt: Mapped[str | None] = mapped_column(Text)
+    selected_pose_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    variations: Mapped[int] = mapped_column(Integer, default=1)
+    total_expected_poses: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int] = mapped_column(Integer, default=512)
+    height: Mapped[int] = mapped_column(Integer, default=512)
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[GenerationStatus] = mapped_column(
+        _enum(GenerationStatus, "generation_status"), default=GenerationStatus.PENDING
+    )
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    poses_completed: Mapped[int] = mapped_column(Integer, default=0)
+    poses_failed: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    run_after: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Fencing token: only ever increases; every worker write is conditioned on it.
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: min(last heartbeat + lease, hard deadline): the one column recovery scans.
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    deadline_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    error_kind: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+# Queue indexes live in their own migration revision (0002); declared here so the models are the
+# whole truth and the migration test can compare them.
+Index(
+    "ix_pose_generations_claim",
+    PoseGeneration.priority.desc(),
+    PoseGeneration.run_after,
+    PoseGeneration.id,
+    postgresql_where=text("status = 'pending'"),
+    sqlite_where=text("status = 'pending'"),
+)
+Index(
+    "ix_pose_generations_recovery",
+    PoseGeneration.lease_expires_at,
+    postgresql_where=text("status = 'processing'"),
+    sqlite_where=text("status = 'processing'"),
+)
+
+
+class GeneratedPose(Base):
+    """One finished (or permanently failed) pose variation: the per-pose checkpoint."""
+
+    __tablename__ = "generated_poses"
+    __table_args__ = (UniqueConstraint("generation_id", "variation_key"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_generations.id", ondelete="CASCADE")
+    )
+    variation_key: Mapped[str] = mapped_column(String(100))
+    pose_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pose_library.id", ondelete="SET NULL"), index=True
+    )
+    variation_index: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[PoseStatus] = mapped_column(_enum(PoseStatus, "pose_status"))
+    image_path: Mapped[str | None] = mapped_column(String(1024))
+    thumbnail_path: Mapped[str | None] = mapped_column(String(1024))
+    seed: Mapped[int | None] = mapped_column(BigInteger)
+    prompt_used: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    error_kind: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GenerationEvent(Base):
+    """Append-only event log per generation; the SSE stream replays it from Last-Event-ID."""
+
+    __tablename__ = "generation_events"
+    __table_args__ = (Index("ix_generation_events_generation_id_id", "generation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_generations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UserGenerationStats(Base):
+    """Per-user rollup, written in the same transaction as every queue state change."""
+
+    __tablename__ = "user_generation_stats"
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    generations: Mapped[int] = mapped_column(BigInteger, default=0)
+    completed: Mapped[int] = mapped_column(BigInteger, default=0)
+    partial: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancelled: Mapped[int] = mapped_column(BigInteger, default=0)
+    poses_completed: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+Index(
+    "ix_user_generation_stats_top",
+    UserGenerationStats.generations.desc(),
+    UserGenerationStats.user_id,
+)
+
+
+class Worker(Base):
+    """One row per worker process, so operators can see who is alive."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class RecoveryRun(Base):
+    """Outcome of each recovery pass (shown by ``GET /admin/recovery``)."""
+
+    __tablename__ = "recovery_runs"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    runner: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    requeued: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+#: Indexes the hot queries rely on; ``posegen db verify`` checks each exists.
+REQUIRED_INDEXES: dict[str, str] = {
+    "ix_pose_generations_claim": "pose_generations",
+    "ix_pose_generations_recovery": "pose_generations",
+    "ix_pose_generations_user_created": "pose_generations",
+    "ix_user_generation_stats_top": "user_generation_stats",
+    "uq_generated_poses_generation_id_variation_key": "generated_poses",
+    "ix_generation_events_generation_id_id": "generation_events",
+}

@@ -1,0 +1,96 @@
+"""The package's own errors.
+
+Lower-layer errors (database driver, HTTP client, Pillow) are converted into these once, at the
+edge where they happen (``raise ... from exc``). The API maps each ``kind`` to an HTTP status and a
+``application/problem+json`` type in one exception handler; the CLI prints the message on one line.
+"""
+
+from __future__ import annotations
+
+
+class PosegenError(Exception):
+    """Base of every error posegen raises on purpose."""
+
+    kind: str = "error"
+    #: HTTP status the API answers with; core code never imports the web framework.
+    http_status: int = 500
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if kind is not None:
+            self.kind = kind
+
+
+class ConfigError(PosegenError):
+    kind = "config"
+    http_status = 500
+
+
+class DatabaseUnavailable(PosegenError):
+    kind = "database-unavailable"
+    http_status = 503
+
+
+class MigrationError(PosegenError):
+    kind = "migration"
+    http_status = 500
+
+
+class NotFound(PosegenError):
+    kind = "not-found"
+    http_status = 404
+
+
+class Conflict(PosegenError):
+    kind = "conflict"
+    http_status = 409
+
+
+class InvalidInput(PosegenError):
+    kind = "invalid-input"
+    http_status = 422
+
+
+class Unauthorized(PosegenError):
+    kind = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(PosegenError):
+    kind = "forbidden"
+    http_status = 403
+
+
+class RateLimited(PosegenError):
+    kind = "rate-limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after: int, kind: str | None = None) -> None:
+        super().__init__(message, kind=kind)
+        self.retry_after = retry_after
+
+
+class LeaseLost(PosegenError):
+    """A fenced worker write matched zero rows: another worker owns the generation now."""
+
+    kind = "lease-lost"
+    http_status = 409
+
+
+class FetchError(PosegenError):
+    """Loading an image (map or subject) failed; ``kind`` says why (``blocked-address``...)."""
+
+    kind = "fetch"
+    http_status = 422
+
+
+class GeneratorError(PosegenError):
+    """A generator backend failed. ``transient`` errors retry the whole generation later."""
+
+    kind = "generator"
+    http_status = 502
+
+    def __init__(self, message: str, *, transient: bool, kind: str | None = None) -> None:
+        super().__init__(message, kind=kind)
+        self.transient = transient

@@ -1,0 +1,88 @@
+"""Migrations: head equals the models on both engines, and every revision downgrades."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from posegen.config import load_settings
+from posegen.db import migrate
+from posegen.db.engine import make_engine
+from posegen.db.models import REQUIRED_INDEXES, Base
+
+
+def _diff(engine):
+    with engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(ctx, Base.metadata)
+
+
+def _indexes(engine):
+    insp = inspect(engine)
+    return {
+        t: sorted(i["name"] for i in insp.get_indexes(t)) for t in sorted(insp.get_table_names())
+    }
+
+
+def test_upgrade_head_matches_models_then_round_trips(empty_db_url):
+    engine = make_engine(load_settings(database_url=empty_db_url))
+    try:
+        migrate.upgrade(engine)
+        assert migrate.current(engine) == migrate.head_revision()
+        assert _diff(engine) == []
+        names = {n for idx in _indexes(engine).values() for n in idx}
+        assert {"ix_pose_generations_claim", "ix_pose_generations_recovery"} <= names
+        before = _indexes(engine)
+
+        migrate.downgrade(engine, "0001")
+        names = {n for idx in _indexes(engine).values() for n in idx}
+        assert "ix_pose_generations_recovery" not in names
+
+        migrate.downgrade(engine, "base")
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+
+        migrate.upgrade(engine)
+        assert _diff(engine) == []
+        assert _indexes(engine) == before
+    finally:
+        engine.dispose()
+
+
+def test_live_state_indexes_are_partial(db_url):
+    engine = make_engine(load_settings(database_url=db_url))
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                rows = dict(
+                    conn.exec_driver_sql(
+                        "SELECT indexname, indexdef FROM pg_indexes "
+                        "WHERE tablename = 'pose_generations'"
+                    ).all()
+                )
+            else:
+                rows = dict(
+                    conn.exec_driver_sql(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                        "AND tbl_name = 'pose_generations' AND sql IS NOT NULL"
+                    ).all()
+                )
+        assert "WHERE" in rows["ix_pose_generations_recovery"]
+        assert "processing" in rows["ix_pose_generations_recovery"]
+        assert "pending" in rows["ix_pose_generations_claim"]
+        assert set(REQUIRED_INDEXES) - set(rows) <= {
+            "ix_user_generation_stats_top",
+            "uq_generated_poses_generation_id_variation_key",
+            "ix_generation_events_generation_id_id",
+        }
+    finally:
+        engine.dispose()
+
+
+def test_unknown_revision_is_a_clear_error(engine):
+    import pytest
+
+    from posegen.exceptions import MigrationError
+
+    with pytest.raises(MigrationError, match="nope"):
+        migrate.downgrade(engine, "nope")
