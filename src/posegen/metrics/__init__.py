@@ -1,0 +1,1 @@
+"""Usage metrics: the rollup queries, summaries, and Prometheus series."""
