@@ -1,0 +1,29 @@
+"""Subject images: the same safe fetch and validation as maps, without the map cache."""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from posegen.config import Settings
+from posegen.controlnet.fetch import Fetcher, FetchPolicy
+from posegen.controlnet.localfiles import read_upload
+from posegen.controlnet.sources import is_remote
+from posegen.controlnet.validate import decode, to_rgb
+from posegen.exceptions import FetchError
+
+
+def load_image(settings: Settings, url_or_path: str) -> Image.Image:
+    """Fetch (http/https) or read (under the uploads root) an image, validate it fully and
+    return it as RGB at its own size. Raises ``FetchError`` with a stable kind."""
+    ref = url_or_path.strip()
+    if not ref:
+        raise FetchError("empty image reference", kind="bad-path")
+    if is_remote(ref):
+        fetcher = Fetcher(FetchPolicy.from_settings(settings))
+        try:
+            data = fetcher.fetch(ref).data
+        finally:
+            fetcher.close()
+    else:
+        data, _st = read_upload(settings.effective_uploads_dir, ref, settings.fetch_max_bytes)
+    return to_rgb(decode(data, settings.image_max_pixels))
