@@ -7,12 +7,13 @@ import sys
 import click
 import typer
 
-from posegen.cli import config_cmd, db, users
+from posegen.cli import config_cmd, db, metrics, users
 from posegen.cli.app import app
 from posegen.exceptions import PosegenError
 
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
+app.add_typer(metrics.app, name="metrics")
 app.command("config")(config_cmd.show_config)
 
 

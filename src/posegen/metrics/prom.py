@@ -34,3 +34,10 @@ POSE_OVERHEAD_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 WORKER_IN_FLIGHT = Gauge("posegen_worker_in_flight", "Generations running in this worker")
+HTTP_REQUEST_SECONDS = Histogram(
+    "posegen_http_request_duration_seconds",
+    # Until the response headers are sent: an SSE stream would otherwise count its whole life.
+    "API latency until the response starts, by route template",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
