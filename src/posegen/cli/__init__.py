@@ -7,13 +7,15 @@ import sys
 import click
 import typer
 
-from posegen.cli import config_cmd, db, metrics, users
+from posegen.cli import config_cmd, db, library, maps, metrics, users
 from posegen.cli.app import app
 from posegen.exceptions import PosegenError
 
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(metrics.app, name="metrics")
+app.add_typer(maps.app, name="maps")
+app.add_typer(library.app, name="library")
 app.command("config")(config_cmd.show_config)
 
 

@@ -69,13 +69,15 @@ class MapCache:
         self._finalizer = weakref.finalize(self, _flush, self.counters, self.stats_path)
 
     # --- public ---------------------------------------------------------------------------
-    def load(self, source: MapSource, size: Size | None = None) -> MapResult | None:
-        """The map of ``source`` as a normalised RGB PNG (``size`` snapped to multiples of 64;
-        None keeps the source's own size, or the default size for keypoints). None when the
-        source names no map (a placeholder URL)."""
-        if source.kind == "none":
-            return None
+    def load(self, source: MapSource | str, size: Size | None = None) -> MapResult | None:
+        """The map of ``source`` (a MapSource, or a URL/path for ``MapSource.from_url``) as a
+        normalised RGB PNG (``size`` snapped to multiples of 64; None keeps the source's own
+        size, or the default size for keypoints). None when it names no map (a placeholder)."""
         try:
+            if isinstance(source, str):
+                source = MapSource.from_url(source)
+            if source.kind == "none":
+                return None
             return self._load(source, size)
         except FetchError as exc:
             self.counters.add(f"errors_{exc.kind}")
