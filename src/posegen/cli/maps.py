@@ -82,7 +82,7 @@ def stats(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
     cache = MapCache(settings)
     totals = cache.host_stats()
     usage = cache.usage()
-    disk = {
+    disk: dict[str, object] = {
         "folder": str(cache.root),
         "entries": usage.entries,
         "bytes": usage.bytes,
@@ -95,8 +95,8 @@ def stats(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] =
         return
     for name, value in totals.items():
         typer.echo(f"{name:<28} {value}")
-    for name, value in disk.items():
-        typer.echo(f"disk.{name:<23} {value}")
+    for name, item in disk.items():
+        typer.echo(f"disk.{name:<23} {item}")
 
 
 @app.command()
