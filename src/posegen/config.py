@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     worker_stale_seconds: float = Field(default=180.0, gt=0)
     backend: Backend = "posemap"
     generator_timeout_seconds: float = Field(default=600.0, gt=0)
+    #: Seconds the ``noop`` backend (load tests and benchmarks only) sleeps per pose.
+    noop_pose_seconds: float = Field(default=0.0, ge=0)
 
     # --- ControlNet maps and safe fetching ------------------------------------------------
     uploads_dir: Path | None = None

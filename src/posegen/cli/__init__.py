@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from posegen.cli import config_cmd, db, library, maps, metrics, users
+from posegen.cli import config_cmd, db, library, maps, metrics, users, worker
 from posegen.cli.app import app
 from posegen.exceptions import PosegenError
 
@@ -17,6 +17,9 @@ app.add_typer(metrics.app, name="metrics")
 app.add_typer(maps.app, name="maps")
 app.add_typer(library.app, name="library")
 app.command("config")(config_cmd.show_config)
+app.command("worker")(worker.worker)
+app.command("submit")(worker.submit)
+app.command("recover")(worker.recover)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,51 @@
+"""The durable generation queue: the only code that writes job state.
+
+``pose_generations`` is the queue (no second broker). Every function is one transaction over a
+SQLAlchemy ``Engine`` and works the same on SQLite and PostgreSQL; what differs lives in
+``dialect_sqlite`` and ``dialect_pg``. Lease-holder writes are fenced on the lease token.
+"""
+
+from posegen.queue.cancel import cancel
+from posegen.queue.claim import claim, pending_exists
+from posegen.queue.finish import fail_permanent, fail_transient, finish, finish_many
+from posegen.queue.lease import heartbeat, heartbeat_many, release, release_many
+from posegen.queue.model import (
+    ClaimedJob,
+    GenerationRequest,
+    HeartbeatResult,
+    PoseResult,
+    RecoveryOutcome,
+    SubmitResult,
+    variation_key,
+)
+from posegen.queue.progress import PoseOutcome, PoseWrite, record_pose, record_poses
+from posegen.queue.recovery import recover
+from posegen.queue.submit import submit, submit_many
+
+__all__ = [
+    "ClaimedJob",
+    "GenerationRequest",
+    "HeartbeatResult",
+    "PoseOutcome",
+    "PoseResult",
+    "PoseWrite",
+    "RecoveryOutcome",
+    "SubmitResult",
+    "cancel",
+    "claim",
+    "fail_permanent",
+    "fail_transient",
+    "finish",
+    "finish_many",
+    "heartbeat",
+    "heartbeat_many",
+    "pending_exists",
+    "record_pose",
+    "record_poses",
+    "recover",
+    "release",
+    "release_many",
+    "submit",
+    "submit_many",
+    "variation_key",
+]

@@ -1,0 +1,93 @@
+"""PostgreSQL specifics of the queue: the claim statement, row locks, NOTIFY/LISTEN and the
+recovery lock. The SQLite twin is :mod:`posegen.queue.dialect_sqlite`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import psycopg
+from sqlalchemy import Connection, Engine, Table, text
+from sqlalchemy.dialects.postgresql import insert as dialect_insert
+from sqlalchemy.sql.dml import Insert
+
+from posegen.db.hot_queries import CLAIM_SCAN
+from posegen.queue.sql import CLAIM_RETURNING, claim_columns
+
+log = logging.getLogger(__name__)
+
+#: One channel for "there may be work": payloads are not needed, a wake-up is enough.
+CHANNEL = "posegen_queue"
+#: pg_advisory lock key of the recovery runner ("posegen" + 1 as ASCII bytes, fits a bigint).
+RECOVERY_LOCK_KEY = 0x706F736567656E01
+
+_DEADLINE = (
+    ":now + make_interval(secs => :deadline_base + :deadline_per_pose * total_expected_poses)"
+)
+
+# The pick is CLAIM_SCAN verbatim (what ``posegen db verify`` EXPLAINs) plus SKIP LOCKED, so
+# concurrent claimers never wait for, nor take, each other's rows; the UPDATE then leases them all
+# in the same statement.
+CLAIM = claim_columns(
+    text(
+        "WITH picked AS (" + CLAIM_SCAN.sql + " FOR UPDATE SKIP LOCKED) "
+        "UPDATE pose_generations SET status = 'processing', "
+        "started_at = COALESCE(started_at, :now), "
+        "lease_token = lease_token + 1, attempts = attempts + 1, "
+        "leased_by = :worker, heartbeat_at = :now, "
+        f"deadline_at = {_DEADLINE}, "
+        f"lease_expires_at = LEAST(:lease_until, {_DEADLINE}) "
+        "WHERE id IN (SELECT id FROM picked) RETURNING " + CLAIM_RETURNING
+    )
+)
+
+
+class PostgresOps:
+    """Queue operations whose SQL differs on PostgreSQL."""
+
+    name = "postgresql"
+    claim_statement = CLAIM
+    #: Appended to a SELECT that fences rows a transaction is about to update.
+    lock_rows = " FOR UPDATE"
+    #: Appended to the recovery scan: rows a worker is writing right now are left for next pass.
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def insert_ignoring_duplicates(self, table: Table) -> Insert:
+        """INSERT .. ON CONFLICT DO NOTHING (a re-recorded pose is a no-op)."""
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    def notify(self, conn: Connection) -> None:
+        """Wake listening workers when this transaction commits (NOTIFY is transactional)."""
+        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
+
+    def try_recovery_lock(self, conn: Connection) -> bool:
+        """Take the fleet-wide recovery lock for this transaction, or learn someone has it."""
+        got = conn.execute(
+            text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": RECOVERY_LOCK_KEY}
+        ).scalar_one()
+        return bool(got)
+
+    def listen(
+        self, engine: Engine, on_notify: Callable[[], None], stop: threading.Event, poll: float
+    ) -> None:
+        """Call ``on_notify`` for each NOTIFY until ``stop`` is set; reconnect on errors.
+
+        Runs on its own connection outside the pool: LISTEN is session state, and a pooled
+        connection would carry it to unrelated users.
+        """
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute("LISTEN " + CHANNEL)
+                    on_notify()  # anything queued while we were not listening
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=poll, stop_after=1):
+                            on_notify()
+            except psycopg.Error as exc:
+                # Polling keeps the worker going; LISTEN is only the fast path.
+                log.warning(
+                    "LISTEN connection failed; polling until it is back", extra={"error": str(exc)}
+                )
+                stop.wait(max(poll, 1.0))

@@ -1,0 +1,53 @@
+"""Append rows to ``generation_events`` (the log the SSE stream replays), inside the caller's
+transaction so an event exists exactly when its state change does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from posegen.db.models import GenerationEvent
+from posegen.db.types import utcnow
+
+#: The event kinds clients may see, in INTERFACES.md order.
+KINDS = ("queued", "started", "pose", "retrying", "completed", "partial", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Event:
+    generation_id: int
+    kind: str
+    #: camelCase keys; always ``status``, ``completed``, ``failed`` and ``total``.
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def progress(status: str, completed: int, failed: int, total: int, **extra: Any) -> dict[str, Any]:
+    """The common body of every event, plus any extra camelCase keys."""
+    body: dict[str, Any] = {
+        "status": status,
+        "completed": completed,
+        "failed": failed,
+        "total": total,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def append(conn: Connection, events: Sequence[Event]) -> None:
+    """Insert the events in one executemany (one round trip for a whole batch)."""
+    if not events:
+        return
+    for ev in events:
+        if ev.kind not in KINDS:
+            raise ValueError(f"unknown event kind {ev.kind!r}")
+    now = utcnow()
+    conn.execute(
+        insert(GenerationEvent),
+        [
+            {"generation_id": ev.generation_id, "kind": ev.kind, "data": ev.data, "created_at": now}
+            for ev in events
+        ],
+    )

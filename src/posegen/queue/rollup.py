@@ -1,0 +1,73 @@
+"""The per-user rollup (``user_generation_stats``), changed in the same transaction as the job
+state it counts, so "top users" is an O(limit) index read that never drifts from the truth."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, bindparam, text
+
+from posegen.db.models import GenerationStatus
+from posegen.db.types import UTCDateTime, utcnow
+
+# INSERT .. ON CONFLICT DO UPDATE reads the same on SQLite (>= 3.24) and PostgreSQL.
+_UPSERT = text(
+    "INSERT INTO user_generation_stats "
+    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, updated_at) "
+    "VALUES (:user_id, :generations, :completed, :partial, :failed, :cancelled, "
+    ":poses_completed, :now) "
+    "ON CONFLICT (user_id) DO UPDATE SET "
+    "generations = user_generation_stats.generations + excluded.generations, "
+    "completed = user_generation_stats.completed + excluded.completed, "
+    "partial = user_generation_stats.partial + excluded.partial, "
+    "failed = user_generation_stats.failed + excluded.failed, "
+    "cancelled = user_generation_stats.cancelled + excluded.cancelled, "
+    "poses_completed = user_generation_stats.poses_completed + excluded.poses_completed, "
+    "updated_at = excluded.updated_at"
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+_FIELDS = ("generations", "completed", "partial", "failed", "cancelled", "poses_completed")
+_TERMINAL_FIELD = {
+    GenerationStatus.COMPLETED: "completed",
+    GenerationStatus.PARTIAL: "partial",
+    GenerationStatus.FAILED: "failed",
+    GenerationStatus.CANCELLED: "cancelled",
+}
+
+
+@dataclass
+class Deltas:
+    """Accumulates per-user increments for one transaction."""
+
+    by_user: dict[int, dict[str, int]]
+
+    def __init__(self) -> None:
+        self.by_user = defaultdict(lambda: dict.fromkeys(_FIELDS, 0))
+
+    def add(self, user_id: int, name: str, amount: int = 1) -> None:
+        if amount:
+            self.by_user[user_id][name] += amount
+
+    def submitted(self, user_id: int) -> None:
+        self.add(user_id, "generations")
+
+    def terminal(self, user_id: int, status: GenerationStatus) -> None:
+        self.add(user_id, _TERMINAL_FIELD[status])
+
+    def poses(self, user_id: int, completed: int) -> None:
+        self.add(user_id, "poses_completed", completed)
+
+
+def apply(conn: Connection, deltas: Deltas | Iterable[tuple[int, dict[str, int]]]) -> None:
+    """Write the increments, users in id order so concurrent transactions never deadlock."""
+    items = deltas.by_user.items() if isinstance(deltas, Deltas) else deltas
+    now = utcnow()
+    rows = [
+        {"user_id": user_id, "now": now, **values}
+        for user_id, values in sorted(items)
+        if any(values.values())
+    ]
+    if rows:
+        conn.execute(_UPSERT, rows)

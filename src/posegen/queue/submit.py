@@ -1,0 +1,175 @@
+"""Submit: a new generation is a ``pending`` row, a rollup increment, a ``queued`` event and (on
+PostgreSQL) a NOTIFY, all in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from posegen.config import Settings
+from posegen.db.engine import read_connection, write_transaction
+from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
+from posegen.db.types import utcnow
+from posegen.exceptions import Conflict, InvalidInput, NotFound
+from posegen.queue import events, rollup
+from posegen.queue.dialects import ops_for
+from posegen.queue.model import GenerationRequest, SubmitResult
+
+_INT32 = 2**31 - 1
+
+
+def submit(engine: Engine, settings: Settings, req: GenerationRequest) -> SubmitResult:
+    """Enqueue one generation; an idempotency key reused with the same body returns the first.
+
+    Raises :class:`InvalidInput` for a malformed request, :class:`NotFound` when the project is
+    not the user's, and :class:`Conflict` (kind ``idempotency-conflict``) when the key was used
+    for a different request.
+    """
+    validate(req)
+    if req.idempotency_key is not None:
+        found = _existing(engine, req)
+        if found is not None:
+            return found
+    try:
+        with write_transaction(engine) as conn:
+            if req.idempotency_key is not None:
+                # Re-check under the write lock (SQLite) / before the unique index decides (PG).
+                again = _lookup(conn, req)
+                if again is not None:
+                    return again
+            (gen_id,) = _insert(conn, settings, [req])
+    except IntegrityError:
+        if req.idempotency_key is None:
+            raise
+        # A concurrent submit with the same key won the unique index; answer as it did.
+        found = _existing(engine, req)
+        if found is None:
+            raise
+        return found
+    return SubmitResult(gen_id, True)
+
+
+def submit_many(engine: Engine, settings: Settings, reqs: Sequence[GenerationRequest]) -> list[int]:
+    """Enqueue many generations in one transaction (operators' bulk submit, load tests).
+
+    Idempotency keys are refused here: they only make sense one request at a time.
+    """
+    for req in reqs:
+        validate(req)
+        if req.idempotency_key is not None:
+            raise InvalidInput("bulk submit does not take idempotency keys")
+    if not reqs:
+        return []
+    with write_transaction(engine) as conn:
+        return _insert(conn, settings, reqs)
+
+
+def validate(req: GenerationRequest) -> None:
+    """Refuse what a worker could never finish; a clear message names the field."""
+    if req.variations < 1:
+        raise InvalidInput("variations must be at least 1")
+    if req.type == GenerationType.LIBRARY:
+        if not req.pose_ids:
+            raise InvalidInput("a library generation needs at least one pose")
+        if len(set(req.pose_ids)) != len(req.pose_ids):
+            raise InvalidInput("pose ids must not repeat")
+        if any(p < 1 for p in req.pose_ids):
+            raise InvalidInput("pose ids must be positive")
+    else:
+        if req.pose_ids:
+            raise InvalidInput("a text generation takes no pose ids")
+        if not (req.prompt or "").strip():
+            raise InvalidInput("a text generation needs a prompt")
+    for name, value in (("width", req.width), ("height", req.height)):
+        if not 64 <= value <= 4096:
+            raise InvalidInput(f"{name} must be between 64 and 4096")
+    if not -_INT32 <= req.priority <= _INT32:
+        raise InvalidInput("priority out of range")
+    if req.idempotency_key is not None and not 1 <= len(req.idempotency_key) <= 200:
+        raise InvalidInput("idempotency key must be 1-200 characters")
+
+
+def _insert(conn: Connection, settings: Settings, reqs: Sequence[GenerationRequest]) -> list[int]:
+    _check_projects(conn, reqs)
+    now = utcnow()
+    rows = [
+        {
+            "user_id": r.user_id,
+            "project_id": r.project_id,
+            "type": r.type,
+            "prompt": r.prompt,
+            "negative_prompt": r.negative_prompt,
+            "selected_pose_ids": list(r.pose_ids),
+            "variations": r.variations,
+            "total_expected_poses": r.total_expected_poses,
+            "width": r.width,
+            "height": r.height,
+            "seed": r.seed,
+            "status": GenerationStatus.PENDING,
+            "priority": r.priority,
+            "max_attempts": settings.max_attempts,
+            "run_after": now,
+            "created_at": now,
+            "idempotency_key": r.idempotency_key,
+            "request_hash": r.request_hash,
+        }
+        for r in reqs
+    ]
+    result = conn.execute(
+        insert(PoseGeneration).returning(PoseGeneration.id, sort_by_parameter_order=True), rows
+    )
+    ids = [int(i) for i in result.scalars().all()]
+    deltas = rollup.Deltas()
+    evs = []
+    for gen_id, req in zip(ids, reqs, strict=True):
+        deltas.submitted(req.user_id)
+        evs.append(
+            events.Event(
+                gen_id,
+                "queued",
+                events.progress("pending", 0, 0, req.total_expected_poses, priority=req.priority),
+            )
+        )
+    rollup.apply(conn, deltas)
+    events.append(conn, evs)
+    ops_for(conn).notify(conn)
+    return ids
+
+
+def _check_projects(conn: Connection, reqs: Sequence[GenerationRequest]) -> None:
+    pairs = {(r.project_id, r.user_id) for r in reqs}
+    found = set(
+        conn.execute(
+            select(Project.id, Project.user_id).where(
+                tuple_(Project.id, Project.user_id).in_(list(pairs))
+            )
+        )
+    )
+    missing = pairs - {(int(p), int(u)) for p, u in found}
+    if missing:
+        project_id, user_id = min(missing)
+        raise NotFound(f"project {project_id} not found for user {user_id}")
+
+
+def _lookup(conn: Connection, req: GenerationRequest) -> SubmitResult | None:
+    row = conn.execute(
+        select(PoseGeneration.id, PoseGeneration.request_hash).where(
+            PoseGeneration.user_id == req.user_id,
+            PoseGeneration.idempotency_key == req.idempotency_key,
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != req.request_hash:
+        raise Conflict(
+            "this Idempotency-Key was used for a different request",
+            kind="idempotency-conflict",
+        )
+    return SubmitResult(int(row.id), False)
+
+
+def _existing(engine: Engine, req: GenerationRequest) -> SubmitResult | None:
+    with read_connection(engine) as conn:
+        return _lookup(conn, req)

@@ -1,0 +1,296 @@
+"""The state changes every lease-holder operation shares: fence the rows, end a generation,
+send one back to ``pending``. Each caller supplies the transaction; rollup, events and NOTIFY
+are collected in a :class:`Pending` and written at the end of that same transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, or_, select, tuple_, update
+
+from posegen.config import Settings
+from posegen.db.models import GenerationStatus, PoseGeneration
+from posegen.db.types import utcnow
+from posegen.metrics import prom
+from posegen.queue import events, rollup
+from posegen.queue.dialects import DialectOps
+
+G = PoseGeneration
+
+
+@dataclass(frozen=True)
+class LiveRow:
+    """A generation row as its lease holder sees it, locked for this transaction."""
+
+    id: int
+    lease_token: int
+    user_id: int
+    status: GenerationStatus
+    cancel_requested: bool
+    attempts: int
+    max_attempts: int
+    poses_completed: int
+    poses_failed: int
+    total: int
+    deadline_at: dt.datetime | None
+    lease_expires_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> LiveRow:
+        return cls(
+            id=int(r.id),
+            lease_token=int(r.lease_token),
+            user_id=int(r.user_id),
+            status=GenerationStatus(r.status),
+            cancel_requested=bool(r.cancel_requested),
+            attempts=int(r.attempts),
+            max_attempts=int(r.max_attempts),
+            poses_completed=int(r.poses_completed),
+            poses_failed=int(r.poses_failed),
+            total=int(r.total_expected_poses),
+            deadline_at=r.deadline_at,
+            lease_expires_at=r.lease_expires_at,
+        )
+
+
+_LIVE_COLUMNS = (
+    G.id,
+    G.lease_token,
+    G.user_id,
+    G.status,
+    G.cancel_requested,
+    G.attempts,
+    G.max_attempts,
+    G.poses_completed,
+    G.poses_failed,
+    G.total_expected_poses,
+    G.deadline_at,
+    G.lease_expires_at,
+)
+
+
+def fence(
+    conn: Connection, ops: DialectOps, leases: Iterable[tuple[int, int]]
+) -> dict[int, LiveRow]:
+    """Lock and return the rows still ``processing`` under the given lease tokens.
+
+    A job missing from the result has lost its lease (recovered, released or finished by
+    someone else); its caller must write nothing about it.
+    """
+    pairs = sorted(set(leases))
+    if not pairs:
+        return {}
+    stmt = (
+        select(*_LIVE_COLUMNS)
+        .where(tuple_(G.id, G.lease_token).in_(pairs), G.status == GenerationStatus.PROCESSING)
+        .order_by(G.id)  # one lock order for every transaction: no deadlocks between batches
+    )
+    if ops.lock_rows:
+        stmt = stmt.with_for_update()
+    return {row.id: row for row in map(LiveRow.from_row, conn.execute(stmt))}
+
+
+def rows_by_id(conn: Connection, ops: DialectOps, ids: Sequence[int]) -> dict[int, LiveRow]:
+    """Lock and return generation rows by id, whatever their state (admin paths)."""
+    stmt = select(*_LIVE_COLUMNS).where(G.id.in_(list(ids))).order_by(G.id)
+    if ops.lock_rows:
+        stmt = stmt.with_for_update()
+    return {row.id: row for row in map(LiveRow.from_row, conn.execute(stmt))}
+
+
+@dataclass
+class Pending:
+    """Side effects a transaction owes: rollup increments, events, a NOTIFY."""
+
+    deltas: rollup.Deltas = field(default_factory=rollup.Deltas)
+    events: list[events.Event] = field(default_factory=list)
+    notify: bool = False
+    completions: list[GenerationStatus] = field(default_factory=list)
+    retries: int = 0
+
+    def write(self, conn: Connection, ops: DialectOps) -> None:
+        rollup.apply(conn, self.deltas)
+        events.append(conn, self.events)
+        if self.notify:
+            ops.notify(conn)
+
+    def count_metrics(self) -> None:
+        """Call after commit: a rolled-back transaction must not move the counters."""
+        for status in self.completions:
+            prom.COMPLETIONS.labels(status=status.value).inc()
+        if self.retries:
+            prom.RETRIES.inc(self.retries)
+
+
+#: For writes by the lease holder, "expired before" is the end of time: no extra condition.
+NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+
+# Recovery passes its scan time so the UPDATE itself re-checks that the lease is still expired.
+_STILL_EXPIRED = or_(G.lease_expires_at.is_(None), G.lease_expires_at < bindparam("b_before"))
+
+_END = (
+    update(G)
+    .where(G.id == bindparam("b_id"), G.lease_token == bindparam("b_token"))
+    .where(G.status == bindparam("b_from"), _STILL_EXPIRED)
+    .values(
+        status=bindparam("b_status"),
+        completed_at=bindparam("b_now"),
+        lease_expires_at=None,
+        error_kind=bindparam("b_kind"),
+        error_message=bindparam("b_message"),
+    )
+)
+
+
+def end(
+    conn: Connection,
+    rows: Sequence[tuple[LiveRow, GenerationStatus, str | None, str | None]],
+    pending: Pending,
+    *,
+    expired_before: dt.datetime = NEVER,
+) -> None:
+    """Move rows to terminal states: (row, status, error kind, error message) each."""
+    if not rows:
+        return
+    now = utcnow()
+    conn.execute(
+        _END,
+        [
+            {
+                "b_id": row.id,
+                "b_token": row.lease_token,
+                "b_from": row.status,
+                "b_status": status,
+                "b_now": now,
+                "b_kind": kind,
+                "b_message": None if message is None else message[:4000],
+                "b_before": expired_before,
+            }
+            for row, status, kind, message in rows
+        ],
+    )
+    for row, status, kind, message in rows:
+        pending.deltas.terminal(row.user_id, status)
+        pending.completions.append(status)
+        pending.events.append(
+            events.Event(
+                row.id,
+                status.value,
+                events.progress(
+                    status.value,
+                    row.poses_completed,
+                    row.poses_failed,
+                    row.total,
+                    errorKind=kind,
+                    errorMessage=message,
+                ),
+            )
+        )
+
+
+_REQUEUE = (
+    update(G)
+    .where(
+        G.id == bindparam("b_id"),
+        G.lease_token == bindparam("b_token"),
+        G.status == GenerationStatus.PROCESSING,
+        _STILL_EXPIRED,
+    )
+    .values(
+        status=GenerationStatus.PENDING,
+        run_after=bindparam("b_run_after"),
+        attempts=G.attempts - bindparam("b_uncount"),
+        leased_by=None,
+        heartbeat_at=None,
+        lease_expires_at=None,
+        deadline_at=None,
+        error_kind=bindparam("b_kind"),
+        error_message=bindparam("b_message"),
+    )
+)
+
+
+def requeue(
+    conn: Connection,
+    rows: Sequence[tuple[LiveRow, float, str | None, str | None]],
+    pending: Pending,
+    *,
+    count_attempt: bool = True,
+    expired_before: dt.datetime = NEVER,
+) -> None:
+    """Send ``processing`` rows back to ``pending`` after (row, delay s, error kind, message).
+
+    ``count_attempt=False`` (graceful release) gives back the attempt the claim took.
+    """
+    if not rows:
+        return
+    now = utcnow()
+    conn.execute(
+        _REQUEUE,
+        [
+            {
+                "b_id": row.id,
+                "b_token": row.lease_token,
+                "b_run_after": now + dt.timedelta(seconds=delay),
+                "b_uncount": 0 if count_attempt else 1,
+                "b_kind": kind,
+                "b_message": None if message is None else message[:4000],
+                "b_before": expired_before,
+            }
+            for row, delay, kind, message in rows
+        ],
+    )
+    for row, delay, kind, message in rows:
+        attempts = row.attempts if count_attempt else row.attempts - 1
+        run_after = now + dt.timedelta(seconds=delay)
+        kind_name = "retrying" if count_attempt else "queued"
+        pending.events.append(
+            events.Event(
+                row.id,
+                kind_name,
+                events.progress(
+                    "pending",
+                    row.poses_completed,
+                    row.poses_failed,
+                    row.total,
+                    attempt=attempts,
+                    runAfter=run_after.isoformat(),
+                    errorKind=kind,
+                    errorMessage=message,
+                    reason=None if count_attempt else "released",
+                ),
+            )
+        )
+        if count_attempt:
+            pending.retries += 1
+        if delay <= 0:
+            pending.notify = True
+
+
+def backoff_seconds(settings: Settings, attempts: int) -> float:
+    """Exponential backoff with +-20 % jitter: base * 2^(attempts-1), capped at the maximum."""
+    base = settings.retry_backoff_base_seconds * float(2 ** max(attempts - 1, 0))
+    capped = min(settings.retry_backoff_max_seconds, base)
+    return min(settings.retry_backoff_max_seconds, capped * random.uniform(0.8, 1.2))
+
+
+def final_status(row: LiveRow) -> tuple[GenerationStatus, str | None, str | None]:
+    """Where a generation ends when its handler is done, from its committed pose counts."""
+    done = row.poses_completed + row.poses_failed
+    if done < row.total and row.cancel_requested:
+        return GenerationStatus.CANCELLED, None, None
+    missing = row.total - done
+    kind = message = None
+    if missing:
+        kind, message = "incomplete", f"the handler stopped with {missing} of {row.total} poses"
+    elif row.poses_failed:
+        kind, message = "pose-failures", f"{row.poses_failed} of {row.total} poses failed"
+    if row.poses_completed == row.total:
+        return GenerationStatus.COMPLETED, None, None
+    if row.poses_completed == 0:
+        return GenerationStatus.FAILED, kind, message
+    return GenerationStatus.PARTIAL, kind, message
