@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     max_total_poses: int = Field(default=500, ge=1)
     max_variations: int = Field(default=10, ge=1)
     metrics_cache_ttl_seconds: float = Field(default=60.0, ge=0)
+    #: How long an API process trusts a key it looked up (a revocation elsewhere waits this long).
+    auth_cache_seconds: float = Field(default=5.0, ge=0)
     #: Bearer token Prometheus sends to scrape ``/metrics`` (admin API keys work too).
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None

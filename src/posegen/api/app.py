@@ -1,0 +1,83 @@
+"""The application factory. Settings and engine come in (or the engine is built here); nothing
+is created at import time, so tests build one app per database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy import Engine
+
+from posegen.api import errors, openapi
+from posegen.api.deps import KeyCache
+from posegen.api.limits import BodySizeLimit
+from posegen.api.routes import admin, files, generations, health, library, metrics, projects
+from posegen.config import Settings
+from posegen.web import include_web
+
+PREFIX = "/api/pose-generator"
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """Build the API for ``settings``; an ``engine`` passed in is used (and not disposed)."""
+    from posegen.controlnet import MapCache
+    from posegen.db.engine import make_engine
+
+    owns_engine = engine is None
+    the_engine = make_engine(settings) if engine is None else engine
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owns_engine:
+            the_engine.dispose()
+
+    app = FastAPI(
+        title="posegen",
+        version="0.1.0",
+        description=(
+            "Pose generation: projects with a subject image, a pose library, queued generations "
+            "with live progress. Authenticate with `Authorization: Bearer <API key>`."
+        ),
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.engine = the_engine
+    app.state.key_cache = KeyCache(settings.auth_cache_seconds)
+    app.state.map_cache = MapCache(settings)
+
+    errors.install(app)
+    openapi.install(app)
+
+    for router in (
+        library.router,
+        projects.router,
+        generations.router,
+        files.router,
+        admin.router,
+    ):
+        app.include_router(router, prefix=PREFIX)
+    # Probes at the root (for load balancers) and under the prefix (next to the API).
+    app.include_router(health.router)
+    app.include_router(health.router, prefix=PREFIX, include_in_schema=False)
+    # Usage metrics, /metrics for Prometheus, and per-route latency of every request.
+    metrics.install(app)
+    # The dashboard and gallery under /ui (session cookie sign-in; same core reads as the API).
+    include_web(app, settings, the_engine)
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:
+        # Added last, so it is outermost: even a 413 carries the CORS headers a browser needs.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+            expose_headers=["Retry-After", "Location"],
+        )
+    return app

@@ -1,0 +1,1 @@
+"""One router per area; ``posegen.api.app`` includes them under the API prefix."""

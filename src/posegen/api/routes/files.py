@@ -1,0 +1,150 @@
+"""Results of a generation: the list, image and thumbnail downloads, and a streamed ZIP.
+
+Files are served from the result store after the same visibility check as the generation
+itself (owner or admin); there is no public static folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, StreamingResponse
+
+from posegen import generations_read
+from posegen.api.deps import EngineDep, PathId, SettingsDep
+from posegen.api.openapi import problems
+from posegen.api.routes.generations import GenerationDep
+from posegen.api.schemas import ResultOut
+from posegen.api.zipstream import stream_zip
+from posegen.config import Settings
+from posegen.db.models import PoseStatus
+from posegen.exceptions import NotFound, PosegenError
+from posegen.storage import make_storage
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/generations", tags=["results"])
+
+_MEDIA = {"image": "image/png", "thumbnail": "image/jpeg"}
+
+
+def _url(request: Request, generation_id: int, result_id: int, what: str) -> str:
+    return request.url_for(
+        "result_file", generation_id=generation_id, result_id=result_id, what=what
+    ).path
+
+
+def result_out(request: Request, generation_id: int, r: generations_read.ResultRow) -> ResultOut:
+    return ResultOut(
+        id=r.id,
+        variation_key=r.variation_key,
+        pose_id=r.pose_id,
+        variation_index=r.variation_index,
+        status=r.status,
+        seed=r.seed,
+        prompt_used=r.prompt_used,
+        duration_ms=r.duration_ms,
+        error_kind=r.error_kind,
+        error_message=r.error_message,
+        image_url=_url(request, generation_id, r.id, "image") if r.image_path else None,
+        thumbnail_url=_url(request, generation_id, r.id, "thumbnail") if r.thumbnail_path else None,
+        created_at=r.created_at,
+    )
+
+
+@router.get(
+    "/{generation_id}/results",
+    name="generation_results",
+    response_model=list[ResultOut],
+    responses=problems(404),
+)
+def list_results(request: Request, generation: GenerationDep, engine: EngineDep) -> list[ResultOut]:
+    """Every finished or failed pose variation so far, in the order they were written."""
+    return [
+        result_out(request, generation.id, r)
+        for r in generations_read.results(engine, generation.id)
+    ]
+
+
+@router.get(
+    "/{generation_id}/results/{result_id}/{what}",
+    name="result_file",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The image (PNG) or its thumbnail (JPEG).",
+            "content": {"image/png": {}, "image/jpeg": {}},
+        },
+        **problems(404),
+    },
+)
+def result_file(
+    generation: GenerationDep,
+    result_id: PathId,
+    what: Literal["image", "thumbnail"],
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> FileResponse:
+    """Download one result image or its thumbnail."""
+    row = generations_read.result(engine, generation.id, result_id)
+    rel = row.image_path if what == "image" else row.thumbnail_path
+    if rel is None:
+        raise NotFound(f"result {result_id} has no {what}")
+    path = make_storage(settings).open(rel)
+    suffix = "png" if what == "image" else "jpg"
+    return FileResponse(
+        path,
+        media_type=_MEDIA[what],
+        filename=f"generation-{generation.id}-{row.variation_key}.{suffix}",
+        content_disposition_type="inline",
+        headers={"Cache-Control": "private, max-age=3600"},
+    )
+
+
+def _archive_entries(
+    settings: Settings, rows: Iterable[generations_read.ResultRow]
+) -> list[tuple[str, Path]]:
+    store = make_storage(settings)
+    entries = []
+    for row in rows:
+        if row.status != PoseStatus.COMPLETED or not row.image_path:
+            continue
+        try:
+            entries.append((f"{row.variation_key}.png", store.open(row.image_path)))
+        except PosegenError:
+            # A file removed behind the database's back: leave it out, the rest still download.
+            log.warning("result file missing", extra={"result_id": row.id})
+    return entries
+
+
+@router.get(
+    "/{generation_id}/archive",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "A ZIP of every completed image.", "content": {"application/zip": {}}},
+        **problems(404),
+    },
+)
+def archive(
+    generation: GenerationDep, engine: EngineDep, settings: SettingsDep
+) -> StreamingResponse:
+    """All completed images as one ZIP, streamed (never built in memory)."""
+    entries = _archive_entries(settings, generations_read.results(engine, generation.id))
+    return StreamingResponse(
+        stream_zip(entries),
+        media_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="generation-{generation.id}.zip"'},
+    )
+
+
+def remove_results(settings: Settings, generation_ids: Iterable[int]) -> None:
+    """Delete the stored files of generations whose rows are gone (project deleted)."""
+    store = make_storage(settings)
+    for generation_id in generation_ids:
+        with contextlib.suppress(OSError):
+            store.delete_generation(generation_id)

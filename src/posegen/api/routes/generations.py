@@ -1,0 +1,249 @@
+"""Generations: submit (idempotent, limited), list, status, live events (SSE), cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.sse import EventSourceResponse
+
+from posegen import catalog, generations_read, projects, queue
+from posegen.accounts import Account
+from posegen.api import sse
+from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
+from posegen.api.limits import check_submission_limits
+from posegen.api.openapi import problems
+from posegen.api.schemas import MAX_ID, GenerationCreate, GenerationOut, Page
+from posegen.config import Settings
+from posegen.db.models import GenerationStatus, GenerationType, ProjectStatus
+from posegen.exceptions import Conflict, Forbidden, InvalidInput
+
+router = APIRouter(prefix="/generations", tags=["generations"])
+
+
+def visible_generation(
+    generation_id: PathId, user: CurrentUser, engine: EngineDep
+) -> generations_read.GenerationView:
+    """The generation if the caller owns it or is an admin; otherwise 404 (never 403)."""
+    return generations_read.get_visible(engine, generation_id, None if is_admin(user) else user.id)
+
+
+GenerationDep = Annotated[generations_read.GenerationView, Depends(visible_generation)]
+
+
+def generation_out(request: Request, g: generations_read.GenerationView) -> GenerationOut:
+    return GenerationOut(
+        id=g.id,
+        project_id=g.project_id,
+        user_id=g.user_id,
+        type=g.type,
+        status=g.status,
+        prompt=g.prompt,
+        negative_prompt=g.negative_prompt,
+        pose_ids=g.pose_ids,
+        variations=g.variations,
+        total=g.total,
+        completed=g.completed,
+        failed=g.failed,
+        percent=g.percent,
+        eta_seconds=g.eta_seconds(),
+        width=g.width,
+        height=g.height,
+        seed=g.seed,
+        priority=g.priority,
+        attempts=g.attempts,
+        max_attempts=g.max_attempts,
+        cancel_requested=g.cancel_requested,
+        error_kind=g.error_kind,
+        error_message=g.error_message,
+        created_at=g.created_at,
+        started_at=g.started_at,
+        completed_at=g.completed_at,
+        events_url=request.url_for("generation_events", generation_id=g.id).path,
+        results_url=request.url_for("generation_results", generation_id=g.id).path,
+    )
+
+
+def _check_request(body: GenerationCreate, user: Account, settings: Settings) -> None:
+    """Settings-dependent limits (422) and the admin-only priority (403)."""
+    if body.priority not in (None, 0) and not is_admin(user):
+        raise Forbidden("only admins may set a priority", kind="priority-admin-only")
+    if body.variations > settings.max_variations:
+        raise InvalidInput(
+            f"variations must be 1-{settings.max_variations}", kind="too-many-variations"
+        )
+    poses = len(body.pose_ids or [])
+    if poses > settings.max_poses_per_request:
+        raise InvalidInput(
+            f"at most {settings.max_poses_per_request} poses per request", kind="too-many-poses"
+        )
+    total = body.variations * max(poses, 1)
+    if total > settings.max_total_poses:
+        raise InvalidInput(
+            f"{total} images requested; at most {settings.max_total_poses} per generation",
+            kind="too-many-total-poses",
+        )
+    width = body.width or settings.default_width
+    height = body.height or settings.default_height
+    if width * height > settings.image_max_pixels:
+        raise InvalidInput(f"{width}x{height} is over the pixel cap", kind="too-many-pixels")
+
+
+def request_hash(body: GenerationCreate) -> str:
+    """SHA-256 of the canonical request (what an Idempotency-Key is bound to)."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Same key + same body = the same generation; another body = 409.",
+    ),
+]
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=GenerationOut,
+    responses={
+        200: {"model": GenerationOut, "description": "Replay of an earlier Idempotency-Key"},
+        **problems(404, 409, 429),
+    },
+)
+def create_generation(
+    body: GenerationCreate,
+    request: Request,
+    response: Response,
+    user: CurrentUser,
+    engine: EngineDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> GenerationOut:
+    """Queue a generation: library poses (`poseIds`) or a text-described pose (`textPrompt`)."""
+    _check_request(body, user, settings)
+    digest = request_hash(body)
+    if idempotency_key is not None:
+        earlier = generations_read.find_by_idempotency_key(engine, user.id, idempotency_key)
+        if earlier is not None:
+            if earlier[1] != digest:
+                raise Conflict(
+                    "this Idempotency-Key was used for a different request",
+                    kind="idempotency-conflict",
+                )
+            response.status_code = 200
+            return generation_out(request, generations_read.get_visible(engine, earlier[0], None))
+    project = projects.get(engine, body.project_id, user.id)
+    if project.status != ProjectStatus.ACTIVE:
+        raise Conflict(f"project {project.id} is archived", kind="project-archived")
+    if body.pose_ids:
+        missing = catalog.missing_poses(engine, body.pose_ids, include_private=is_admin(user))
+        if missing:
+            raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
+    check_submission_limits(engine, settings, user.id)
+    text = body.text_prompt is not None
+    result = queue.submit(
+        engine,
+        settings,
+        queue.GenerationRequest(
+            user_id=user.id,
+            project_id=project.id,
+            type=GenerationType.TEXT if text else GenerationType.LIBRARY,
+            pose_ids=list(body.pose_ids or []),
+            variations=body.variations,
+            prompt=body.text_prompt if text else body.prompt,
+            negative_prompt=body.negative_prompt,
+            width=body.width or settings.default_width,
+            height=body.height or settings.default_height,
+            seed=body.seed,
+            priority=body.priority or 0,
+            idempotency_key=idempotency_key,
+            request_hash=digest,
+        ),
+    )
+    view = generations_read.get_visible(engine, result.generation_id, None)
+    response.status_code = 202 if result.created else 200
+    response.headers["Location"] = request.url_for("get_generation", generation_id=view.id).path
+    return generation_out(request, view)
+
+
+@router.get("", response_model=Page[GenerationOut], responses=problems(403))
+def list_generations(
+    request: Request,
+    user: CurrentUser,
+    engine: EngineDep,
+    status: GenerationStatus | None = None,
+    user_id: Annotated[int | None, Query(alias="userId", ge=1, le=MAX_ID)] = None,
+    project_id: Annotated[int | None, Query(alias="projectId", ge=1, le=MAX_ID)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[GenerationOut]:
+    """The caller's generations, newest first; admins see everyone's (filter with `userId`)."""
+    if not is_admin(user):
+        if user_id is not None and user_id != user.id:
+            raise Forbidden("only admins may list other users' generations")
+        user_id = user.id
+    page = generations_read.list_generations(
+        engine, user_id=user_id, status=status, project_id=project_id, cursor=cursor, limit=limit
+    )
+    return Page[GenerationOut](
+        items=[generation_out(request, g) for g in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get(
+    "/{generation_id}", name="get_generation", response_model=GenerationOut, responses=problems(404)
+)
+def get_generation(request: Request, generation: GenerationDep) -> GenerationOut:
+    """Status, counts, percent done, ETA and error of one generation."""
+    return generation_out(request, generation)
+
+
+@router.get(
+    "/{generation_id}/events",
+    name="generation_events",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "Event stream: `id` is the event id, `event` its kind, `data` JSON.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        204: {"description": "The generation ended and the client has seen every event."},
+        **problems(404),
+    },
+)
+async def generation_events(
+    generation: GenerationDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[
+        int | None,
+        Header(alias="Last-Event-ID", ge=0, le=MAX_ID, description="Resume after this event."),
+    ] = None,
+) -> Response:
+    """Server-Sent Events: replay from `Last-Event-ID`, then live until the generation ends."""
+    after = last_event_id or 0
+    if await run_in_threadpool(sse.nothing_left, engine, generation.id, after):
+        return Response(status_code=204)
+    poll = min(settings.poll_interval_seconds, 1.0)
+    return EventSourceResponse(
+        sse.stream(engine, generation.id, after, poll),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post("/{generation_id}/cancel", response_model=GenerationOut, responses=problems(404, 409))
+def cancel_generation(
+    request: Request, generation: GenerationDep, user: CurrentUser, engine: EngineDep
+) -> GenerationOut:
+    """Cancel: a pending generation ends at once; a running one stops between poses."""
+    queue.cancel(engine, generation.id, None if is_admin(user) else user.id)
+    return generation_out(request, generations_read.get_visible(engine, generation.id, None))

@@ -1,0 +1,181 @@
+"""The pose library: categories, poses (filters + cursor pages), pose maps; admin edits."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from posegen import catalog, uploads
+from posegen.api import forms
+from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep, is_admin
+from posegen.api.openapi import problems
+from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
+from posegen.controlnet import sources
+from posegen.exceptions import NotFound
+
+router = APIRouter(prefix="/library", tags=["library"])
+
+Limit = Annotated[int, Query(ge=1, le=200, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=200, description="From `nextCursor`.")]
+
+
+def pose_out(request: Request, pose: catalog.PoseView) -> PoseOut:
+    return PoseOut(
+        id=pose.id,
+        slug=pose.slug,
+        name=pose.name,
+        description=pose.description,
+        category_id=pose.category_id,
+        category_slug=pose.category_slug,
+        tags=pose.tags,
+        keypoints=pose.keypoints,
+        controlnet_map_url=pose.controlnet_map_url,
+        preview_image_url=pose.preview_image_url,
+        is_public=pose.is_public,
+        map_url=request.url_for("pose_map", pose_id=pose.id).path,
+        created_at=pose.created_at,
+    )
+
+
+@router.get("/categories", response_model=list[CategoryOut])
+def list_categories(user: CurrentUser, engine: EngineDep) -> list[CategoryOut]:
+    """Categories with the number of poses visible to the caller."""
+    rows = catalog.list_categories(engine, include_private=is_admin(user))
+    return [CategoryOut.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.get("/poses", response_model=Page[PoseOut])
+def list_poses(
+    request: Request,
+    user: CurrentUser,
+    engine: EngineDep,
+    category: Annotated[str | None, Query(max_length=64, description="Category slug.")] = None,
+    tag: Annotated[str | None, Query(max_length=50)] = None,
+    q: Annotated[str | None, Query(max_length=100, description="Text search.")] = None,
+    cursor: Cursor = None,
+    limit: Limit = 50,
+) -> Page[PoseOut]:
+    page = catalog.list_poses(
+        engine,
+        include_private=is_admin(user),
+        category=category,
+        tag=tag,
+        q=q,
+        cursor=cursor,
+        limit=limit,
+    )
+    return Page[PoseOut](
+        items=[pose_out(request, p) for p in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/poses/{pose_id}", response_model=PoseOut, responses=problems(404))
+def get_pose(request: Request, pose_id: PathId, user: CurrentUser, engine: EngineDep) -> PoseOut:
+    return pose_out(request, catalog.get_pose(engine, pose_id, include_private=is_admin(user)))
+
+
+@router.get(
+    "/poses/{pose_id}/map",
+    name="pose_map",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The pose map."},
+        **problems(404),
+    },
+)
+def pose_map(request: Request, pose_id: PathId, user: CurrentUser, engine: EngineDep) -> Response:
+    """The ControlNet pose map as PNG (fetched safely and cached, or rendered from keypoints)."""
+    from posegen.library import pose_map_source
+
+    pose = catalog.get_pose(engine, pose_id, include_private=is_admin(user))
+    result = request.app.state.map_cache.load(pose_map_source(pose))
+    if result is None:
+        raise NotFound(f"pose {pose_id} has no map", kind="no-map")
+    return Response(
+        result.png,
+        media_type="image/png",
+        headers={"ETag": f'"{result.sha256}"', "Cache-Control": "private, max-age=300"},
+    )
+
+
+def _slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100] or "pose"
+
+
+def _columns(body: PoseWrite) -> dict[str, Any]:
+    values = body.model_dump(exclude_unset=True, exclude={"category"})
+    if "keypoints" in values and values["keypoints"] is not None:
+        sources.parse_persons(values["keypoints"])
+    return values
+
+
+@router.post(
+    "/poses",
+    status_code=201,
+    response_model=PoseOut,
+    responses=problems(409),
+    openapi_extra=forms.request_body(PoseCreate, "map", "Pose map image (PNG, JPEG or WebP)."),
+)
+async def create_pose(
+    request: Request, admin: AdminUser, engine: EngineDep, settings: SettingsDep
+) -> PoseOut:
+    """Add a pose (admin): keypoints, a map URL, or a map image upload (multipart)."""
+    body, upload = await forms.read_body(request, PoseCreate, settings, "map")
+    values = _columns(body)
+    values.setdefault("slug", _slugify(body.name))
+    png = None
+    if upload is not None:
+        png = await run_in_threadpool(uploads.validated_png, settings, upload)
+        # The file is named after the new row's id, so the row comes first with a stand-in path.
+        values["controlnet_map_url"] = "/uploads/maps/storing.png"
+    pose = await run_in_threadpool(lambda: catalog.create_pose(engine, body.category, **values))
+    if png is not None:
+        try:
+            path = await run_in_threadpool(
+                uploads.store, settings, uploads.MAPS, f"pose-{pose.id}", png
+            )
+            pose = await run_in_threadpool(
+                lambda: catalog.update_pose(engine, pose.id, controlnet_map_url=path)
+            )
+        except BaseException:
+            await run_in_threadpool(catalog.delete_pose, engine, pose.id)
+            raise
+    return pose_out(request, pose)
+
+
+@router.patch(
+    "/poses/{pose_id}",
+    response_model=PoseOut,
+    responses=problems(404, 409),
+    openapi_extra=forms.request_body(PoseWrite, "map", "New pose map image."),
+)
+async def update_pose(
+    request: Request, pose_id: PathId, admin: AdminUser, engine: EngineDep, settings: SettingsDep
+) -> PoseOut:
+    """Change a pose (admin); only the fields given change."""
+    body, upload = await forms.read_body(request, PoseWrite, settings, "map")
+    values = _columns(body)
+    await run_in_threadpool(catalog.get_pose, engine, pose_id, include_private=True)
+    if upload is not None:
+        png = await run_in_threadpool(uploads.validated_png, settings, upload)
+        values["controlnet_map_url"] = await run_in_threadpool(
+            uploads.store, settings, uploads.MAPS, f"pose-{pose_id}", png
+        )
+    pose = await run_in_threadpool(
+        lambda: catalog.update_pose(engine, pose_id, body.category, **values)
+    )
+    return pose_out(request, pose)
+
+
+@router.delete("/poses/{pose_id}", status_code=204, responses=problems(404))
+def delete_pose(
+    pose_id: PathId, admin: AdminUser, engine: EngineDep, settings: SettingsDep
+) -> Response:
+    """Delete a pose (admin). Results made from it keep their images."""
+    pose = catalog.get_pose(engine, pose_id, include_private=True)
+    catalog.delete_pose(engine, pose_id)
+    uploads.remove(settings, pose.controlnet_map_url, uploads.MAPS)
+    return Response(status_code=204)

@@ -1,0 +1,292 @@
+"""Request and response bodies. JSON is camelCase (as the seed's responses were); Python is not.
+
+Request models forbid unknown fields, so a typo is a 422 instead of a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from posegen.db.models import GenerationStatus, GenerationType, PoseStatus, ProjectStatus, Role
+
+T = TypeVar("T")
+
+#: 2**32 - 1: the seed range every backend (torch, ComfyUI) accepts.
+MAX_SEED = 4_294_967_295
+#: Ids are BIGINT; a larger number can never match and must not reach the driver.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class RequestModel(ApiModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document; ``kind`` repeats the last segment of ``type``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    kind: str
+    errors: list[dict[str, Any]] | None = None
+
+
+class Page(ApiModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+# --- library -------------------------------------------------------------------------------
+
+Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=3)]
+#: OpenPose COCO-18 order; coordinates normalised to 0..1, null for a missing point.
+Keypoints = Annotated[list[Point | None], Field(min_length=18, max_length=18)]
+Tag = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class CategoryOut(ApiModel):
+    id: int
+    slug: str
+    name: str
+    description: str
+    sort_order: int
+    pose_count: int
+
+
+class PoseOut(ApiModel):
+    id: int
+    slug: str
+    name: str
+    description: str
+    category_id: int
+    category_slug: str
+    tags: list[str]
+    keypoints: list[list[float] | None] | None
+    controlnet_map_url: str | None
+    preview_image_url: str | None
+    is_public: bool
+    map_url: str = Field(description="API path of the pose map PNG.")
+    created_at: dt.datetime
+
+
+class PoseWrite(RequestModel):
+    slug: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    category: Annotated[str, Field(min_length=1, max_length=64)] | Id | None = Field(
+        default=None, description="Category slug or id."
+    )
+    tags: Annotated[list[Tag], Field(max_length=30)] | None = None
+    keypoints: Keypoints | None = None
+    controlnet_map_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    preview_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    is_public: bool | None = None
+
+
+class PoseCreate(PoseWrite):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    category: Annotated[str, Field(min_length=1, max_length=64)] | Id = Field(
+        description="Category slug or id."
+    )
+
+
+# --- projects ------------------------------------------------------------------------------
+
+
+class ProjectCreate(RequestModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    subject_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+
+
+class ProjectUpdate(RequestModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    subject_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+
+
+class ProjectOut(ApiModel):
+    id: int
+    name: str
+    subject_image_url: str | None
+    status: ProjectStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+# --- generations ---------------------------------------------------------------------------
+
+Prompt = Annotated[str, Field(min_length=3, max_length=500)]
+Side = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]
+
+
+class GenerationCreate(RequestModel):
+    """Library poses (``poseIds``) or a text description of the pose (``textPrompt``)."""
+
+    project_id: Id
+    pose_ids: Annotated[list[Id], Field(min_length=1)] | None = None
+    text_prompt: Prompt | None = None
+    prompt: Prompt | None = Field(default=None, description="Extra prompt for library poses.")
+    negative_prompt: Annotated[str, Field(max_length=500)] | None = None
+    variations: Annotated[int, Field(ge=1)] = 1
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)] | None = None
+    width: Side | None = None
+    height: Side | None = None
+    priority: Annotated[int, Field(ge=-100, le=100)] | None = Field(
+        default=None, description="Admins only; higher runs first."
+    )
+
+    @field_validator("pose_ids")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("poseIds must not repeat a pose (ask for more variations instead)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> GenerationCreate:
+        if (self.pose_ids is None) == (self.text_prompt is None):
+            raise ValueError("give exactly one of poseIds or textPrompt")
+        if self.text_prompt is not None and self.prompt is not None:
+            raise ValueError("prompt goes with poseIds; textPrompt is the whole prompt")
+        return self
+
+
+class GenerationOut(ApiModel):
+    id: int
+    project_id: int
+    user_id: int
+    type: GenerationType
+    status: GenerationStatus
+    prompt: str | None
+    negative_prompt: str | None
+    pose_ids: list[int]
+    variations: int
+    total: int
+    completed: int
+    failed: int
+    percent: float
+    eta_seconds: float | None
+    width: int
+    height: int
+    seed: int | None
+    priority: int
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    error_kind: str | None
+    error_message: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    events_url: str
+    results_url: str
+
+
+class ResultOut(ApiModel):
+    id: int
+    variation_key: str
+    pose_id: int | None
+    variation_index: int
+    status: PoseStatus
+    seed: int | None
+    prompt_used: str | None
+    duration_ms: int | None
+    error_kind: str | None
+    error_message: str | None
+    image_url: str | None
+    thumbnail_url: str | None
+    created_at: dt.datetime
+
+
+class EventOut(ApiModel):
+    """The ``data`` of one server-sent event; the event's ``id`` is the event row id."""
+
+    id: int
+    kind: str
+    generation_id: int
+    data: dict[str, Any]
+    created_at: dt.datetime
+
+
+# --- admin and health ----------------------------------------------------------------------
+
+
+class RecoveryRunOut(ApiModel):
+    id: int
+    runner: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None
+    requeued: int
+    failed: int
+    error: str | None
+
+
+class RecoveryOut(ApiModel):
+    queued: int
+    processing: int
+    stuck: int
+    last_run: RecoveryRunOut | None
+
+
+class RecoveryRunResult(ApiModel):
+    requeued: int
+    failed: int
+    cancelled: int
+    ran: bool = Field(description="False when another runner held the recovery lock.")
+
+
+class WorkerOut(ApiModel):
+    id: str
+    host: str
+    pid: int
+    concurrency: int
+    in_flight: int
+    started_at: dt.datetime
+    last_seen_at: dt.datetime
+    stopped_at: dt.datetime | None
+    alive: bool
+
+
+class UserOut(ApiModel):
+    id: int
+    name: str
+    email: str
+    role: Role
+    active_keys: int | None = None
+
+
+class UserCreate(RequestModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    email: Annotated[str, Field(min_length=3, max_length=320)]
+    role: Role = Role.USER
+
+
+class NewKeyOut(ApiModel):
+    user: UserOut
+    api_key: str = Field(description="Shown once; only its SHA-256 is stored.")
+    prefix: str
+
+
+class RevokedOut(ApiModel):
+    revoked: int
+
+
+class HealthOut(ApiModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(ApiModel):
+    status: Literal["ready"]
+    database: Literal["ok"]
+    migrations: Literal["head"]

@@ -1,0 +1,73 @@
+"""Server-Sent Events for one generation, replayed from the ``generation_events`` table.
+
+Each event's ``id`` is its row id, so a client that reconnects with ``Last-Event-ID`` resumes
+exactly after the last event it saw: nothing missed, nothing twice, whichever API replica it
+reaches. The stream ends after a terminal event (completed, partial, failed, cancelled).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi.sse import format_sse_event
+from sqlalchemy import Engine
+
+from posegen import generations_read
+from posegen.db.models import TERMINAL_STATUSES
+
+#: Comment line sent when nothing happened for a while, so proxies keep the connection open.
+KEEPALIVE_SECONDS = 15.0
+#: Tells EventSource clients how long to wait before reconnecting (milliseconds).
+RETRY_MS = 2000
+
+
+def event_bytes(event: generations_read.EventRow, generation_id: int) -> bytes:
+    payload = {
+        "id": event.id,
+        "kind": event.kind,
+        "generationId": generation_id,
+        "data": event.data,
+        "createdAt": event.created_at.isoformat(),
+    }
+    return format_sse_event(
+        data_str=json.dumps(payload, separators=(",", ":")),
+        event=event.kind,
+        id=str(event.id),
+    )
+
+
+def nothing_left(engine: Engine, generation_id: int, after_id: int) -> bool:
+    """True when the generation has ended and the client has every event (answer 204)."""
+    events, status = generations_read.events_after(engine, generation_id, after_id, limit=1)
+    return not events and (status is None or status in TERMINAL_STATUSES)
+
+
+async def stream(
+    engine: Engine, generation_id: int, after_id: int, poll_seconds: float
+) -> AsyncIterator[bytes]:
+    """Yield SSE frames: replay after ``after_id``, then follow new events until a terminal one."""
+    yield format_sse_event(retry=RETRY_MS)
+    last = after_id
+    quiet_since = time.monotonic()
+    while True:
+        events, status = await anyio.to_thread.run_sync(
+            generations_read.events_after, engine, generation_id, last
+        )
+        for event in events:
+            yield event_bytes(event, generation_id)
+            last = event.id
+            if event.kind in generations_read.TERMINAL_EVENT_KINDS:
+                return
+        if events:
+            quiet_since = time.monotonic()
+            continue
+        if status is None or status in TERMINAL_STATUSES:
+            # Deleted, or ended without a terminal event after ``last`` (the client saw it already).
+            return
+        if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+            yield format_sse_event(comment="keep-alive")
+            quiet_since = time.monotonic()
+        await anyio.sleep(poll_seconds)

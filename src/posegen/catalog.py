@@ -1,0 +1,222 @@
+"""The pose library as the API reads and edits it: categories, poses, filters, keyset pages.
+
+Private poses (``is_public = false``) are visible to admins only; to everyone else they do not
+exist. Seeding the built-in library lives in :mod:`posegen.library`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, String, cast, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from posegen import pagination
+from posegen.db.engine import read_connection, write_transaction
+from posegen.db.models import PoseCategory, PoseLibrary
+from posegen.exceptions import Conflict, InvalidInput, NotFound
+
+L = PoseLibrary
+C = PoseCategory
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class CategoryView:
+    id: int
+    slug: str
+    name: str
+    description: str
+    sort_order: int
+    pose_count: int
+
+
+@dataclass(frozen=True)
+class PoseView:
+    id: int
+    slug: str
+    name: str
+    description: str
+    category_id: int
+    category_slug: str
+    tags: list[str]
+    keypoints: list[Any] | None
+    controlnet_map_url: str | None
+    preview_image_url: str | None
+    is_public: bool
+    created_at: dt.datetime
+
+
+_POSE_COLUMNS = (
+    L.id, L.slug, L.name, L.description, L.category_id, C.slug.label("category_slug"), L.tags,
+    L.keypoints, L.controlnet_map_url, L.preview_image_url, L.is_public, L.created_at,
+)  # fmt: skip
+
+
+def _pose(r: Any) -> PoseView:
+    return PoseView(
+        r.id, r.slug, r.name, r.description or "", r.category_id, r.category_slug,
+        list(r.tags or []), r.keypoints, r.controlnet_map_url, r.preview_image_url,
+        bool(r.is_public), r.created_at,
+    )  # fmt: skip
+
+
+def list_categories(engine: Engine, *, include_private: bool) -> list[CategoryView]:
+    """Every category with the number of poses the caller can see in it."""
+    counted = select(L.category_id, func.count(L.id).label("n")).group_by(L.category_id)
+    if not include_private:
+        counted = counted.where(L.is_public.is_(True))
+    sub = counted.subquery()
+    stmt = (
+        select(C.id, C.slug, C.name, C.description, C.sort_order, func.coalesce(sub.c.n, 0))
+        .outerjoin(sub, sub.c.category_id == C.id)
+        .order_by(C.sort_order, C.id)
+    )
+    with read_connection(engine) as conn:
+        return [
+            CategoryView(r[0], r[1], r[2], r[3] or "", r[4], int(r[5])) for r in conn.execute(stmt)
+        ]
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_poses(
+    engine: Engine,
+    *,
+    include_private: bool,
+    category: str | None = None,
+    tag: str | None = None,
+    q: str | None = None,
+    cursor: str | None = None,
+    limit: int = pagination.DEFAULT_LIMIT,
+) -> pagination.Page[PoseView]:
+    """Poses by id, filtered by category slug, exact tag and a case-insensitive text search."""
+    stmt = select(*_POSE_COLUMNS).join(C, C.id == L.category_id)
+    if not include_private:
+        stmt = stmt.where(L.is_public.is_(True))
+    if category:
+        stmt = stmt.where(C.slug == category)
+    if tag:
+        # Tags are a small JSON list; matching its serialised form works the same on both
+        # engines and the library is small enough that no index is needed.
+        needle = _like_escape(json.dumps(tag.strip().lower()))
+        stmt = stmt.where(cast(L.tags, String).like(f"%{needle}%", escape="\\"))
+    if q:
+        pattern = f"%{_like_escape(q.strip().lower())}%"
+        stmt = stmt.where(
+            or_(
+                func.lower(L.name).like(pattern, escape="\\"),
+                func.lower(L.description).like(pattern, escape="\\"),
+                func.lower(L.slug).like(pattern, escape="\\"),
+            )
+        )
+    if cursor:
+        (after,) = pagination.decode(cursor, int)
+        stmt = stmt.where(L.id > after)
+    stmt = stmt.order_by(L.id).limit(limit + 1)
+    with read_connection(engine) as conn:
+        rows = [_pose(r) for r in conn.execute(stmt)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return pagination.Page(rows, pagination.encode(rows[-1].id) if more and rows else None)
+
+
+def _get(conn: Connection, pose_id: int, include_private: bool) -> PoseView:
+    stmt = select(*_POSE_COLUMNS).join(C, C.id == L.category_id).where(L.id == pose_id)
+    if not include_private:
+        stmt = stmt.where(L.is_public.is_(True))
+    row = conn.execute(stmt).first()
+    if row is None:
+        raise NotFound(f"pose {pose_id} not found")
+    return _pose(row)
+
+
+def get_pose(engine: Engine, pose_id: int, *, include_private: bool) -> PoseView:
+    with read_connection(engine) as conn:
+        return _get(conn, pose_id, include_private)
+
+
+def missing_poses(engine: Engine, pose_ids: list[int], *, include_private: bool) -> list[int]:
+    """The ids in ``pose_ids`` the caller cannot use (unknown, or private to a non-admin)."""
+    if not pose_ids:
+        return []
+    stmt = select(L.id).where(L.id.in_(pose_ids))
+    if not include_private:
+        stmt = stmt.where(L.is_public.is_(True))
+    with read_connection(engine) as conn:
+        found = set(conn.execute(stmt).scalars())
+    return [p for p in pose_ids if p not in found]
+
+
+def _category_id(conn: Connection, category: str | int) -> int:
+    found = None
+    if isinstance(category, str):
+        found = conn.execute(select(C.id).where(C.slug == category)).scalar_one_or_none()
+    if found is None and (isinstance(category, int) or category.isdecimal()):
+        # Form fields are text: "3" may be an id (a slug of digits was tried first).
+        category_id = int(category)
+        if category_id < 2**63:
+            found = conn.execute(select(C.id).where(C.id == category_id)).scalar_one_or_none()
+    if found is None:
+        raise InvalidInput(f"unknown category {category!r}", kind="unknown-category")
+    return int(found)
+
+
+def _check(values: dict[str, Any]) -> dict[str, Any]:
+    if "slug" in values and not SLUG.match(values["slug"]):
+        raise InvalidInput("slug: lowercase letters, digits and '-', 1-100", kind="invalid-slug")
+    if "tags" in values:
+        values["tags"] = sorted({t.strip().lower() for t in values["tags"] if t.strip()})
+    return values
+
+
+def create_pose(engine: Engine, category: str | int, **values: Any) -> PoseView:
+    """Insert a pose; needs ``keypoints`` or ``controlnet_map_url`` (the table checks it too)."""
+    values = _check(values)
+    if values.get("keypoints") is None and not values.get("controlnet_map_url"):
+        raise InvalidInput("a pose needs keypoints or a map", kind="missing-map")
+    try:
+        with write_transaction(engine) as conn:
+            pose_id = conn.execute(
+                insert(L).values(category_id=_category_id(conn, category), **values).returning(L.id)
+            ).scalar_one()
+            return _get(conn, pose_id, True)
+    except IntegrityError as exc:
+        raise Conflict(
+            f"a pose with slug {values.get('slug')!r} exists", kind="slug-taken"
+        ) from exc
+
+
+def update_pose(
+    engine: Engine, pose_id: int, category: str | int | None = None, **values: Any
+) -> PoseView:
+    values = _check(values)
+    try:
+        with write_transaction(engine) as conn:
+            current = _get(conn, pose_id, True)
+            if category is not None:
+                values["category_id"] = _category_id(conn, category)
+            keypoints = values.get("keypoints", current.keypoints)
+            map_url = values.get("controlnet_map_url", current.controlnet_map_url)
+            if keypoints is None and not map_url:
+                raise InvalidInput("a pose needs keypoints or a map", kind="missing-map")
+            if values:
+                conn.execute(update(L).where(L.id == pose_id).values(**values))
+            return _get(conn, pose_id, True)
+    except IntegrityError as exc:
+        raise Conflict(
+            f"a pose with slug {values.get('slug')!r} exists", kind="slug-taken"
+        ) from exc
+
+
+def delete_pose(engine: Engine, pose_id: int) -> None:
+    """Delete a pose; results made from it keep their images (their pose_id becomes null)."""
+    with write_transaction(engine) as conn:
+        if conn.execute(delete(L).where(L.id == pose_id)).rowcount == 0:
+            raise NotFound(f"pose {pose_id} not found")

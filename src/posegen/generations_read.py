@@ -1,0 +1,270 @@
+"""Read-side of generations for the API: views, lists, events, results, limit counters.
+
+Job state is written only by :mod:`posegen.queue`; this module never changes it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, or_, select
+
+from posegen import pagination
+from posegen.db.engine import read_connection
+from posegen.db.models import (
+    TERMINAL_STATUSES,
+    GeneratedPose,
+    GenerationEvent,
+    GenerationStatus,
+    GenerationType,
+    PoseGeneration,
+    PoseStatus,
+)
+from posegen.db.types import utcnow
+from posegen.exceptions import NotFound
+
+ACTIVE_STATUSES = (GenerationStatus.PENDING, GenerationStatus.PROCESSING)
+TERMINAL_EVENT_KINDS = frozenset(s.value for s in TERMINAL_STATUSES)
+
+G = PoseGeneration
+
+
+@dataclass(frozen=True)
+class GenerationView:
+    id: int
+    user_id: int
+    project_id: int
+    type: GenerationType
+    status: GenerationStatus
+    prompt: str | None
+    negative_prompt: str | None
+    pose_ids: list[int]
+    variations: int
+    total: int
+    completed: int
+    failed: int
+    width: int
+    height: int
+    seed: int | None
+    priority: int
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    error_kind: str | None
+    error_message: str | None
+
+    @property
+    def percent(self) -> float:
+        return round(100.0 * (self.completed + self.failed) / max(self.total, 1), 1)
+
+    def eta_seconds(self, now: dt.datetime | None = None) -> float | None:
+        """Remaining time at the rate seen so far; None until one pose is done."""
+        done = self.completed + self.failed
+        if self.status != GenerationStatus.PROCESSING or self.started_at is None or done == 0:
+            return None
+        elapsed = ((now or utcnow()) - self.started_at).total_seconds()
+        return round(max(elapsed, 0.0) / done * (self.total - done), 1)
+
+
+_COLUMNS = (
+    G.id, G.user_id, G.project_id, G.type, G.status, G.prompt, G.negative_prompt,
+    G.selected_pose_ids, G.variations, G.total_expected_poses, G.poses_completed,
+    G.poses_failed, G.width, G.height, G.seed, G.priority, G.attempts, G.max_attempts,
+    G.cancel_requested, G.created_at, G.started_at, G.completed_at, G.error_kind,
+    G.error_message,
+)  # fmt: skip
+
+
+def _view(row: Any) -> GenerationView:
+    return GenerationView(
+        id=row.id,
+        user_id=row.user_id,
+        project_id=row.project_id,
+        type=GenerationType(row.type),
+        status=GenerationStatus(row.status),
+        prompt=row.prompt,
+        negative_prompt=row.negative_prompt,
+        pose_ids=list(row.selected_pose_ids or []),
+        variations=row.variations,
+        total=row.total_expected_poses,
+        completed=row.poses_completed,
+        failed=row.poses_failed,
+        width=row.width,
+        height=row.height,
+        seed=row.seed,
+        priority=row.priority,
+        attempts=row.attempts,
+        max_attempts=row.max_attempts,
+        cancel_requested=bool(row.cancel_requested),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        error_kind=row.error_kind,
+        error_message=row.error_message,
+    )
+
+
+def get_visible(engine: Engine, generation_id: int, user_id: int | None) -> GenerationView:
+    """A generation the caller may see (``user_id`` None = admin); another user's is NotFound."""
+    stmt = select(*_COLUMNS).where(G.id == generation_id)
+    if user_id is not None:
+        stmt = stmt.where(G.user_id == user_id)
+    with read_connection(engine) as conn:
+        row = conn.execute(stmt).first()
+    if row is None:
+        raise NotFound(f"generation {generation_id} not found")
+    return _view(row)
+
+
+def list_generations(
+    engine: Engine,
+    *,
+    user_id: int | None,
+    status: GenerationStatus | None = None,
+    project_id: int | None = None,
+    cursor: str | None = None,
+    limit: int = pagination.DEFAULT_LIMIT,
+) -> pagination.Page[GenerationView]:
+    """Newest first, keyset-paginated on (created_at, id)."""
+    stmt = select(*_COLUMNS)
+    if user_id is not None:
+        stmt = stmt.where(G.user_id == user_id)
+    if status is not None:
+        stmt = stmt.where(G.status == status)
+    if project_id is not None:
+        stmt = stmt.where(G.project_id == project_id)
+    if cursor:
+        created, last_id = pagination.decode(cursor, dt.datetime, int)
+        stmt = stmt.where(
+            or_(G.created_at < created, and_(G.created_at == created, G.id < last_id))
+        )
+    stmt = stmt.order_by(G.created_at.desc(), G.id.desc()).limit(limit + 1)
+    with read_connection(engine) as conn:
+        rows = [_view(r) for r in conn.execute(stmt)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
+    return pagination.Page(rows, nxt)
+
+
+def find_by_idempotency_key(
+    engine: Engine, user_id: int, key: str
+) -> tuple[int, str | None] | None:
+    """(generation id, request hash) of an earlier submission with this key, if any."""
+    with read_connection(engine) as conn:
+        row = conn.execute(
+            select(G.id, G.request_hash).where(G.user_id == user_id, G.idempotency_key == key)
+        ).first()
+    return None if row is None else (row.id, row.request_hash)
+
+
+def submissions_since(
+    engine: Engine, user_id: int, since: dt.datetime
+) -> tuple[int, dt.datetime | None]:
+    """How many generations the user created since ``since``, and the oldest of them."""
+    with read_connection(engine) as conn:
+        row = conn.execute(
+            select(func.count(G.id), func.min(G.created_at)).where(
+                G.user_id == user_id, G.created_at >= since
+            )
+        ).one()
+    count, oldest = row
+    if isinstance(oldest, str):  # SQLite loses the column type inside an aggregate
+        oldest = dt.datetime.fromisoformat(oldest).replace(tzinfo=dt.UTC)
+    return int(count), oldest
+
+
+def count_active(engine: Engine, user_id: int) -> int:
+    with read_connection(engine) as conn:
+        return int(
+            conn.execute(
+                select(func.count(G.id)).where(G.user_id == user_id, G.status.in_(ACTIVE_STATUSES))
+            ).scalar_one()
+        )
+
+
+@dataclass(frozen=True)
+class EventRow:
+    id: int
+    kind: str
+    data: dict[str, Any]
+    created_at: dt.datetime
+
+
+def events_after(
+    engine: Engine, generation_id: int, after_id: int, limit: int = 200
+) -> tuple[list[EventRow], GenerationStatus | None]:
+    """Events newer than ``after_id`` in id order, and the generation's status (None once it
+    is deleted), in one read."""
+    E = GenerationEvent
+    with read_connection(engine) as conn, conn.begin():
+        rows = conn.execute(
+            select(E.id, E.kind, E.data, E.created_at)
+            .where(E.generation_id == generation_id, E.id > after_id)
+            .order_by(E.id)
+            .limit(limit)
+        ).all()
+        status = conn.execute(select(G.status).where(G.id == generation_id)).scalar_one_or_none()
+    events = [EventRow(r.id, r.kind, dict(r.data or {}), r.created_at) for r in rows]
+    return events, None if status is None else GenerationStatus(status)
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    id: int
+    variation_key: str
+    pose_id: int | None
+    variation_index: int
+    status: PoseStatus
+    image_path: str | None
+    thumbnail_path: str | None
+    seed: int | None
+    prompt_used: str | None
+    duration_ms: int | None
+    error_kind: str | None
+    error_message: str | None
+    created_at: dt.datetime
+
+
+def _result(r: Any) -> ResultRow:
+    return ResultRow(
+        r.id, r.variation_key, r.pose_id, r.variation_index, PoseStatus(r.status), r.image_path,
+        r.thumbnail_path, r.seed, r.prompt_used, r.duration_ms, r.error_kind, r.error_message,
+        r.created_at,
+    )  # fmt: skip
+
+
+_RESULT_COLUMNS = (
+    GeneratedPose.id, GeneratedPose.variation_key, GeneratedPose.pose_id,
+    GeneratedPose.variation_index, GeneratedPose.status, GeneratedPose.image_path,
+    GeneratedPose.thumbnail_path, GeneratedPose.seed, GeneratedPose.prompt_used,
+    GeneratedPose.duration_ms, GeneratedPose.error_kind, GeneratedPose.error_message,
+    GeneratedPose.created_at,
+)  # fmt: skip
+
+
+def results(engine: Engine, generation_id: int) -> list[ResultRow]:
+    with read_connection(engine) as conn:
+        rows = conn.execute(
+            select(*_RESULT_COLUMNS)
+            .where(GeneratedPose.generation_id == generation_id)
+            .order_by(GeneratedPose.id)
+        ).all()
+    return [_result(r) for r in rows]
+
+
+def result(engine: Engine, generation_id: int, result_id: int) -> ResultRow:
+    with read_connection(engine) as conn:
+        row = conn.execute(
+            select(*_RESULT_COLUMNS).where(
+                GeneratedPose.generation_id == generation_id, GeneratedPose.id == result_id
+            )
+        ).first()
+    if row is None:
+        raise NotFound(f"result {result_id} not found")
+    return _result(row)
