@@ -179,7 +179,7 @@ def build_registry(
     workers leave it out so it is not exported once per worker host.
     """
     # A ``*_created`` gauge per counter doubles the series and no dashboard here reads them.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Forward())
     if engine is not None:
