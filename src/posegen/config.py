@@ -80,9 +80,16 @@ class Settings(BaseSettings):
     diffusers_guidance_scale: float = 7.5
     diffusers_device: str | None = None
     diffusers_max_batch: int = Field(default=4, ge=1)
+    #: img2img strength when the project has a subject image (1.0 = ignore the subject).
+    diffusers_strength: float = Field(default=0.8, gt=0, le=1)
     comfyui_url: str | None = None
     comfyui_workflow_path: Path | None = None
     comfyui_timeout_seconds: float = Field(default=300.0, gt=0)
+    #: Model file names the default ComfyUI workflow asks the server for.
+    comfyui_checkpoint: str = "v1-5-pruned-emaonly.safetensors"
+    comfyui_controlnet: str = "control_v11p_sd15_openpose.pth"
+    comfyui_steps: int = Field(default=25, ge=1)
+    comfyui_denoise: float = Field(default=0.8, gt=0, le=1)
 
     # --- HTTP API -------------------------------------------------------------------------
     api_host: str = "127.0.0.1"

@@ -1,0 +1,303 @@
+"""``diffusers``: Stable Diffusion 1.5 or SDXL with an OpenPose ControlNet, from local folders.
+
+torch and diffusers are imported inside the functions that need them, so ``posegen`` imports
+(and its other backends run) without the optional ``posegen[diffusers]`` install. Weights come
+from local folders only; the hub is never contacted at run time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from posegen.config import Settings
+from posegen.exceptions import ConfigError, GeneratorError
+from posegen.generators.base import (
+    GenerateRequest,
+    GenerateResult,
+    fit_cover,
+    fit_map,
+    timeout_error,
+)
+
+_VARIANT_MARK = {"sd15": False, "sdxl": True}  # does model_index.json's class name say "XL"?
+
+
+@dataclass(frozen=True)
+class DiffusersPaths:
+    model: Path
+    controlnet: Path
+
+
+def validate(settings: Settings) -> DiffusersPaths:
+    """Check the settings and folders before any weight is loaded; ConfigError says what to fix."""
+    missing = [m for m in ("torch", "diffusers", "transformers") if not _importable(m)]
+    if missing:
+        raise ConfigError(
+            f"POSEGEN_BACKEND=diffusers needs {', '.join(missing)}: "
+            "install posegen[diffusers] (pip install 'posegen[diffusers]')"
+        )
+    model = _folder(
+        settings.diffusers_model_path, "POSEGEN_DIFFUSERS_MODEL_PATH", "model_index.json"
+    )
+    controlnet = _folder(
+        settings.diffusers_controlnet_path, "POSEGEN_DIFFUSERS_CONTROLNET_PATH", "config.json"
+    )
+    pipeline_class = _json(model / "model_index.json").get("_class_name", "")
+    want_xl = _VARIANT_MARK[settings.diffusers_variant]
+    if ("XL" in str(pipeline_class)) != want_xl:
+        raise ConfigError(
+            f"POSEGEN_DIFFUSERS_VARIANT={settings.diffusers_variant} but {model} holds a "
+            f"{pipeline_class or 'pipeline of unknown class'}"
+        )
+    cn_class = _json(controlnet / "config.json").get("_class_name", "")
+    if cn_class != "ControlNetModel":
+        raise ConfigError(f"{controlnet} is not a ControlNet folder (its config says {cn_class!r})")
+    return DiffusersPaths(model, controlnet)
+
+
+def _importable(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _folder(value: Path | None, env: str, marker: str) -> Path:
+    if value is None:
+        raise ConfigError(f"POSEGEN_BACKEND=diffusers needs {env} (a local weights folder)")
+    path = value.expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"{env}={value} is not a folder")
+    if not (path / marker).is_file():
+        raise ConfigError(
+            f"{env}={value} has no {marker}: is it a diffusers (save_pretrained) folder?"
+        )
+    return path.resolve()
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} is not a JSON object")
+    return data
+
+
+@dataclass
+class _Loaded:
+    txt2img: Any
+    img2img: Any
+    device: str
+    dtype: str
+    #: The pipeline objects are not safe to call from two threads at once.
+    lock: threading.Lock
+
+
+# Weights are loaded once per process and shared by every generator built from the same settings:
+# a worker may build handlers more than once (tests, ``posegen generate``), the GPU holds one copy.
+_LOADED: dict[tuple[str, str, str, str], _Loaded] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+class DiffusersGenerator:
+    """ControlNet(OpenPose) conditioned SD1.5 / SDXL; img2img from the subject when there is one."""
+
+    name = "diffusers"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._paths = validate(settings)
+        self.max_batch = settings.diffusers_max_batch
+
+    def load(self) -> _Loaded:
+        """The process-wide pipeline for these settings, loading it on first use."""
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+
+        device = self._settings.diffusers_device or ("cuda" if torch.cuda.is_available() else "cpu")
+        variant = self._settings.diffusers_variant
+        key = (str(self._paths.model), str(self._paths.controlnet), variant, device)
+        with _LOADED_LOCK:
+            loaded = _LOADED.get(key)
+            if loaded is None:
+                loaded = _load(self._paths, variant, device)
+                _LOADED[key] = loaded
+        return loaded
+
+    def generate(self, req: GenerateRequest) -> GenerateResult:
+        """One image (a batch of one)."""
+        return self.generate_batch([req])[0]
+
+    def generate_batch(self, reqs: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        """Variations of one pose in one pipeline call; per-request seeds keep each reproducible."""
+        if not reqs:
+            return []
+        first = reqs[0]
+        same_inputs = all(
+            r.subject is first.subject
+            and r.pose_map is first.pose_map
+            and (r.width, r.height) == (first.width, first.height)
+            for r in reqs
+        )
+        if not same_inputs:
+            return [self._run([r])[0] for r in reqs]
+        out: list[GenerateResult] = []
+        for start in range(0, len(reqs), self.max_batch):
+            out.extend(self._run(reqs[start : start + self.max_batch]))
+        return out
+
+    def _run(self, reqs: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        import torch
+
+        loaded = self.load()
+        try:
+            with loaded.lock:
+                return self._call(loaded, reqs)
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            if len(reqs) > 1:
+                # The batch did not fit: one at a time still might.
+                return [res for r in reqs for res in self._run([r])]
+            raise GeneratorError(
+                "the GPU ran out of memory", transient=True, kind="out-of-memory"
+            ) from exc
+
+    def _call(self, loaded: _Loaded, reqs: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        import torch
+
+        s = self._settings
+        first = reqs[0]
+        width, height = first.width, first.height
+        n = len(reqs)
+        if first.pose_map is not None:
+            control, scale = fit_map(first.pose_map, width, height), 1.0
+        else:
+            # Text generations have no map: a black map at scale 0 leaves the model unconditioned.
+            control, scale = Image.new("RGB", (width, height)), 0.0
+        kwargs: dict[str, Any] = {
+            "prompt": [r.prompt for r in reqs],
+            "negative_prompt": [r.negative_prompt or "" for r in reqs],
+            "num_inference_steps": s.diffusers_steps,
+            "guidance_scale": s.diffusers_guidance_scale,
+            "controlnet_conditioning_scale": scale,
+            # CPU generators: the same seed gives the same noise on any device.
+            "generator": [torch.Generator().manual_seed(r.seed % 2**64) for r in reqs],
+            "output_type": "pil",
+            "callback_on_step_end": _deadline_callback(first.deadline),
+        }
+        if first.subject is not None:
+            pipe, mode = loaded.img2img, "img2img"
+            kwargs["image"] = [fit_cover(first.subject, width, height)] * n
+            kwargs["control_image"] = [control] * n
+            kwargs["strength"] = s.diffusers_strength
+        else:
+            pipe, mode = loaded.txt2img, "txt2img"
+            kwargs.update(image=[control] * n, width=width, height=height)
+        started = time.perf_counter()
+        try:
+            images = pipe(**kwargs).images
+        except _DeadlineExceeded as exc:
+            raise timeout_error(self.name, s.generator_timeout_seconds, transient=False) from exc
+        except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise
+            raise GeneratorError(
+                f"diffusers failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                transient=False,
+                kind="generator-failed",
+            ) from exc
+        elapsed = (time.perf_counter() - started) / n
+        meta = {
+            "backend": self.name,
+            "variant": s.diffusers_variant,
+            "device": loaded.device,
+            "dtype": loaded.dtype,
+            "mode": mode,
+            "guidanceScale": s.diffusers_guidance_scale,
+            "controlnetScale": scale,
+            "batch": n,
+        }
+        if mode == "img2img":
+            meta["strength"] = s.diffusers_strength
+        return [
+            GenerateResult(
+                image_png=_png(img),
+                seed=r.seed,
+                prompt=r.prompt,
+                steps=s.diffusers_steps,
+                duration_s=elapsed,
+                meta=dict(meta),
+                image=img.convert("RGB"),
+            )
+            for r, img in zip(reqs, images, strict=True)
+        ]
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+def _deadline_callback(deadline: float | None) -> Any:
+    def check(pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        # Between denoising steps is the only point where a running pipeline can be stopped.
+        if deadline is not None and time.monotonic() > deadline:
+            raise _DeadlineExceeded
+        return kwargs
+
+    return check
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _load(paths: DiffusersPaths, variant: str, device: str) -> _Loaded:
+    import diffusers
+    import torch
+
+    # diffusers ships no type hints for these classes.
+    lib: Any = diffusers
+
+    dtype = torch.float16 if device.startswith("cuda") else torch.float32
+    try:
+        controlnet = lib.ControlNetModel.from_pretrained(
+            paths.controlnet, dtype=dtype, local_files_only=True
+        )
+        if variant == "sdxl":
+            txt2img = lib.StableDiffusionXLControlNetPipeline.from_pretrained(
+                paths.model,
+                controlnet=controlnet,
+                dtype=dtype,
+                local_files_only=True,
+                add_watermarker=False,
+            )
+            img2img = lib.StableDiffusionXLControlNetImg2ImgPipeline(**txt2img.components)
+        else:
+            txt2img = lib.StableDiffusionControlNetPipeline.from_pretrained(
+                paths.model, controlnet=controlnet, dtype=dtype, local_files_only=True
+            )
+            img2img = lib.StableDiffusionControlNetImg2ImgPipeline(
+                **txt2img.components,
+                requires_safety_checker=txt2img.config.requires_safety_checker,
+            )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"cannot load diffusers weights from {paths.model}: {exc}") from exc
+    # Both pipelines share one set of modules (the constructor takes the same objects): moving
+    # one moves both, and the weights sit in memory once.
+    txt2img.to(device)
+    for pipe in (txt2img, img2img):
+        pipe.set_progress_bar_config(disable=True)
+    return _Loaded(txt2img, img2img, device, str(dtype).removeprefix("torch."), threading.Lock())

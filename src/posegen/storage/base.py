@@ -1,0 +1,71 @@
+"""The result-store interface, and the id-only naming every store uses.
+
+A store keeps each generated image and its thumbnail under a name derived from the generation id
+and the variation key only (both made by posegen, never typed by a user), so no request can pick
+where a file lands. The local filesystem store is the one posegen ships; an S3-compatible store
+implements the same three methods.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol, runtime_checkable
+
+from PIL import Image
+
+from posegen.exceptions import InvalidInput
+
+THUMBNAIL_BOUNDS = (400, 400)
+
+_KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
+#: Every name a store hands out matches this; anything else is refused before touching storage.
+REL_PATH = re.compile(r"[0-9]{6}/[1-9][0-9]{0,18}/[a-z0-9][a-z0-9_-]{0,99}(\.png|\.thumb\.jpg)")
+
+
+@runtime_checkable
+class ResultStore(Protocol):
+    """Where generated images and thumbnails live."""
+
+    def save_result(
+        self,
+        generation_id: int,
+        variation_key: str,
+        png: bytes,
+        image: Image.Image | None = None,
+    ) -> tuple[str, str]:
+        """Store the PNG and a thumbnail; returns their relative paths (image, thumbnail).
+
+        ``image`` is the decoded picture when the caller has it (saves a decode).
+        Writing the same key again replaces both files atomically.
+        """
+        ...
+
+    def read(self, rel_path: str) -> bytes:
+        """The bytes of a stored file (NotFound when it is not there)."""
+        ...
+
+    def delete_generation(self, generation_id: int) -> int:
+        """Remove every file of a generation; returns how many were removed."""
+        ...
+
+
+def result_names(generation_id: int, variation_key: str) -> tuple[str, str]:
+    """Relative paths (image, thumbnail) for one variation; refuses anything but ids."""
+    folder = generation_folder(generation_id)
+    if not isinstance(variation_key, str) or not _KEY.fullmatch(variation_key):
+        raise InvalidInput(f"not a variation key: {variation_key!r}", kind="bad-path")
+    return f"{folder}/{variation_key}.png", f"{folder}/{variation_key}.thumb.jpg"
+
+
+def generation_folder(generation_id: int) -> str:
+    """``000012/12345``: sharded by thousands so no folder grows without bound."""
+    if not isinstance(generation_id, int) or isinstance(generation_id, bool) or generation_id < 1:
+        raise InvalidInput(f"not a generation id: {generation_id!r}", kind="bad-path")
+    return f"{generation_id // 1000:06d}/{generation_id}"
+
+
+def check_rel_path(rel_path: str) -> str:
+    """``rel_path`` if it is a name a store could have made, else InvalidInput(kind=bad-path)."""
+    if not isinstance(rel_path, str) or not REL_PATH.fullmatch(rel_path):
+        raise InvalidInput("not a stored result path", kind="bad-path")
+    return rel_path
