@@ -7,6 +7,7 @@ stop at the same deadline.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -34,16 +35,19 @@ class Follower:
         self._url = f"{ws_base}/ws?clientId={client_id}"
         self._deadline = deadline
         self._ws: ClientConnection | None = None
+        self._stack = contextlib.ExitStack()
         self.used_websocket = False
 
     def __enter__(self) -> Follower:
         try:
-            self._ws = connect(
-                self._url,
-                open_timeout=max(0.1, min(5.0, self._left())),
-                proxy=None,
-                max_size=64 * 1024 * 1024,  # previews arrive as binary frames
-                compression=None,
+            self._ws = self._stack.enter_context(
+                connect(
+                    self._url,
+                    open_timeout=max(0.1, min(5.0, self._left())),
+                    proxy=None,
+                    max_size=64 * 1024 * 1024,  # previews arrive as binary frames
+                    compression=None,
+                )
             )
             self.used_websocket = True
         except (OSError, WebSocketException, TimeoutError):
@@ -56,9 +60,8 @@ class Follower:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._ws is not None:
-            self._ws.close()
-            self._ws = None
+        self._ws = None
+        self._stack.close()
 
     def wait(self, prompt_id: str, history: History) -> dict[str, Any]:
         """Block until the prompt finished; its history entry, or a GeneratorError."""
