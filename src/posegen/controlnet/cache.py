@@ -61,12 +61,13 @@ class MapCache:
         self.counters = Counters()
         self._flights: Flights[MapResult] = Flights()
         self._policy = FetchPolicy.from_settings(settings)
-        self._fetcher: Fetcher | None = None
+        # A one-item box, so the finalizer can close the client without referencing self.
+        self._fetcher: list[Fetcher] = []
         self._fetcher_lock = threading.Lock()
         self.stats_path = self.root / "stats.json"
         self._last_flush = time.monotonic()
         self._lock_wait = settings.fetch_timeout_seconds + _MARGIN_SECONDS
-        self._finalizer = weakref.finalize(self, _flush, self.counters, self.stats_path)
+        weakref.finalize(self, _finish, self.counters, self.stats_path, self._fetcher)
 
     # --- public ---------------------------------------------------------------------------
     def load(self, source: MapSource | str, size: Size | None = None) -> MapResult | None:
@@ -109,11 +110,11 @@ class MapCache:
         return self.disk.clear()
 
     def close(self) -> None:
-        self.flush_stats()
+        """Write the counters and close the HTTP client (also done when garbage collected)."""
+        self._last_flush = time.monotonic()
         with self._fetcher_lock:
-            if self._fetcher is not None:
-                self._fetcher.close()
-                self._fetcher = None
+            # The finalizer stays registered; run again later it finds nothing left to do.
+            _finish(self.counters, self.stats_path, self._fetcher)
 
     # --- layers ---------------------------------------------------------------------------
     def _load(self, source: MapSource, size: Size | None) -> MapResult:
@@ -210,9 +211,15 @@ class MapCache:
 
     def _client(self) -> Fetcher:
         with self._fetcher_lock:
-            if self._fetcher is None:
-                self._fetcher = Fetcher(self._policy)
-            return self._fetcher
+            if not self._fetcher:
+                self._fetcher.append(Fetcher(self._policy))
+            return self._fetcher[0]
+
+
+def _finish(counters: Counters, path: Path, fetcher: list[Fetcher]) -> None:
+    _flush(counters, path)
+    while fetcher:
+        fetcher.pop().close()
 
 
 def _flush(counters: Counters, path: Path) -> None:

@@ -77,8 +77,7 @@ class DiskCache:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             return None
-        with contextlib.suppress(OSError):
-            os.utime(path)  # last access, for LRU eviction
+        _touch(path)
         return payload
 
     def put(self, key: str, payload: bytes) -> bool:
@@ -89,6 +88,7 @@ class DiskCache:
         folder = self.entry_path(key).parent
         folder.mkdir(exist_ok=True)
         _atomic_write(folder, self.entry_path(key).name, blob)
+        _touch(self.entry_path(key))
         self.evict(keep=key)
         return True
 
@@ -188,6 +188,14 @@ class DiskCache:
             yield True
         finally:
             os.close(fd)
+
+
+def _touch(path: Path) -> None:
+    """Record the last access as the mtime. Explicit times: the kernel's own are coarse (a few
+    ms), too coarse to order entries used in quick succession."""
+    now = time.time()
+    with contextlib.suppress(OSError):
+        os.utime(path, (now, now))
 
 
 def _unpack(blob: bytes) -> bytes | None:

@@ -49,8 +49,8 @@ def read_upload(root: Path, reference: str, max_bytes: int) -> tuple[bytes, os.s
         raise FetchError(
             f"cannot open upload {reference!r}: {exc.strerror}", kind="bad-path"
         ) from exc
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
+    try:
+        st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise FetchError(f"upload {reference!r} is not a regular file", kind="bad-path")
         if st.st_size > max_bytes:
@@ -58,10 +58,19 @@ def read_upload(root: Path, reference: str, max_bytes: int) -> tuple[bytes, os.s
                 f"upload {reference!r} is {st.st_size} bytes, over the {max_bytes} cap",
                 kind="too-large",
             )
-        try:
-            data = fh.read(max_bytes + 1)
-        except OSError as exc:
-            raise FetchError(f"cannot read upload {reference!r}: {exc}", kind="bad-path") from exc
+        chunks: list[bytes] = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 1024 * 1024))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise FetchError(f"cannot read upload {reference!r}: {exc}", kind="bad-path") from exc
+    finally:
+        os.close(fd)
     if len(data) > max_bytes:
         raise FetchError(f"upload {reference!r} is over the {max_bytes}-byte cap", kind="too-large")
     return data, st
