@@ -163,7 +163,7 @@ def _insert(
             "duration_ms": w.result.duration_ms,
             "error_kind": w.result.error_kind,
             "error_message": w.result.error_message,
-            "meta": w.result.meta,
+            "metadata": w.result.meta,  # the column is named "metadata" (its ORM attribute is meta)
             "created_at": now,
         }
         for w in writes
