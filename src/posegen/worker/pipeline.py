@@ -1,0 +1,234 @@
+"""The job handler a worker runs for each claimed generation, pose by pose.
+
+Per pose: the pose map (map cache), the prompt, the seed, the backend call under a deadline, the
+image and thumbnail into storage, then one fenced write of the pose row and progress. Finished
+variation keys are skipped, so a resumed generation never redoes a pose. A permanent per-pose
+failure is recorded and the generation goes on; a transient one (backend unreachable) leaves the
+handler as ``GeneratorError(transient=True)`` and the worker retries the generation later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from posegen.config import Settings
+from posegen.controlnet import MapCache
+from posegen.db.models import PoseStatus
+from posegen.db.types import utcnow
+from posegen.exceptions import FetchError, GeneratorError, InvalidInput
+from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator
+from posegen.metrics import prom
+from posegen.queue import ClaimedJob, PoseResult, variation_key
+from posegen.storage import ResultStore, make_storage
+from posegen.worker.job_inputs import build_prompt, load_inputs, pick_seed
+from posegen.worker.pipeline_images import TRANSIENT_FETCH_KINDS, PipelineImages
+
+if TYPE_CHECKING:
+    from posegen.worker import JobContext, JobHandler
+
+log = logging.getLogger(__name__)
+
+#: Called after each pose write with (overhead seconds, backend seconds); benchmarks use it.
+PoseObserver = Callable[[float, float], None]
+
+
+def make_handler(settings: Settings) -> JobHandler:
+    """The real handler: backend from ``POSEGEN_BACKEND`` (checked now; ConfigError if wrong)."""
+    return PipelineHandler(settings)
+
+
+class PipelineHandler:
+    """Callable ``(job, ctx)``; one per worker process, shared by its job threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        generator: Generator | None = None,
+        storage: ResultStore | None = None,
+        maps: MapCache | None = None,
+        on_pose: PoseObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.on_pose = on_pose
+        self.generator = generator or make_generator(settings)
+        self.storage = storage or make_storage(settings)
+        self.images = PipelineImages(settings, maps or MapCache(settings))
+
+    def __call__(self, job: ClaimedJob, ctx: JobContext) -> None:
+        _Run(self, job, ctx).execute()
+
+    def close(self) -> None:
+        """Release the backend's connections and flush the map cache's counters."""
+        close = getattr(self.generator, "close", None)
+        if callable(close):
+            close()
+        self.images.maps.close()
+
+
+class _Run:
+    """One handler invocation (one claim of one generation)."""
+
+    def __init__(self, handler: PipelineHandler, job: ClaimedJob, ctx: JobContext) -> None:
+        self.h = handler
+        self.job = job
+        self.ctx = ctx
+        self.backend = handler.generator.name
+        # Per-pose overhead is measured from the end of the previous pose's write.
+        self.mark = time.perf_counter()
+        self.backend_share = 0.0
+
+    def execute(self) -> None:
+        job = self.job
+        inputs = load_inputs(self.ctx.engine, job.project_id, list(job.pose_ids))
+        subject = self.h.images.subject(inputs.subject_image_url)
+        slots: Sequence[int | None] = list(job.pose_ids) if job.pose_ids else [None]
+        for pose_id in slots:
+            pending = [
+                (i, key)
+                for i in range(job.variations)
+                if (key := variation_key(pose_id, i)) not in job.done_keys
+            ]
+            if not pending:
+                continue
+            if self.ctx.should_stop():
+                return
+            pose = inputs.poses.get(pose_id) if pose_id is not None else None
+            if pose_id is not None and pose is None:
+                self._fail_all(pose_id, pending, "pose-missing", f"pose {pose_id} no longer exists")
+                continue
+            try:
+                pose_map = self.h.images.pose_map(pose, (job.width, job.height))
+            except (FetchError, InvalidInput) as exc:
+                if exc.kind in TRANSIENT_FETCH_KINDS:
+                    raise GeneratorError(
+                        f"pose map of pose {pose_id}: {exc.message}", transient=True, kind=exc.kind
+                    ) from exc
+                self._fail_all(pose_id, pending, exc.kind, f"pose map: {exc.message}")
+                continue
+            prompt = build_prompt(job.prompt, pose)
+            requests = [
+                (
+                    index,
+                    key,
+                    GenerateRequest(
+                        subject=subject,
+                        pose_map=pose_map,
+                        prompt=prompt,
+                        negative_prompt=job.negative_prompt,
+                        seed=pick_seed(job.seed, job.id, key, index),
+                        width=job.width,
+                        height=job.height,
+                        variation=index,
+                    ),
+                )
+                for index, key in pending
+            ]
+            step = max(1, self.h.generator.max_batch)
+            for start in range(0, len(requests), step):
+                if start and self.ctx.should_stop():
+                    return
+                self._generate(pose_id, requests[start : start + step])
+
+    def _generate(self, pose_id: int | None, chunk: list[tuple[int, str, GenerateRequest]]) -> None:
+        n = len(chunk)
+        deadline = self._deadline(n)
+        reqs = [dataclasses.replace(r, deadline=deadline) for _, _, r in chunk]
+        started = time.perf_counter()
+        try:
+            results = self.h.generator.generate_batch(reqs)
+        except GeneratorError as exc:
+            self._backend_done(started, n)
+            if exc.transient:
+                raise
+            self._fail_all(pose_id, [(i, k) for i, k, _ in chunk], exc.kind, exc.message)
+            return
+        backend_s = self._backend_done(started, n)
+        for (index, key, req), result in zip(chunk, results, strict=True):
+            self._store_and_record(pose_id, index, key, req, result, backend_s / n)
+            self.backend_share = 0.0
+
+    def _backend_done(self, started: float, n: int) -> float:
+        backend_s = time.perf_counter() - started
+        # Overhead is wall time minus backend time: take the backend's share off the clock.
+        self.mark += backend_s
+        self.backend_share = backend_s / n
+        prom.GENERATOR_SECONDS.labels(backend=self.backend).observe(backend_s / n)
+        return backend_s
+
+    def _store_and_record(
+        self,
+        pose_id: int | None,
+        index: int,
+        key: str,
+        req: GenerateRequest,
+        result: GenerateResult,
+        backend_s: float,
+    ) -> None:
+        try:
+            image_rel, thumb_rel = self.h.storage.save_result(
+                self.job.id, key, result.image_png, result.image
+            )
+        except OSError as exc:
+            raise GeneratorError(
+                f"cannot store the result: {exc.strerror or exc}", transient=True, kind="storage"
+            ) from exc
+        meta = dict(result.meta)
+        meta.update(
+            width=(result.image.width if result.image else req.width),
+            height=(result.image.height if result.image else req.height),
+            steps=result.steps,
+            backendSeconds=round(backend_s, 6),
+        )
+        self._record(
+            PoseResult(
+                variation_key=key,
+                pose_id=pose_id,
+                variation_index=index,
+                status=PoseStatus.COMPLETED,
+                image_path=image_rel,
+                thumbnail_path=thumb_rel,
+                seed=result.seed,
+                prompt_used=result.prompt,
+                duration_ms=round(result.duration_s * 1000),
+                meta=meta,
+            )
+        )
+
+    def _fail_all(
+        self, pose_id: int | None, pending: Sequence[tuple[int, str]], kind: str, message: str
+    ) -> None:
+        log.info(
+            "pose failed",
+            extra={"generation_id": self.job.id, "pose_id": pose_id, "kind": kind},
+        )
+        for index, key in pending:
+            self._record(
+                PoseResult(
+                    variation_key=key,
+                    pose_id=pose_id,
+                    variation_index=index,
+                    status=PoseStatus.FAILED,
+                    error_kind=kind,
+                    error_message=message[:1000],
+                )
+            )
+
+    def _record(self, result: PoseResult) -> None:
+        self.ctx.record_pose(result)
+        now = time.perf_counter()
+        overhead = max(0.0, now - self.mark)
+        prom.POSE_OVERHEAD_SECONDS.observe(overhead)
+        if self.h.on_pose is not None:
+            self.h.on_pose(overhead, self.backend_share)
+        self.mark = now
+
+    def _deadline(self, n: int) -> float:
+        """Monotonic deadline for a call of ``n`` images: the per-image timeout, capped by the
+        generation's hard deadline."""
+        budget = self.h.settings.generator_timeout_seconds * n
+        left = (self.job.deadline_at - utcnow()).total_seconds()
+        return time.monotonic() + max(0.0, min(budget, left))

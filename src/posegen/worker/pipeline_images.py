@@ -1,0 +1,73 @@
+"""The pipeline's image inputs: the subject (safe fetch / uploads rules) and decoded pose maps.
+
+Fetch errors are turned into what the pipeline needs to decide: a subject that cannot be loaded
+fails the whole generation (permanently, or transiently for network trouble); a pose map error is
+the caller's to record against that pose.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+
+from PIL import Image
+
+from posegen.config import Settings
+from posegen.controlnet import MapCache, load_image
+from posegen.exceptions import FetchError, GeneratorError
+from posegen.library import pose_map_source
+from posegen.worker.job_inputs import PoseInfo
+
+#: Fetch failures worth retrying the generation for; the rest (blocked address, not an image,
+#: too large...) will fail the same way again.
+TRANSIENT_FETCH_KINDS = frozenset({"timeout", "connect"})
+_DECODED_ITEMS = 64
+
+
+class PipelineImages:
+    """Loads subjects and maps; keeps recently decoded maps (the same poses recur constantly)."""
+
+    def __init__(self, settings: Settings, maps: MapCache) -> None:
+        self.settings = settings
+        self.maps = maps
+        self._decoded: OrderedDict[str, Image.Image] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def subject(self, reference: str | None) -> Image.Image | None:
+        """The project's subject image, or None when it has none."""
+        if not reference:
+            return None
+        try:
+            return load_image(self.settings, reference)
+        except FetchError as exc:
+            raise GeneratorError(
+                f"subject image: {exc.message}",
+                transient=exc.kind in TRANSIENT_FETCH_KINDS,
+                kind=f"subject-{exc.kind}",
+            ) from exc
+
+    def pose_map(self, pose: PoseInfo | None, size: tuple[int, int]) -> Image.Image | None:
+        """The pose's ControlNet map near ``size`` (None for text poses or a placeholder URL).
+
+        Stored keypoints win over a map URL (rendered locally, no fetch). Raises FetchError /
+        InvalidInput with the map's error kind.
+        """
+        if pose is None:
+            return None
+        result = self.maps.load(pose_map_source(pose), size)
+        if result is None:
+            return None
+        with self._lock:
+            image = self._decoded.get(result.sha256)
+            if image is not None:
+                self._decoded.move_to_end(result.sha256)
+                return image
+        with Image.open(io.BytesIO(result.png), formats=["PNG"]) as raw:
+            image = raw.convert("RGB")
+        with self._lock:
+            self._decoded[result.sha256] = image
+            while len(self._decoded) > _DECODED_ITEMS:
+                self._decoded.popitem(last=False)
+        return image
+

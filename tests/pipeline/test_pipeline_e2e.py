@@ -1,0 +1,211 @@
+"""The pipeline end to end: real queue, real in-process worker, posemap, files on disk.
+
+Every test runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from pipeline_world import World  # type: ignore[import-not-found]
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from posegen import projects
+from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, PoseLibrary
+from posegen.exceptions import GeneratorError
+from posegen.generators import GenerateRequest, GenerateResult
+from posegen.generators.posemap import PREVIEW_NOTE, PosemapGenerator
+from posegen.worker.job_inputs import pick_seed
+from posegen.worker.pipeline import PipelineHandler, make_handler
+
+
+def _generation(world: World, gid: int) -> Any:
+    with world.engine.connect() as conn:
+        return conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+
+
+def _rows(world: World, gid: int) -> list[GeneratedPose]:
+    with Session(world.engine) as session:
+        return list(
+            session.scalars(
+                select(GeneratedPose)
+                .where(GeneratedPose.generation_id == gid)
+                .order_by(GeneratedPose.id)
+            )
+        )
+
+
+def _pose_names(world: World) -> dict[int, tuple[str, str]]:
+    with world.engine.connect() as conn:
+        return {
+            r.id: (r.name, r.description)
+            for r in conn.execute(select(PoseLibrary.id, PoseLibrary.name, PoseLibrary.description))
+        }
+
+
+def test_generations_produce_exactly_the_expected_files(world: World) -> None:
+    plan = [
+        (world.submit(), world.pose_ids, 2, (320, 256), (320, 256)),
+        (world.submit(width=512, height=512), world.pose_ids, 2, (512, 512), (400, 400)),
+        (world.submit([], variations=3, width=640, height=320), [None], 3, (640, 320), (400, 200)),
+    ]
+    handler = make_handler(world.settings)
+    assert isinstance(handler, PipelineHandler)
+    world.run_worker(handler)
+    handler.close()
+
+    root = world.settings.effective_results_dir
+    names = _pose_names(world)
+    expected_files: set[str] = set()
+    for gid, poses, variations, size, thumb in plan:
+        gen = _generation(world, gid)
+        assert gen.status == "completed" and gen.poses_completed == len(poses) * variations
+        assert gen.poses_failed == 0 and gen.attempts == 1
+        rows = _rows(world, gid)
+        keys = [f"p{p}-v{i}" if p else f"text-v{i}" for p in poses for i in range(variations)]
+        assert sorted(r.variation_key for r in rows) == sorted(keys)
+        for row in rows:
+            assert row.status == "completed" and row.error_kind is None
+            with Image.open(root / row.image_path) as img:
+                assert img.format == "PNG" and img.size == size
+            with Image.open(root / row.thumbnail_path) as t:
+                assert t.format == "JPEG" and t.size == thumb
+            assert row.seed == pick_seed(None, gid, row.variation_key, row.variation_index)
+            if row.pose_id is None:
+                assert row.prompt_used == "studio photo"
+            else:
+                name, description = names[row.pose_id]
+                assert row.prompt_used == f"studio photo, {name}, {description}"
+            meta = row.meta
+            assert meta["backend"] == "posemap" and meta["preview"] is True
+            assert meta["note"] == PREVIEW_NOTE
+            assert meta["subject"] is True and meta["poseMap"] is (row.pose_id is not None)
+            assert (meta["width"], meta["height"]) == size
+            expected_files |= {row.image_path, row.thumbnail_path}
+    on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+    assert on_disk == expected_files
+    # Variations of one pose differ (their seeds differ); each file is distinct.
+    assert len({(root / f).read_bytes() for f in expected_files}) == len(expected_files)
+
+
+class _FailsFor(PosemapGenerator):
+    """Posemap, except for prompts naming one pose: a permanent refusal (like a content filter)."""
+
+    def __init__(self, needle: str) -> None:
+        self.needle = needle
+
+    def generate(self, req: GenerateRequest) -> GenerateResult:
+        if self.needle in req.prompt:
+            raise GeneratorError("refused by the content filter", transient=False, kind="refused")
+        return super().generate(req)
+
+
+def test_permanent_failures_are_recorded_and_the_generation_is_partial(world: World) -> None:
+    blocked = world.add_pose("Blocked Map", "http://169.254.169.254/latest/map.png")
+    not_image = world.add_pose("Text Map", f"{world.origin}/text/map.png")
+    refused_name = _pose_names(world)[world.pose_ids[1]][0]
+    gid = world.submit([world.pose_ids[0], blocked, not_image, world.pose_ids[1]])
+    handler = PipelineHandler(world.settings, generator=_FailsFor(refused_name))
+    world.run_worker(handler)
+    handler.close()
+
+    gen = _generation(world, gid)
+    assert gen.status == "partial" and (gen.poses_completed, gen.poses_failed) == (2, 6)
+    by_pose: dict[int, set[tuple[str, str | None]]] = {}
+    for row in _rows(world, gid):
+        by_pose.setdefault(row.pose_id, set()).add((row.status, row.error_kind))
+        if row.status == "failed":
+            assert row.image_path is None and row.error_message
+    assert by_pose == {
+        world.pose_ids[0]: {("completed", None)},
+        blocked: {("failed", "blocked-address")},
+        not_image: {("failed", "not-an-image")},
+        world.pose_ids[1]: {("failed", "refused")},
+    }
+    files = [p for p in world.settings.effective_results_dir.rglob("*.png")]
+    assert len(files) == 2
+
+
+class _Flaky(PosemapGenerator):
+    """Posemap that loses its backend once, after ``fail_after`` images."""
+
+    def __init__(self, fail_after: int) -> None:
+        self.fail_after = fail_after
+        self.calls: Counter[int] = Counter()
+        self.failed = False
+        self.lock = threading.Lock()
+
+    def generate_batch(self, reqs: Sequence[GenerateRequest]) -> list[GenerateResult]:
+        with self.lock:
+            if not self.failed and sum(self.calls.values()) >= self.fail_after:
+                self.failed = True
+                raise GeneratorError("backend unreachable", transient=True, kind="unreachable")
+            for r in reqs:
+                self.calls[r.seed] += 1
+        return super().generate_batch(reqs)
+
+
+def test_transient_failure_retries_without_redoing_finished_poses(world: World) -> None:
+    gid = world.submit()
+    flaky = _Flaky(fail_after=3)
+    handler = PipelineHandler(world.settings, generator=flaky)
+    world.run_worker(handler)
+    handler.close()
+
+    gen = _generation(world, gid)
+    assert gen.status == "completed" and gen.attempts == 2 and gen.poses_completed == 6
+    assert flaky.failed
+    # Every variation was generated exactly once: the 3 done before the failure were skipped.
+    assert sorted(flaky.calls.values()) == [1] * 6
+    assert len(_rows(world, gid)) == 6
+    with world.engine.connect() as conn:
+        kinds = list(
+            conn.execute(
+                select(GenerationEvent.kind)
+                .where(GenerationEvent.generation_id == gid)
+                .order_by(GenerationEvent.id)
+            ).scalars()
+        )
+    assert "retrying" in kinds and kinds[-1] == "completed"
+
+
+def test_unreachable_comfyui_is_retried_then_failed(world: World) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    world.settings = world.settings.model_copy(
+        update={"backend": "comfyui", "comfyui_url": f"http://127.0.0.1:{port}", "max_attempts": 2}
+    )
+    gid = world.submit()
+    handler = make_handler(world.settings)
+    assert isinstance(handler, PipelineHandler)
+    world.run_worker(handler)
+    handler.close()
+
+    gen = _generation(world, gid)
+    assert gen.status == "failed" and gen.error_kind == "comfyui-unreachable"
+    assert gen.attempts == gen.max_attempts
+    assert _rows(world, gid) == []
+
+
+def test_subject_that_cannot_be_fetched_fails_the_generation(world: World) -> None:
+    project = projects.create(world.engine, world.user_id, "bad", "http://10.1.2.3/subject.png")
+    world.project_id = project.id
+    gid = world.submit()
+    handler = make_handler(world.settings)
+    assert isinstance(handler, PipelineHandler)
+    world.run_worker(handler)
+    handler.close()
+
+    gen = _generation(world, gid)
+    assert gen.status == "failed" and gen.error_kind == "subject-blocked-address"
+    assert gen.attempts == 1 and _rows(world, gid) == []
+    assert not Path(world.settings.effective_results_dir).exists() or not any(
+        Path(world.settings.effective_results_dir).rglob("*.png")
+    )
