@@ -123,3 +123,51 @@ def assert_rollup_matches(engine: Engine) -> None:
 
 def _count_status(status: GenerationStatus) -> Any:
     return func.coalesce(func.sum(case((PoseGeneration.status == status, 1), else_=0)), 0)
+
+
+def wait_for(cond: Any, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Poll ``cond()`` until true; fail with a clear message after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def events_of(engine: Engine, gen_id: int) -> list[tuple[str, dict[str, Any]]]:
+    from posegen.db.models import GenerationEvent
+
+    with engine.connect() as conn:
+        return [
+            (r.kind, r.data)
+            for r in conn.execute(
+                select(GenerationEvent.kind, GenerationEvent.data)
+                .where(GenerationEvent.generation_id == gen_id)
+                .order_by(GenerationEvent.id)
+            )
+        ]
+
+
+def expire_lease(engine: Engine, gen_id: int) -> None:
+    """Move a lease's expiry into the past, as if its worker had stopped heartbeating."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from posegen.db.types import utcnow
+
+    with engine.begin() as conn:
+        conn.execute(
+            update(PoseGeneration)
+            .where(PoseGeneration.id == gen_id)
+            .values(lease_expires_at=utcnow() - dt.timedelta(seconds=1))
+        )
+
+
+def completed_result(pose_id: int | None, index: int) -> Any:
+    from posegen.db.models import PoseStatus
+    from posegen.queue import PoseResult, variation_key
+
+    return PoseResult(variation_key(pose_id, index), pose_id, index, PoseStatus.COMPLETED)
