@@ -145,7 +145,7 @@ def _sync(engine: Engine) -> SyncReport:
                 )
                 updated += 1
     if created or updated:
-        log.info("pose library seeded", extra={"created": created, "updated": updated})
+        log.info("pose library seeded", extra={"rows_created": created, "rows_updated": updated})
     return SyncReport(len(categories), len(poses), created, updated)
 
 
