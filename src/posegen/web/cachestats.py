@@ -1,7 +1,8 @@
 """The map cache's hit rate for the overview, from a ``MapCache.stats()`` mapping.
 
-Each process has its own map cache; the overview shows the one in this (API) process, which
-serves the pose-map previews. Worker processes export theirs on their Prometheus port.
+Each process keeps its own counters and adds them to a small file in the cache folder, so
+``MapCache.host_stats()`` covers every process on this host that shares the cache (the API's
+map previews and the workers' maps). Other hosts export theirs on their Prometheus port.
 """
 
 from __future__ import annotations

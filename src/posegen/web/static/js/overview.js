@@ -36,7 +36,8 @@
     });
   }
   function datasets(d) {
-    return Object.keys(d.perMinute.series).map(function (name) {
+    var names = d.perMinute.order || Object.keys(d.perMinute.series);
+    return names.map(function (name) {
       return { label: name, data: d.perMinute.series[name], backgroundColor: COLOURS[name] || "#555", stack: "s" };
     });
   }

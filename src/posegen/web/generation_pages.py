@@ -1,0 +1,135 @@
+"""A user's generations: the list with live progress bars, the gallery of one, and cancel.
+
+Users see their own generations; an admin sees everyone's. Another user's generation is "not
+found" (as in the API), so ids cannot be probed. Cancelling goes through :mod:`posegen.queue`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import RedirectResponse, Response
+
+from posegen import catalog, generations_read, pagination, projects, queue
+from posegen.db.models import GenerationStatus, PoseStatus
+from posegen.exceptions import InvalidInput
+from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
+from posegen.web.session import WebSession
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+PAGE_SIZE = 25
+
+
+def owner_filter(session: WebSession) -> int | None:
+    """The user id reads are restricted to; None (everyone's) for admins."""
+    assert session.account is not None
+    return None if session.is_admin else session.account.id
+
+
+def parse_status(value: str | None) -> GenerationStatus | None:
+    if not value:
+        return None
+    try:
+        return GenerationStatus(value)
+    except ValueError as exc:
+        raise InvalidInput(f"unknown status {value!r}") from exc
+
+
+def pose_names(ctx: WebContext, pose_ids: set[int], include_private: bool) -> dict[int, str]:
+    """Names of library poses by id (one query per page of the library, usually one)."""
+    names: dict[int, str] = {}
+    cursor: str | None = None
+    while pose_ids - names.keys():
+        page = catalog.list_poses(
+            ctx.engine, include_private=include_private, cursor=cursor, limit=pagination.MAX_LIMIT
+        )
+        names.update({p.id: p.name for p in page.items})
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return names
+
+
+def project_names(ctx: WebContext, session: WebSession) -> dict[int, str]:
+    """Names of the signed-in user's own projects (others' show as ids, for admins)."""
+    assert session.account is not None
+    page = projects.list_for(ctx.engine, session.account.id, limit=pagination.MAX_LIMIT)
+    return {p.id: p.name for p in page.items}
+
+
+@router.get("/generations", name="web-generations")
+async def generations(
+    request: Request,
+    ctx: Ctx,
+    session: SignedIn,
+    status: str | None = None,
+    cursor: str | None = None,
+) -> Response:
+    """Newest first; running ones get a progress bar fed by their event stream."""
+    wanted = parse_status(status)
+    page = await run_in_threadpool(
+        lambda: generations_read.list_generations(
+            ctx.engine,
+            user_id=owner_filter(session),
+            status=wanted,
+            cursor=cursor,
+            limit=PAGE_SIZE,
+        )
+    )
+    names = await run_in_threadpool(project_names, ctx, session)
+    values = {
+        "items": page.items,
+        "project_names": names,
+        "next_cursor": page.next_cursor,
+        "status": wanted.value if wanted else "",
+        "statuses": [s.value for s in GenerationStatus],
+        "terminal": _terminal_names(),
+    }
+    return render(request, "generations.html", values, session=session)
+
+
+def _terminal_names() -> list[str]:
+    return [s.value for s in GenerationStatus if s not in generations_read.ACTIVE_STATUSES]
+
+
+def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[str, Any]:
+    """The generation, its results in order, and the names of the poses they came from."""
+    view = generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
+    results = generations_read.results(ctx.engine, generation_id)
+    ids = {r.pose_id for r in results if r.pose_id is not None} | set(view.pose_ids)
+    names = pose_names(ctx, ids, include_private=session.is_admin)
+    return {
+        "project_names": project_names(ctx, session),
+        "g": view,
+        "results": results,
+        "names": names,
+        "done": sum(1 for r in results if r.status == PoseStatus.COMPLETED),
+        "active": view.status in generations_read.ACTIVE_STATUSES,
+        "terminal": _terminal_names(),
+    }
+
+
+@router.get("/generations/{generation_id:int}", name="web-generation")
+async def generation(request: Request, ctx: Ctx, session: SignedIn, generation_id: int) -> Response:
+    """The gallery: each output beside its pose map, a ZIP download and a cancel button."""
+    values = await run_in_threadpool(gallery, ctx, session, generation_id)
+    notice = request.query_params.get("notice")
+    values["notice"] = {
+        "submitted": "Generation queued. Progress updates live below.",
+        "cancelled": "Cancelled.",
+        "cancelling": "Cancel requested: the worker stops before its next pose.",
+    }.get(notice or "")
+    return render(request, "generation.html", values, session=session)
+
+
+@router.post("/generations/{generation_id:int}/cancel", name="web-cancel")
+async def cancel(request: Request, ctx: Ctx, session: SignedIn, generation_id: int) -> Response:
+    """Cancel (a CSRF-protected form POST); the queue decides what cancelling means now."""
+    form = dict(await request.form())
+    check_csrf(ctx, session, form)
+    status = await run_in_threadpool(queue.cancel, ctx.engine, generation_id, owner_filter(session))
+    notice = "cancelled" if status == GenerationStatus.CANCELLED else "cancelling"
+    return RedirectResponse(f"{PREFIX}/generations/{generation_id}?notice={notice}", 303)

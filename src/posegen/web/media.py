@@ -1,0 +1,151 @@
+"""What pages load besides HTML: the progress stream, result images, pose maps, the ZIP.
+
+All of it is authorised by the session cookie with the same visibility rules as the pages, and
+built from the same code as the API's routes (``api.sse.stream``, ``api.zipstream``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, Response, StreamingResponse
+
+from posegen import catalog, generations_read
+from posegen.api import sse
+from posegen.api.zipstream import stream_zip
+from posegen.controlnet import MapCache
+from posegen.db.models import PoseStatus
+from posegen.exceptions import InvalidInput, NotFound, PosegenError
+from posegen.library import pose_map_source
+from posegen.storage import make_storage
+from posegen.web.context import Ctx, PageRoute, SignedIn, WebContext
+from posegen.web.generation_pages import owner_filter
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+#: How often the progress stream looks for new events (the API uses the same table).
+POLL_SECONDS = 0.25
+MAP_SIZES = (128, 256, 512)
+
+
+def _last_event_id(request: Request) -> int:
+    raw = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise InvalidInput("Last-Event-ID must be an event id") from exc
+    return max(value, 0)
+
+
+@router.get("/generations/{generation_id:int}/events", name="web-events")
+async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: int) -> Response:
+    """Server-Sent Events of one generation (resumes after ``Last-Event-ID``)."""
+    after = _last_event_id(request)
+    await run_in_threadpool(
+        generations_read.get_visible, ctx.engine, generation_id, owner_filter(session)
+    )
+    if await run_in_threadpool(sse.nothing_left, ctx.engine, generation_id, after):
+        # 204 tells EventSource not to reconnect: the client already has every event.
+        return Response(status_code=204)
+    return StreamingResponse(
+        sse.stream(ctx.engine, generation_id, after, POLL_SECONDS),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def _result_file(
+    ctx: WebContext, session: Any, generation_id: int, result_id: int, kind: str
+) -> Path:
+    generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
+    row = generations_read.result(ctx.engine, generation_id, result_id)
+    rel = row.image_path if kind == "image" else row.thumbnail_path
+    if row.status != PoseStatus.COMPLETED or not rel:
+        raise NotFound(f"result {result_id} has no {kind}")
+    return make_storage(ctx.settings).open(rel)
+
+
+@router.get("/generations/{generation_id:int}/results/{result_id:int}/{kind}", name="web-result")
+def result_file(
+    ctx: Ctx, session: SignedIn, generation_id: int, result_id: int, kind: str
+) -> Response:
+    """A finished image (``image``, PNG) or its thumbnail (``thumbnail``, JPEG)."""
+    if kind not in ("image", "thumbnail"):
+        raise NotFound(f"no {kind!r} for results")
+    path = _result_file(ctx, session, generation_id, result_id, kind)
+    media = "image/png" if path.suffix == ".png" else "image/jpeg"
+    # Results never change once written: the browser may keep them (privately) for a day.
+    return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=86400"})
+
+
+def map_cache(request: Request, ctx: WebContext) -> MapCache:
+    """The API's map cache when it has one (one per process), else the dashboard's own."""
+    shared = getattr(request.app.state, "map_cache", None)
+    if isinstance(shared, MapCache):
+        return shared
+    own = ctx.extras.get("map_cache")
+    if own is None:
+        own = ctx.extras["map_cache"] = MapCache(ctx.settings)
+    assert isinstance(own, MapCache)
+    return own
+
+
+@router.get("/library/poses/{pose_id:int}/map.png", name="web-pose-map")
+def pose_map(
+    request: Request, ctx: Ctx, session: SignedIn, pose_id: int, size: int | None = None
+) -> Response:
+    """A pose's ControlNet map as PNG, at its own size or one of 128/256/512 px square."""
+    if size is not None and size not in MAP_SIZES:
+        raise InvalidInput(f"size must be one of {MAP_SIZES}")
+    pose = catalog.get_pose(ctx.engine, pose_id, include_private=session.is_admin)
+    result = map_cache(request, ctx).load(pose_map_source(pose), (size, size) if size else None)
+    if result is None:
+        raise NotFound(f"pose {pose_id} has no map", kind="no-map")
+    return Response(
+        result.png,
+        media_type="image/png",
+        headers={"ETag": f'"{result.sha256}"', "Cache-Control": "private, max-age=300"},
+    )
+
+
+def archive_members(ctx: WebContext, generation_id: int) -> list[tuple[str, Path]]:
+    """``(name in the ZIP, file)`` for every finished image, named as the API's archive names
+    them (``<variation key>.png``); a file missing behind the database's back is left out."""
+    storage = make_storage(ctx.settings)
+    members = []
+    for row in generations_read.results(ctx.engine, generation_id):
+        if row.status != PoseStatus.COMPLETED or not row.image_path:
+            continue
+        try:
+            members.append((f"{row.variation_key}.png", storage.open(row.image_path)))
+        except PosegenError:
+            log.warning("result file missing", extra={"result_id": row.id})
+    return members
+
+
+@router.get("/generations/{generation_id:int}/archive", name="web-archive")
+def archive(ctx: Ctx, session: SignedIn, generation_id: int) -> Response:
+    """Every finished image as one ZIP, streamed (never held in memory whole)."""
+    generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
+    members = archive_members(ctx, generation_id)
+    if not members:
+        raise NotFound(f"generation {generation_id} has no finished images yet")
+
+    def chunks() -> Iterator[bytes]:
+        yield from stream_zip(members)
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="generation-{generation_id}.zip"',
+            "Cache-Control": "no-store",
+        },
+    )
