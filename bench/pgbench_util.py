@@ -99,6 +99,8 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d"),
+        # Other work on the machine skews every figure; record how busy it was at the start.
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
