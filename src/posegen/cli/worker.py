@@ -46,9 +46,12 @@ def worker(
     _require_schema(engine)
     handler = select_handler(settings)
     if metrics_port is not None:
-        from prometheus_client import start_http_server
+        from posegen.metrics import exposition
 
-        start_http_server(metrics_port, addr=settings.api_host)
+        # The shared series plus this process's connection pool and map cache counters.
+        maps = getattr(getattr(handler, "images", None), "maps", None)
+        registry = exposition.build_registry(engine, map_cache_stats=maps and maps.stats)
+        exposition.serve(metrics_port, registry, addr=settings.api_host)
     w = Worker(settings, engine, handler, concurrency, burst)
     restore = signals.install(w.stop)
     try:
