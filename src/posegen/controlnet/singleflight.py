@@ -101,7 +101,7 @@ class HostLocks:
                             kind="timeout",
                         ) from None
                     time.sleep(pause)
-                    pause = min(pause * 2, 0.05)
+                    pause = min(pause * 2, 0.01)
             yield waited
         finally:
             os.close(fd)  # closing the descriptor releases the lock
