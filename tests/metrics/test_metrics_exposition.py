@@ -122,3 +122,24 @@ def test_a_worker_process_serves_its_metrics(cli_env):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     assert proc.returncode == 0
+
+
+def test_several_processes_behind_one_port_are_summed(tmp_path):
+    """``serve --workers N`` with PROMETHEUS_MULTIPROC_DIR: one scrape sees every process."""
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    bump = "from posegen.metrics import prom; prom.CLAIMS.inc({})"
+    for n in (2, 3):
+        subprocess.run([sys.executable, "-c", bump.format(n)], env=env, check=True, timeout=60)
+    scrape = (
+        "from posegen.metrics.exposition import build_registry, render; "
+        "print(render(build_registry()).decode())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", scrape],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert samples(out)[("posegen_claims_total", ())] == 5

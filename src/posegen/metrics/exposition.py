@@ -10,6 +10,7 @@ API at ``/metrics``, a worker on ``posegen worker --metrics-port`` via :func:`se
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -21,6 +22,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -181,7 +183,12 @@ def build_registry(
     # A ``*_created`` gauge per counter doubles the series and no dashboard here reads them.
     disable_created_metrics()  # type: ignore[no-untyped-call]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Forward())
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Several processes behind one port (``posegen serve --workers N``): prometheus-client
+        # keeps each process's values in files there, and this sums them at scrape time.
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry.register(_Forward())
     if engine is not None:
         registry.register(PoolCollector(engine))
         if queue:
