@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,3 +184,31 @@ def test_no_httpx_error_escapes(origin: Origin, msettings: Settings) -> None:
         load_image(msettings, origin.url("/reset"))
     assert err.value.kind in {"connect", "timeout"}
     assert err.value.__cause__ is not None
+
+
+def test_https_certificates_are_verified_against_the_host_name(
+    make_settings: Any, tmp_path: Path
+) -> None:
+    """A self-signed certificate is refused: TLS is verified although we connect by address."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls = Origin(host="127.0.0.1")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    tls._server.socket = context.wrap_socket(tls._server.socket, server_side=True)
+    tls.add("/x.png", image_bytes())
+    tls.start()
+    try:
+        err = _fetch_error(
+            make_settings(fetch_allowlist="localhost"), f"https://localhost:{tls.port}/x.png"
+        )
+    finally:
+        tls.stop()
+    assert err.kind == "connect"
+    assert "certificate" in err.message.lower()

@@ -54,9 +54,12 @@ class Fetcher:
     def __init__(self, policy: FetchPolicy) -> None:
         self.policy = policy
         # trust_env=False: HTTP(S)_PROXY and .netrc must not redirect or authenticate fetches.
+        # No keep-alive: connections are pooled by address, so a TLS connection verified for
+        # one host name could otherwise carry a request for another name on the same address.
         self._client = httpx.Client(
             trust_env=False,
             follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),
             headers={"User-Agent": "posegen-maps/1", "Accept-Encoding": "identity"},
         )
 
