@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 from maps_origin import Origin, image_bytes
@@ -95,3 +96,11 @@ def test_allow_listed_private_address_is_fetched(origin: Origin, cache: MapCache
     result = cache.load(url)
     assert result is not None and result.outcome == "miss"
     assert origin.count("/ok.png") == 1
+
+
+def test_unresolvable_host_is_a_clear_error(make_settings: Any) -> None:
+    settings: Settings = make_settings(fetch_allowlist="", fetch_timeout_seconds=2.0)
+    with pytest.raises(FetchError) as err:
+        load_image(settings, "http://no-such-host.invalid/x.png")
+    # No resolver in a sandbox ends as a timeout of the lookup; a resolver answers NXDOMAIN.
+    assert err.value.kind in {"connect", "timeout"}

@@ -75,3 +75,10 @@ def test_keypoints_key_depends_on_points_and_size_only() -> None:
 def test_bad_keypoints_are_invalid_input(bad: object) -> None:
     with pytest.raises(InvalidInput):
         MapSource.from_keypoints(bad)
+
+
+def test_too_many_persons_are_refused() -> None:
+    person = [[0.5, 0.5], *([None] * 17)]
+    assert len(MapSource.from_keypoints([person] * 16).persons) == 16
+    with pytest.raises(InvalidInput):
+        MapSource.from_keypoints([person] * 17)

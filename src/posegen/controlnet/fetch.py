@@ -100,7 +100,7 @@ class Fetcher:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = self.policy.addresses.resolve(host, port)
+        addresses = self.policy.addresses.resolve(host, port, _remaining(deadline, url))
         last_error: Exception | None = None
         for ip in addresses:
             remaining = _remaining(deadline, url)

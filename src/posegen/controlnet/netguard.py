@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from posegen.exceptions import FetchError
 
@@ -68,6 +70,28 @@ def is_public(ip: IPAddress) -> bool:
     return True
 
 
+def _getaddrinfo(host: str, port: int, timeout: float) -> list[Any]:
+    """``getaddrinfo`` within ``timeout``: the system resolver has no deadline of its own, so it
+    runs in a daemon thread that is abandoned (it ends with the resolver) if it is too slow."""
+    box: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            box.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
+            box.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="posegen-resolve", daemon=True).start()
+    if not done.wait(timeout):
+        raise FetchError(f"resolving {host!r} took longer than the deadline", kind="timeout")
+    if isinstance(box[0], Exception):
+        raise FetchError(f"cannot resolve host {host!r}: {box[0]}", kind="connect") from box[0]
+    return list(box[0])
+
+
 @dataclass(frozen=True)
 class AddressPolicy:
     """The allow-list from ``POSEGEN_FETCH_ALLOWLIST``: host names, addresses and networks."""
@@ -93,16 +117,12 @@ class AddressPolicy:
             return True
         return is_public(ip)
 
-    def resolve(self, host: str, port: int) -> list[IPAddress]:
+    def resolve(self, host: str, port: int, timeout: float) -> list[IPAddress]:
         """Resolve ``host`` once; every address must be allowed (else ``blocked-address``).
 
         Numeric spellings (decimal ``2130706433``, octal ``0177.0.0.1``, short ``127.1``) are
         resolved by the system the same way a client would, then checked like any other."""
-        bare = host.strip("[]")
-        try:
-            infos = socket.getaddrinfo(bare, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError, OSError) as exc:
-            raise FetchError(f"cannot resolve host {host!r}: {exc}", kind="connect") from exc
+        infos = _getaddrinfo(host.strip("[]"), port, timeout)
         addresses: list[IPAddress] = []
         for info in infos:
             ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])

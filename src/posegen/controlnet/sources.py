@@ -21,6 +21,8 @@ SourceKind = Literal["url", "upload", "keypoints", "none"]
 
 #: COCO-18 has eighteen keypoints; see ``render.py`` for their order.
 KEYPOINT_COUNT = 18
+#: More people than any pose map needs; bounds the cost of rendering one row.
+MAX_PERSONS = 16
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -149,6 +151,8 @@ def parse_persons(keypoints: Any) -> tuple[tuple[Point, ...], ...]:
     if not isinstance(keypoints, list) or not keypoints:
         raise InvalidInput("keypoints must be a list of 18 points or a list of persons")
     people = [keypoints] if _is_person(keypoints) else keypoints
+    if len(people) > MAX_PERSONS:
+        raise InvalidInput(f"at most {MAX_PERSONS} persons per pose map, not {len(people)}")
     persons = []
     for person in people:
         if not isinstance(person, list) or len(person) != KEYPOINT_COUNT:
