@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from posegen.cli import config_cmd, db, library, maps, metrics, users, worker
+from posegen.cli import config_cmd, db, generate, library, maps, metrics, users, worker
 from posegen.cli.app import app
 from posegen.exceptions import PosegenError
 
@@ -20,6 +20,7 @@ app.command("config")(config_cmd.show_config)
 app.command("worker")(worker.worker)
 app.command("submit")(worker.submit)
 app.command("recover")(worker.recover)
+app.command("generate")(generate.generate)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,105 @@
+"""``posegen generate`` run as a real command against each engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import Engine, func, select
+
+from posegen import accounts
+from posegen.cli import main
+from posegen.config import Settings
+from posegen.db.models import PoseGeneration, Project, Role
+from posegen.library import seed_library
+
+
+def _run(cli_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "posegen", "generate", *args],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _generations(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(PoseGeneration)).scalar_one())
+
+
+def test_generate_submits_runs_and_prints_where_the_images_are(
+    cli_env: dict[str, str], engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    no_admin = _run(cli_env, "--all-poses")
+    assert no_admin.returncode != 0
+    assert no_admin.stderr.strip().splitlines() == [
+        "error: no admin user yet: create one with `posegen users create NAME EMAIL --admin` "
+        "or pass --user"
+    ]
+
+    accounts.create_user(engine, "Ada", "ada@example.com", Role.ADMIN)
+    seed_library(engine)
+    subject = tmp_path / "me.jpg"
+    Image.new("RGB", (300, 400), (200, 150, 100)).save(subject)
+    done = _run(
+        cli_env, "--poses", "1,2", "--variations", "2", "--subject", str(subject),
+        "--prompt", "studio photo", "--width", "320", "--height", "256", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["status"] == "completed" and (out["completed"], out["total"]) == (4, 4)
+    assert len(out["images"]) == 4
+    for path in out["images"]:
+        assert Path(path).parent == Path(out["folder"])
+        with Image.open(path) as img:
+            assert img.size == (320, 256)
+    assert f"generation {out['generationId']} completed" in done.stderr
+    # The subject was validated and copied into the uploads folder the worker reads from.
+    with engine.connect() as conn:
+        ref = conn.execute(
+            select(Project.subject_image_url).where(Project.name == "posegen generate")
+        ).scalar_one()
+    assert ref.startswith("/uploads/subjects/cli-")
+    assert (settings.effective_uploads_dir / ref.removeprefix("/uploads/")).is_file()
+
+    text = _run(cli_env, "--prompt", "a dancer", "--user", "ada@example.com")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].endswith("completed: 1 of 1 images") and lines[1].startswith("images: ")
+
+
+def test_bad_input_is_one_line_and_queues_nothing(
+    cli_env: dict[str, str],
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In-process (the same ``main`` the console script runs): six cases, no process start-ups.
+    for key, value in cli_env.items():
+        if key.startswith("POSEGEN_"):
+            monkeypatch.setenv(key, value)
+    accounts.create_user(engine, "Ada", "ada@example.com", Role.ADMIN)
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("not an image")
+    cases = [
+        (["--poses", "999999"], "no pose with id 999999"),
+        (["--poses", "1", "--all-poses"], "give --poses or --all-poses, not both"),
+        ([], "give --poses, --all-poses or a --prompt"),
+        (["--prompt", "x", "--subject", str(not_image)], ""),
+        (["--prompt", "x", "--subject", str(tmp_path / "missing.png")], "cannot read"),
+        (["--prompt", "x", "--user", "nobody@example.com"], "no user with e-mail"),
+    ]
+    for args, message in cases:
+        with pytest.raises(SystemExit) as exit_:
+            main(["generate", *args])
+        assert exit_.value.code != 0, args
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert _generations(engine) == 0
