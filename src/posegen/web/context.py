@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from posegen import __version__
 from posegen.config import Settings
 from posegen.exceptions import Forbidden, PosegenError
+from posegen.metrics.ttlcache import TTLCache
 from posegen.web.session import CSRF_FIELD, SessionManager, WebSession
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 PREFIX = "/ui"
+OVERVIEW_TTL_SECONDS = 5.0
 
 #: Pages may load only what this origin serves: every asset ships inside the package.
 CSP = (
@@ -45,6 +47,8 @@ class WebContext:
     engine: Engine
     sessions: SessionManager
     templates: Jinja2Templates
+    #: The overview's figures for a few seconds: many open operator tabs, one query set.
+    overview_cache: TTLCache = field(default_factory=lambda: TTLCache(OVERVIEW_TTL_SECONDS))
     extras: dict[str, Any] = field(default_factory=dict)
 
 

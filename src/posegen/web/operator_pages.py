@@ -22,9 +22,17 @@ PERIOD_CHOICES = ("1h", "24h", "7d", "30d", "all")
 
 
 def overview_data(ctx: WebContext, period: str, map_cache: MapCache) -> dict[str, Any]:
-    """Every figure the overview shows, as JSON-ready values (also served to its script)."""
+    """Every figure the overview shows, as JSON-ready values (also served to its script);
+    computed at most once per period every few seconds, however many tabs ask."""
     if period not in PERIOD_CHOICES:
         raise InvalidInput(f"period must be one of {', '.join(PERIOD_CHOICES)}")
+    data: dict[str, Any] = ctx.overview_cache.get_or_compute(
+        ("overview", period), lambda: _compute(ctx, period, map_cache)
+    )
+    return data
+
+
+def _compute(ctx: WebContext, period: str, map_cache: MapCache) -> dict[str, Any]:
     settings, engine = ctx.settings, ctx.engine
     window = summary.resolve_window(period)
     figures = summary.summary(engine, window, worker_stale_seconds=settings.worker_stale_seconds)
