@@ -13,13 +13,18 @@ the rollup query), in the same run. Target on 2 cores (server and load generator
 
 from __future__ import annotations
 
+import sys
+
+# Running bench/x.py puts bench/ first on sys.path, where bench/queue.py (the queue benchmark)
+# would shadow the standard library's queue module; look there last.
+sys.path.append(sys.path.pop(0))
+
 import argparse
 import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -103,23 +108,25 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(wrk: str, url: str, key: str, connections: int, duration: int) -> dict[str, Any]:
-    """Run wrk once; parse requests/s, latency percentiles and errors from its report."""
-    out = subprocess.run(
-        [
-            wrk,
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            "-H",
-            f"Authorization: Bearer {key}",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def run_wrk(
+    wrk: str, url: str, key: str, connections: int, duration: int, rate: int | None = None
+) -> dict[str, Any]:
+    """Run wrk once; parse requests/s, latency percentiles and errors from its report.
+
+    ``rate``: pace the load to about that many requests/s by giving each connection a think
+    time (wrk's ``delay()`` hook). wrk stays a closed loop, so a stalled response also delays
+    that connection's next request: paced percentiles are a lower bound under overload, which is
+    why the achieved rate is reported next to them.
+    """
+    cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    cmd += ["-H", f"Authorization: Bearer {key}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if rate is not None:
+            think_ms = max(0, round(connections * 1000 / rate) - 1)
+            script.write(f"function delay() return {think_ms} end\n")
+            script.flush()
+            cmd += ["-s", script.name]
+        out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     pct = dict(re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", out, re.M))
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)
@@ -147,7 +154,11 @@ def measure(
         check.raise_for_status()
         assert len(check.json()["users"]) == 10
         run_wrk(wrk, base + PATH, key, args.connections, 2)  # warm-up
-        return run_wrk(wrk, base + PATH, key, args.connections, args.duration)
+        out = {"max": run_wrk(wrk, base + PATH, key, args.connections, args.duration)}
+        out["paced"] = run_wrk(
+            wrk, base + PATH, key, args.paced_connections, args.duration, rate=args.rate
+        )
+        return out
     finally:
         proc.terminate()
         proc.wait(15)
@@ -158,6 +169,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
+    ap.add_argument("--rate", type=int, default=1000, help="paced run: target requests/s")
+    ap.add_argument("--paced-connections", type=int, default=32)
     ap.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
     args = ap.parse_args()
 
@@ -202,10 +215,19 @@ def main() -> None:
 
     figures["cached"] = cached
     figures["uncached"] = uncached
-    figures["ratio_rps_cached_vs_uncached"] = round(cached["rps"] / uncached["rps"], 2)
-    figures["target_met"] = bool(
-        cached["rps"] >= 1000 and cached["p99_ms"] < 25 and cached["non_2xx"] == 0
+    figures["ratio_max_rps_cached_vs_uncached"] = round(
+        cached["max"]["rps"] / uncached["max"]["rps"], 2
     )
+    paced = cached["paced"]
+    figures["target_met"] = bool(
+        paced["rps"] >= 0.95 * args.rate and paced["p99_ms"] < 25 and paced["non_2xx"] == 0
+    )
+    rows = [
+        ("cache on, as fast as possible", cached["max"]),
+        (f"cache on, paced to {args.rate}/s", cached["paced"]),
+        ("cache off, as fast as possible", uncached["max"]),
+        (f"cache off, paced to {args.rate}/s", uncached["paced"]),
+    ]
     table(
         [
             ("top-users over HTTP", "req/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx"),
@@ -218,15 +240,15 @@ def main() -> None:
                     f"{r['p99_ms']:.2f}",
                     str(r["non_2xx"]),
                 )
-                for name, r in (("cache on (TTL 60 s)", cached), ("cache off (TTL 0)", uncached))
+                for name, r in rows
             ],
         ]
     )
-    print(f"\ncached / uncached throughput: {figures['ratio_rps_cached_vs_uncached']}x")
+    print(f"\ncached / uncached max throughput: {figures['ratio_max_rps_cached_vs_uncached']}x")
     verdict = "met" if figures["target_met"] else "NOT met"
     print(
-        f"target (>= 1000 req/s at p99 < 25 ms, with the cache, {os.cpu_count()} cores "
-        f"shared with wrk): {verdict}"
+        f"target ({args.rate} req/s at p99 < 25 ms with the cache; {os.cpu_count()} cores "
+        f"shared with wrk, load average {figures['loadavg_1m']} at start): {verdict}"
     )
     emit(figures)
 

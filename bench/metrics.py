@@ -11,6 +11,12 @@ return the same top 10, then prints latency and ratios and ends with one JSON li
 
 from __future__ import annotations
 
+import sys
+
+# Running bench/x.py puts bench/ first on sys.path, where bench/queue.py (the queue benchmark)
+# would shadow the standard library's queue module; look there last.
+sys.path.append(sys.path.pop(0))
+
 import argparse
 import time
 from typing import Any

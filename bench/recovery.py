@@ -11,6 +11,12 @@ each index, and how many healthy jobs the seed's age-based scan would pick up ag
 
 from __future__ import annotations
 
+import sys
+
+# Running bench/x.py puts bench/ first on sys.path, where bench/queue.py (the queue benchmark)
+# would shadow the standard library's queue module; look there last.
+sys.path.append(sys.path.pop(0))
+
 import argparse
 import time
 from typing import Any
