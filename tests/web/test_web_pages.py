@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from web_helpers import People, csrf_of, png_bytes, run_until_idle, signed_in_client, submit_library
 
-from posegen import generations_read, projects
+from posegen import generations_read, projects, queue
 from posegen.config import Settings
+from posegen.db.models import GenerationStatus
 
 
 def _form_token(client: TestClient) -> tuple[str, str]:
@@ -227,3 +228,19 @@ def test_library_page_filters_and_hides_private_poses(
     assert user.get(f"/ui/library/poses/{pose.id}/map.png").status_code == 404
     found = user.get("/ui/library", params={"q": "zzz-no-such-pose"})
     assert found.status_code == 200 and "No pose matches" in found.text
+
+
+def test_cancelling_a_running_generation_asks_its_worker_to_stop(
+    client: TestClient, people: People, engine: Engine, settings: Settings
+) -> None:
+    gen_id = submit_library(engine, settings, people.user.account.id, [1, 2])
+    (job,) = queue.claim(engine, settings, "test-claimer", 1)  # now it is processing
+    signed_in_client(client, people.user.api_key)
+    page = client.get(f"/ui/generations/{gen_id}")
+    assert "data-live-generation" in page.text and ">Cancel<" in page.text
+    r = client.post(f"/ui/generations/{gen_id}/cancel", data={"csrf_token": csrf_of(page.text)})
+    assert r.status_code == 200 and "worker stops before its next pose" in r.text
+    assert "Cancelling…" in r.text
+    view = generations_read.get_visible(engine, gen_id, None)
+    assert view.status == GenerationStatus.PROCESSING and view.cancel_requested
+    assert queue.heartbeat(engine, settings, job.id, job.lease_token)  # the worker learns it

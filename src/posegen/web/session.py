@@ -139,6 +139,7 @@ class SessionManager:
             key_id = conn.execute(
                 select(ApiKey.id).where(ApiKey.key_hash == accounts.hash_key(api_key))
             ).scalar_one()
+        accounts.touch_key(self._engine, api_key)  # operators see when a key was last used
         session = WebSession(nonce=secrets.token_urlsafe(16), account=account, key_id=key_id)
         self._set_cookie(response, request, {"u": account.id, "k": key_id, "n": session.nonce})
         return session
