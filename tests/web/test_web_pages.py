@@ -195,6 +195,8 @@ def test_overview_and_top_users_show_the_figures(
     assert data["successRate"] == 1.0 and data["finished"] == 1
     assert data["mapCache"]["hits"] >= 1 and data["mapCache"]["lookups"] >= 2
     assert data["stuck"] == 0
+    assert data["workers"]["live"] == 0  # the burst worker has stopped, and says so
+    assert [w["state"] for w in data["workerList"]] == ["stopped"]
     page = admin.get("/ui/overview?period=1h")
     assert page.status_code == 200 and 'id="per-minute-chart"' in page.text
     assert "/ui/static/vendor/chart.umd.min.js" in page.text

@@ -19,6 +19,7 @@ from posegen.web.series import SERIES, per_minute
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PERIOD_CHOICES = ("1h", "24h", "7d", "30d", "all")
+WORKER_ROWS = 10
 
 
 def overview_data(ctx: WebContext, period: str, map_cache: MapCache) -> dict[str, Any]:
@@ -37,7 +38,9 @@ def _compute(ctx: WebContext, period: str, map_cache: MapCache) -> dict[str, Any
     window = summary.resolve_window(period)
     figures = summary.summary(engine, window, worker_stale_seconds=settings.worker_stale_seconds)
     recovery = operations.recovery_status(engine)
-    workers = operations.workers(engine, settings.worker_stale_seconds)
+    # Stopped ones too (the latest few): a worker that just went away is worth seeing.
+    workers = operations.workers(engine, settings.worker_stale_seconds, include_stopped=True)
+    workers = workers[:WORKER_ROWS]
     last = recovery.last_run
     return {
         "period": period,
@@ -66,7 +69,7 @@ def _compute(ctx: WebContext, period: str, map_cache: MapCache) -> dict[str, Any
                 "inFlight": w.in_flight,
                 "concurrency": w.concurrency,
                 "lastSeen": w.last_seen_at.isoformat(),
-                "alive": w.alive,
+                "state": "alive" if w.alive else ("stopped" if w.stopped_at else "stale"),
             }
             for w in workers
         ],
