@@ -1,0 +1,602 @@
+"""Queue throughput and pickup latency: posegen vs Procrastinate 3.x vs PgQueuer 1.x, same run.
+
+On PostgreSQL, one worker process per system drains the same workload: N one-pose jobs whose
+handler does nothing (posegen: ``POSEGEN_BACKEND=noop``, through the real ``posegen worker``).
+Measured per system: submit rate (one job per transaction, and in batches), drain rate (first
+pickup to last completion, from the database's own timestamps, so process start-up is not
+counted), and pickup latency p50/p95 with an idle worker (jobs submitted one at a time).
+Also posegen's drain rate on SQLite. Each system gets its own scratch database, dropped after.
+
+    .venv/bin/python bench/queue.py                  # 20,000 jobs each
+    .venv/bin/python bench/queue.py --jobs 2000      # quicker
+"""
+
+from __future__ import annotations
+
+import sys
+
+# This file shares its name with the standard library's ``queue``: move the bench folder to the
+# end of the import path so ``import queue`` (threads, pools, psycopg) still finds the real one.
+sys.path.append(sys.path.pop(0))
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pgbench_util import (
+    DEFAULT_ADMIN_URL,
+    emit,
+    libpq,
+    machine,
+    migrate,
+    scratch_database,
+    server_version,
+    table,
+)
+
+SCRIPT = Path(__file__).resolve()
+SUBMIT_BATCH = 500
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def latency_figures(ms: list[float]) -> dict[str, float]:
+    return {
+        "pickup_p50_ms": round(statistics.median(ms), 2),
+        "pickup_p95_ms": round(percentile(ms, 0.95), 2),
+    }
+
+
+def wait_until(cond: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- posegen ------------------------------------------------------------------------------------
+def posegen_env(url: str, data_dir: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSEGEN_")}
+    env.update(POSEGEN_DATABASE_URL=url, POSEGEN_DATA_DIR=data_dir, POSEGEN_BACKEND="noop")
+    return env
+
+
+def posegen_setup(url: str) -> tuple[Any, Any, Any]:
+    from sqlalchemy import insert
+
+    from posegen import accounts
+    from posegen.config import load_settings
+    from posegen.db.engine import make_engine
+    from posegen.db.models import GenerationType, PoseCategory, PoseLibrary, Project
+    from posegen.queue import GenerationRequest
+
+    settings = load_settings(database_url=url)
+    engine = make_engine(settings)
+    user = accounts.create_user(engine, "Bench", "bench@example.com").account.id
+    with engine.begin() as conn:
+        project = conn.execute(
+            insert(Project).values(user_id=user, name="bench").returning(Project.id)
+        ).scalar_one()
+        cat = conn.execute(
+            insert(PoseCategory).values(slug="b", name="b").returning(PoseCategory.id)
+        ).scalar_one()
+        pose = conn.execute(
+            insert(PoseLibrary)
+            .values(slug="b", name="b", category_id=cat, keypoints=[[0.5, 0.5]] * 18)
+            .returning(PoseLibrary.id)
+        ).scalar_one()
+    req = GenerationRequest(user, project, GenerationType.LIBRARY, [pose], 1)
+    return settings, engine, req
+
+
+def posegen_submit(settings: Any, engine: Any, req: Any, single: int, bulk: int) -> dict[str, Any]:
+    from posegen import queue
+
+    t0 = time.perf_counter()
+    for _ in range(single):
+        queue.submit(engine, settings, req)
+    t1 = time.perf_counter()
+    for start in range(0, bulk, SUBMIT_BATCH):
+        queue.submit_many(engine, settings, [req] * min(SUBMIT_BATCH, bulk - start))
+    t2 = time.perf_counter()
+    return {
+        "submit_single_per_s": round(single / (t1 - t0)),
+        "submit_batch_per_s": round(bulk / (t2 - t1)) if bulk else None,
+    }
+
+
+def posegen_drain(url: str, jobs: int, concurrency: int, data_dir: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "posegen", "worker", "--burst", "--concurrency", str(concurrency)],
+        env=posegen_env(url, data_dir),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"posegen worker failed: {proc.stderr[-2000:]}")
+    from sqlalchemy import create_engine, text
+
+    from posegen.db.engine import normalise_url
+
+    engine = create_engine(normalise_url(url))
+    with engine.connect() as conn:
+        done, first, last = conn.execute(
+            text(
+                "SELECT count(*), min(started_at), max(completed_at) FROM pose_generations "
+                "WHERE status = 'completed'"
+            )
+        ).one()
+    engine.dispose()
+    if done != jobs:
+        raise SystemExit(f"posegen completed {done} of {jobs}")
+    seconds = (last - first).total_seconds()
+    return {
+        "drain_per_s": round(jobs / seconds),
+        "drain_s": round(seconds, 2),
+        "wall_s": round(wall, 2),
+    }
+
+
+def posegen_latency(
+    url: str, settings: Any, engine: Any, req: Any, n: int, gap: float, concurrency: int
+) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from posegen import queue
+
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE pose_generations CASCADE"))
+    with tempfile.TemporaryDirectory() as data_dir:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "posegen", "worker", "--concurrency", str(concurrency)],
+            env=posegen_env(url, data_dir),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with engine.connect() as conn:
+                wait_until(
+                    lambda: (
+                        conn.execute(
+                            text("SELECT count(*) FROM workers WHERE stopped_at IS NULL")
+                        ).scalar_one()
+                        > 0
+                    ),
+                    60,
+                    "the posegen worker",
+                )
+            time.sleep(1.0)  # let it settle into waiting for NOTIFY
+            for _ in range(n):
+                queue.submit(engine, settings, req)
+                time.sleep(gap)
+            with engine.connect() as conn:
+                wait_until(
+                    lambda: (
+                        conn.execute(
+                            text("SELECT count(*) FROM pose_generations WHERE status = 'completed'")
+                        ).scalar_one()
+                        == n
+                    ),
+                    60,
+                    "posegen latency jobs",
+                )
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+    # created_at is taken before the submit's INSERT; the "started" event right after the claim
+    # returned in the worker: pickup as the worker's handler would see it.
+    with engine.connect() as conn:
+        rows = (
+            conn.execute(
+                text(
+                    "SELECT extract(epoch FROM e.created_at - g.created_at) * 1000 "
+                    "FROM pose_generations g JOIN generation_events e "
+                    "ON e.generation_id = g.id AND e.kind = 'started'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    return latency_figures([float(r) for r in rows])
+
+
+def run_posegen(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    migrate(url)
+    settings, engine, req = posegen_setup(url)
+    try:
+        figures = posegen_submit(settings, engine, req, args.single, args.jobs - args.single)
+        with tempfile.TemporaryDirectory() as data_dir:
+            figures |= posegen_drain(url, args.jobs, args.concurrency, data_dir)
+        figures |= posegen_latency(
+            url, settings, engine, req, args.latency_jobs, args.gap, args.concurrency
+        )
+    finally:
+        engine.dispose()
+    return figures
+
+
+def run_posegen_sqlite(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as data_dir:
+        url = f"sqlite:///{data_dir}/bench.db"
+        migrate(url)
+        settings, engine, req = posegen_setup(url)
+        try:
+            figures = posegen_submit(settings, engine, req, 0, args.jobs)
+        finally:
+            engine.dispose()
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "posegen",
+                "worker",
+                "--burst",
+                "--concurrency",
+                str(args.concurrency),
+            ],
+            env=posegen_env(url, data_dir),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"posegen worker (SQLite) failed: {proc.stderr[-2000:]}")
+        from sqlalchemy import create_engine, text
+
+        eng = create_engine(url)
+        with eng.connect() as conn:
+            done, first, last = conn.execute(
+                text(
+                    "SELECT count(*), min(started_at), max(completed_at) FROM pose_generations "
+                    "WHERE status = 'completed'"
+                )
+            ).one()
+        eng.dispose()
+    from datetime import datetime
+
+    seconds = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    if done != args.jobs:
+        raise SystemExit(f"posegen (SQLite) completed {done} of {args.jobs}")
+    return {
+        "submit_batch_per_s": figures["submit_batch_per_s"],
+        "drain_per_s": round(args.jobs / seconds),
+        "drain_s": round(seconds, 2),
+        "wall_s": round(wall, 2),
+    }
+
+
+# --- Procrastinate 3.x --------------------------------------------------------------------------
+def procrastinate_app(url: str) -> tuple[Any, Any]:
+    import procrastinate
+
+    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq(url)))
+
+    @app.task(name="noop", queue="bench")
+    async def noop(t: float) -> None:
+        return None
+
+    return app, noop
+
+
+async def procrastinate_submit(url: str, single: int, bulk: int) -> dict[str, Any]:
+    app, noop = procrastinate_app(url)
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        t0 = time.perf_counter()
+        for _ in range(single):
+            await noop.defer_async(t=time.time())
+        t1 = time.perf_counter()
+        for start in range(0, bulk, SUBMIT_BATCH):
+            k = min(SUBMIT_BATCH, bulk - start)
+            await noop.batch_defer_async(*[{"t": time.time()}] * k)
+        t2 = time.perf_counter()
+    return {
+        "submit_single_per_s": round(single / (t1 - t0)),
+        "submit_batch_per_s": round(bulk / (t2 - t1)) if bulk else None,
+    }
+
+
+async def procrastinate_latency_submit(url: str, n: int, gap: float) -> None:
+    app, noop = procrastinate_app(url)
+    async with app.open_async():
+        for _ in range(n):
+            await noop.defer_async(t=time.time())
+            await asyncio.sleep(gap)
+
+
+def procrastinate_worker(url: str, concurrency: int, drain: bool) -> None:
+    app, _ = procrastinate_app(url)
+
+    async def main() -> None:
+        async with app.open_async():
+            await app.run_worker_async(
+                queues=["bench"], concurrency=concurrency, wait=not drain, delete_jobs="never"
+            )
+
+    asyncio.run(main())
+
+
+def procrastinate_events(url: str) -> tuple[float, list[float]]:
+    """(first start to last success in s, pickup latencies in ms) from procrastinate_events."""
+    with psycopg.connect(libpq(url)) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded') "
+            "- min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
+        ).fetchone()
+        lat = conn.execute(
+            "SELECT extract(epoch FROM s.at - d.at) * 1000 FROM procrastinate_events d "
+            "JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started' "
+            "WHERE d.type = 'deferred'"
+        ).fetchall()
+    assert row is not None
+    return float(row[0]), [float(r[0]) for r in lat]
+
+
+def run_procrastinate(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    figures = asyncio.run(procrastinate_submit(url, args.single, args.jobs - args.single))
+    worker_cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--role",
+        "procrastinate",
+        "--url",
+        url,
+        "--concurrency",
+        str(args.concurrency),
+    ]
+    t0 = time.perf_counter()
+    subprocess.run([*worker_cmd, "--drain"], check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    seconds, _ = procrastinate_events(url)
+    figures |= {
+        "drain_per_s": round(args.jobs / seconds),
+        "drain_s": round(seconds, 2),
+        "wall_s": round(wall, 2),
+    }
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("TRUNCATE procrastinate_jobs CASCADE")
+    worker = subprocess.Popen(worker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3.0)  # start-up, then waiting on LISTEN
+        asyncio.run(procrastinate_latency_submit(url, args.latency_jobs, args.gap))
+        time.sleep(1.0)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    _, lat = procrastinate_events(url)
+    if len(lat) != args.latency_jobs:
+        raise SystemExit(f"procrastinate started {len(lat)} of {args.latency_jobs} jobs")
+    return figures | latency_figures(lat)
+
+
+# --- PgQueuer 1.x -------------------------------------------------------------------------------
+async def pgqueuer_queries(url: str) -> tuple[Any, Any]:
+    from pgqueuer import PsycopgDriver, Queries
+
+    conn = await psycopg.AsyncConnection.connect(libpq(url), autocommit=True)
+    return conn, Queries(PsycopgDriver(conn))
+
+
+async def pgqueuer_submit(url: str, single: int, bulk: int) -> dict[str, Any]:
+    conn, queries = await pgqueuer_queries(url)
+    async with conn:
+        await queries.install()
+        t0 = time.perf_counter()
+        for _ in range(single):
+            await queries.enqueue("noop", str(time.time()).encode(), 0)
+        t1 = time.perf_counter()
+        for start in range(0, bulk, SUBMIT_BATCH):
+            k = min(SUBMIT_BATCH, bulk - start)
+            await queries.enqueue(["noop"] * k, [str(time.time()).encode()] * k, [0] * k)
+        t2 = time.perf_counter()
+    return {
+        "submit_single_per_s": round(single / (t1 - t0)),
+        "submit_batch_per_s": round(bulk / (t2 - t1)) if bulk else None,
+    }
+
+
+async def pgqueuer_latency_submit(url: str, n: int, gap: float) -> None:
+    conn, queries = await pgqueuer_queries(url)
+    async with conn:
+        for _ in range(n):
+            await queries.enqueue("noop", str(time.time()).encode(), 0)
+            await asyncio.sleep(gap)
+
+
+def pgqueuer_worker(url: str, batch_size: int, drain: bool) -> None:
+    from pgqueuer import PsycopgDriver, Queries, QueueManager
+    from pgqueuer.domain.types import QueueExecutionMode
+
+    async def main() -> None:
+        conn = await psycopg.AsyncConnection.connect(libpq(url), autocommit=True)
+        async with conn:
+            qm = QueueManager(Queries(PsycopgDriver(conn)))
+
+            @qm.entrypoint("noop")
+            async def noop(job: Any) -> None:
+                return None
+
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, qm.shutdown.set)
+            mode = QueueExecutionMode.drain if drain else QueueExecutionMode.continuous
+            await qm.run(batch_size=batch_size, mode=mode)
+
+    asyncio.run(main())
+
+
+def pgqueuer_log(url: str) -> tuple[float, list[float]]:
+    """(first pick to last success in s, pickup latencies in ms) from pgqueuer_log."""
+    with psycopg.connect(libpq(url)) as conn:
+        row = conn.execute(
+            "SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful') "
+            "- min(created) FILTER (WHERE status = 'picked')) FROM pgqueuer_log"
+        ).fetchone()
+        lat = conn.execute(
+            "SELECT extract(epoch FROM p.created - q.created) * 1000 FROM pgqueuer_log q "
+            "JOIN pgqueuer_log p ON p.job_id = q.job_id AND p.status = 'picked' "
+            "WHERE q.status = 'queued'"
+        ).fetchall()
+    assert row is not None
+    return float(row[0]), [float(r[0]) for r in lat]
+
+
+def run_pgqueuer(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    figures = asyncio.run(pgqueuer_submit(url, args.single, args.jobs - args.single))
+    worker_cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--role",
+        "pgqueuer",
+        "--url",
+        url,
+        "--pgqueuer-batch",
+        str(args.pgqueuer_batch),
+    ]
+    t0 = time.perf_counter()
+    subprocess.run([*worker_cmd, "--drain"], check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    seconds, done = pgqueuer_log(url)
+    if len(done) != args.jobs:
+        raise SystemExit(f"pgqueuer picked {len(done)} of {args.jobs} jobs")
+    figures |= {
+        "drain_per_s": round(args.jobs / seconds),
+        "drain_s": round(seconds, 2),
+        "wall_s": round(wall, 2),
+    }
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute("TRUNCATE pgqueuer_log")
+    worker = subprocess.Popen(worker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3.0)  # start-up, then waiting on LISTEN
+        asyncio.run(pgqueuer_latency_submit(url, args.latency_jobs, args.gap))
+        time.sleep(1.0)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    _, lat = pgqueuer_log(url)
+    if len(lat) != args.latency_jobs:
+        raise SystemExit(f"pgqueuer picked {len(lat)} of {args.latency_jobs} latency jobs")
+    return figures | latency_figures(lat)
+
+
+# --- main ---------------------------------------------------------------------------------------
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--jobs", type=int, default=20_000, help="jobs each system drains")
+    p.add_argument(
+        "--single",
+        type=int,
+        default=None,
+        help="of those, submitted one per transaction (default jobs/10, max 2000)",
+    )
+    p.add_argument("--concurrency", type=int, default=64, help="worker concurrency (all systems)")
+    p.add_argument("--pgqueuer-batch", type=int, default=10, help="PgQueuer dequeue batch size")
+    p.add_argument("--latency-jobs", type=int, default=200)
+    p.add_argument("--gap", type=float, default=0.02, help="seconds between latency submits")
+    p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    p.add_argument(
+        "--only",
+        choices=["posegen", "procrastinate", "pgqueuer", "sqlite"],
+        action="append",
+        help="run only these (repeatable)",
+    )
+    # internal: worker subprocesses of the other systems
+    p.add_argument("--role", choices=["procrastinate", "pgqueuer"], help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    p.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.role == "procrastinate":
+        procrastinate_worker(args.url, args.concurrency, args.drain)
+        return
+    if args.role == "pgqueuer":
+        pgqueuer_worker(args.url, args.pgqueuer_batch, args.drain)
+        return
+    if args.single is None:
+        args.single = min(2000, args.jobs // 10)
+    runs = args.only or ["posegen", "procrastinate", "pgqueuer", "sqlite"]
+
+    results: dict[str, dict[str, Any]] = {}
+    with psycopg.connect(libpq(args.admin_url)) as conn:
+        pg_version = server_version(conn)
+    for name, fn in (
+        ("posegen", run_posegen),
+        ("procrastinate", run_procrastinate),
+        ("pgqueuer", run_pgqueuer),
+    ):
+        if name in runs:
+            print(f"running {name} ({args.jobs} jobs)...", flush=True)
+            with scratch_database(args.admin_url, f"bench_queue_{name}") as url:
+                results[name] = fn(url, args)
+    if "sqlite" in runs:
+        print("running posegen on SQLite...", flush=True)
+        results["posegen_sqlite"] = run_posegen_sqlite(args)
+
+    rows = [
+        (
+            "system",
+            "submit 1/tx /s",
+            "submit batch /s",
+            "drain /s",
+            "pickup p50 ms",
+            "pickup p95 ms",
+        )
+    ]
+    for name, f in results.items():
+        rows.append(
+            (
+                name,
+                str(f.get("submit_single_per_s", "-")),
+                str(f.get("submit_batch_per_s", "-")),
+                str(f["drain_per_s"]),
+                str(f.get("pickup_p50_ms", "-")),
+                str(f.get("pickup_p95_ms", "-")),
+            )
+        )
+    print()
+    table(rows)
+    ratios: dict[str, float] = {}
+    ours = results.get("posegen")
+    for other in ("procrastinate", "pgqueuer"):
+        if ours and other in results:
+            ratios[f"drain_vs_{other}"] = round(
+                ours["drain_per_s"] / results[other]["drain_per_s"], 2
+            )
+            ratios[f"submit_single_vs_{other}"] = round(
+                ours["submit_single_per_s"] / results[other]["submit_single_per_s"], 2
+            )
+    print()
+    for k, v in ratios.items():
+        print(f"{k}: {v}x")
+    emit(
+        {
+            "benchmark": "queue",
+            "jobs": args.jobs,
+            "concurrency": args.concurrency,
+            "pgqueuer_batch": args.pgqueuer_batch,
+            "postgres": pg_version,
+            **machine(),
+            "results": results,
+            "ratios": ratios,
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
