@@ -52,17 +52,36 @@ class PoseView:
 
 
 _POSE_COLUMNS = (
-    L.id, L.slug, L.name, L.description, L.category_id, C.slug.label("category_slug"), L.tags,
-    L.keypoints, L.controlnet_map_url, L.preview_image_url, L.is_public, L.created_at,
-)  # fmt: skip
+    L.id,
+    L.slug,
+    L.name,
+    L.description,
+    L.category_id,
+    C.slug.label("category_slug"),
+    L.tags,
+    L.keypoints,
+    L.controlnet_map_url,
+    L.preview_image_url,
+    L.is_public,
+    L.created_at,
+)
 
 
 def _pose(r: Any) -> PoseView:
     return PoseView(
-        r.id, r.slug, r.name, r.description or "", r.category_id, r.category_slug,
-        list(r.tags or []), r.keypoints, r.controlnet_map_url, r.preview_image_url,
-        bool(r.is_public), r.created_at,
-    )  # fmt: skip
+        r.id,
+        r.slug,
+        r.name,
+        r.description or "",
+        r.category_id,
+        r.category_slug,
+        list(r.tags or []),
+        r.keypoints,
+        r.controlnet_map_url,
+        r.preview_image_url,
+        bool(r.is_public),
+        r.created_at,
+    )
 
 
 def list_categories(engine: Engine, *, include_private: bool) -> list[CategoryView]:

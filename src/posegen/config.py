@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     metrics_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     #: How long an API process trusts a key it looked up (a revocation elsewhere waits this long).
     auth_cache_seconds: float = Field(default=5.0, ge=0)
+    #: An event stream closes after this long; EventSource clients resume with Last-Event-ID.
+    sse_max_seconds: float = Field(default=300.0, gt=0)
     #: Bearer token Prometheus sends to scrape ``/metrics`` (admin API keys work too).
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None

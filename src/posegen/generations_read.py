@@ -72,12 +72,31 @@ class GenerationView:
 
 
 _COLUMNS = (
-    G.id, G.user_id, G.project_id, G.type, G.status, G.prompt, G.negative_prompt,
-    G.selected_pose_ids, G.variations, G.total_expected_poses, G.poses_completed,
-    G.poses_failed, G.width, G.height, G.seed, G.priority, G.attempts, G.max_attempts,
-    G.cancel_requested, G.created_at, G.started_at, G.completed_at, G.error_kind,
+    G.id,
+    G.user_id,
+    G.project_id,
+    G.type,
+    G.status,
+    G.prompt,
+    G.negative_prompt,
+    G.selected_pose_ids,
+    G.variations,
+    G.total_expected_poses,
+    G.poses_completed,
+    G.poses_failed,
+    G.width,
+    G.height,
+    G.seed,
+    G.priority,
+    G.attempts,
+    G.max_attempts,
+    G.cancel_requested,
+    G.created_at,
+    G.started_at,
+    G.completed_at,
+    G.error_kind,
     G.error_message,
-)  # fmt: skip
+)
 
 
 def _view(row: Any) -> GenerationView:
@@ -233,19 +252,37 @@ class ResultRow:
 
 def _result(r: Any) -> ResultRow:
     return ResultRow(
-        r.id, r.variation_key, r.pose_id, r.variation_index, PoseStatus(r.status), r.image_path,
-        r.thumbnail_path, r.seed, r.prompt_used, r.duration_ms, r.error_kind, r.error_message,
+        r.id,
+        r.variation_key,
+        r.pose_id,
+        r.variation_index,
+        PoseStatus(r.status),
+        r.image_path,
+        r.thumbnail_path,
+        r.seed,
+        r.prompt_used,
+        r.duration_ms,
+        r.error_kind,
+        r.error_message,
         r.created_at,
-    )  # fmt: skip
+    )
 
 
 _RESULT_COLUMNS = (
-    GeneratedPose.id, GeneratedPose.variation_key, GeneratedPose.pose_id,
-    GeneratedPose.variation_index, GeneratedPose.status, GeneratedPose.image_path,
-    GeneratedPose.thumbnail_path, GeneratedPose.seed, GeneratedPose.prompt_used,
-    GeneratedPose.duration_ms, GeneratedPose.error_kind, GeneratedPose.error_message,
+    GeneratedPose.id,
+    GeneratedPose.variation_key,
+    GeneratedPose.pose_id,
+    GeneratedPose.variation_index,
+    GeneratedPose.status,
+    GeneratedPose.image_path,
+    GeneratedPose.thumbnail_path,
+    GeneratedPose.seed,
+    GeneratedPose.prompt_used,
+    GeneratedPose.duration_ms,
+    GeneratedPose.error_kind,
+    GeneratedPose.error_message,
     GeneratedPose.created_at,
-)  # fmt: skip
+)
 
 
 def results(engine: Engine, generation_id: int) -> list[ResultRow]:

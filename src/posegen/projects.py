@@ -39,9 +39,14 @@ _COLUMNS = (P.id, P.user_id, P.name, P.subject_image_url, P.status, P.created_at
 
 def _view(r: Any) -> ProjectView:
     return ProjectView(
-        r.id, r.user_id, r.name, r.subject_image_url, ProjectStatus(r.status), r.created_at,
+        r.id,
+        r.user_id,
+        r.name,
+        r.subject_image_url,
+        ProjectStatus(r.status),
+        r.created_at,
         r.updated_at,
-    )  # fmt: skip
+    )
 
 
 def clean_name(name: str) -> str:

@@ -23,9 +23,13 @@ def keys(engine: Engine) -> Keys:
     other = accounts.create_user(engine, "Olaf Other", "olaf@example.com")
     admin = accounts.create_user(engine, "Ada Admin", "ada@example.com", Role.ADMIN)
     return Keys(
-        user.api_key, other.api_key, admin.api_key, user.account.id, other.account.id,
+        user.api_key,
+        other.api_key,
+        admin.api_key,
+        user.account.id,
+        other.account.id,
         admin.account.id,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

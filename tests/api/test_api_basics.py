@@ -92,9 +92,12 @@ def test_validation_errors_are_422_problems_without_echoing_input(api: Api, keys
 def test_malformed_json_is_422(api: Api, keys: Keys, content: bytes) -> None:
     for path in ("/projects", "/generations"):
         r = api(
-            "POST", path, key=keys.user, content=content,
+            "POST",
+            path,
+            key=keys.user,
+            content=content,
             headers={"Content-Type": "application/json"},
-        )  # fmt: skip
+        )
         assert problem_of(r, 422)["kind"] == "invalid-input"
 
 
@@ -130,9 +133,10 @@ def test_body_over_the_limit_is_413_problem(settings: Settings, engine: Engine, 
         assert problem_of(r, 413)["kind"] == "payload-too-large"
         # Even routes that never read a body refuse it.
         r = client.post(
-            "/api/pose-generator/admin/recovery/run", content=big,
+            "/api/pose-generator/admin/recovery/run",
+            content=big,
             headers={**headers, "Authorization": f"Bearer {keys.admin}"},
-        )  # fmt: skip
+        )
         problem_of(r, 413)
         ok = client.post("/api/pose-generator/projects", json={"name": "small"}, headers=headers)
         assert ok.status_code == 201

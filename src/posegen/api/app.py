@@ -81,3 +81,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             expose_headers=["Retry-After", "Location"],
         )
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several API processes): settings from the environment."""
+    from posegen.config import load_settings
+
+    return create_app(load_settings())

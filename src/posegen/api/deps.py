@@ -90,7 +90,7 @@ def get_engine(request: Request) -> Engine:
 
 
 #: A row id in a path: BIGINT range, so no out-of-range number reaches the database driver.
-PathId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+PathId = Annotated[int, Path(ge=1, le=2**63 - 1, examples=[1])]
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]

@@ -61,21 +61,23 @@ async def _from_form(
     )
     fields: dict[str, Any] = {}
     upload: bytes | None = None
-    for name, value in form.multi_items():
-        if isinstance(value, UploadFile):
-            if name != file_field:
-                raise InvalidInput(f"unexpected file field {name!r}", kind="unexpected-file")
-            upload = await value.read(settings.upload_max_bytes + 1)
-            if len(upload) > settings.upload_max_bytes:
-                raise InvalidInput(
-                    f"upload is over the {settings.upload_max_bytes}-byte limit",
-                    kind="upload-too-large",
-                )
-        elif name in fields:
-            raise InvalidInput(f"field {name!r} given twice", kind="duplicate-field")
-        else:
-            fields[name] = _form_value(value)
-    await form.close()
+    try:
+        for name, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if name != file_field:
+                    raise InvalidInput(f"unexpected file field {name!r}", kind="unexpected-file")
+                upload = await value.read(settings.upload_max_bytes + 1)
+                if len(upload) > settings.upload_max_bytes:
+                    raise InvalidInput(
+                        f"upload is over the {settings.upload_max_bytes}-byte limit",
+                        kind="upload-too-large",
+                    )
+            elif name in fields:
+                raise InvalidInput(f"field {name!r} given twice", kind="duplicate-field")
+            else:
+                fields[name] = _form_value(value)
+    finally:
+        await form.close()
     return validate(model, fields), upload
 
 

@@ -54,6 +54,7 @@ Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2,
 #: OpenPose COCO-18 order; coordinates normalised to 0..1, null for a missing point.
 Keypoints = Annotated[list[Point | None], Field(min_length=18, max_length=18)]
 Tag = Annotated[str, Field(min_length=1, max_length=50)]
+_EXAMPLE_POINTS: list[Any] = [[0.5, 0.1 + i * 0.04] for i in range(17)] + [None]
 
 
 class CategoryOut(ApiModel):
@@ -96,6 +97,19 @@ class PoseWrite(RequestModel):
 
 
 class PoseCreate(PoseWrite):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Hero",
+                    "category": "standing",
+                    "tags": ["bold"],
+                    "keypoints": _EXAMPLE_POINTS,
+                }
+            ]
+        }
+    )
+
     name: Annotated[str, Field(min_length=1, max_length=200)]
     category: Annotated[str, Field(min_length=1, max_length=64)] | Id = Field(
         description="Category slug or id."
@@ -106,11 +120,21 @@ class PoseCreate(PoseWrite):
 
 
 class ProjectCreate(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"name": "Summer shoot", "subjectImageUrl": "https://cdn.example.com/me.png"}
+            ]
+        }
+    )
+
     name: Annotated[str, Field(min_length=1, max_length=200)]
     subject_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
 
 
 class ProjectUpdate(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Renamed"}]})
+
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     subject_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
 
@@ -132,6 +156,10 @@ Side = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]
 
 class GenerationCreate(RequestModel):
     """Library poses (``poseIds``) or a text description of the pose (``textPrompt``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"projectId": 1, "poseIds": [1, 2], "variations": 2}]}
+    )
 
     project_id: Id
     pose_ids: Annotated[list[Id], Field(min_length=1)] | None = None
@@ -267,6 +295,12 @@ class UserOut(ApiModel):
 
 
 class UserCreate(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "Ada", "email": "ada@example.com", "role": "user"}]
+        }
+    )
+
     name: Annotated[str, Field(min_length=1, max_length=200)]
     email: Annotated[str, Field(min_length=3, max_length=320)]
     role: Role = Role.USER

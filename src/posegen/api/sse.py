@@ -17,11 +17,23 @@ from sqlalchemy import Engine
 
 from posegen import generations_read
 from posegen.db.models import TERMINAL_STATUSES
+from posegen.queue.events import KINDS
 
 #: Comment line sent when nothing happened for a while, so proxies keep the connection open.
 KEEPALIVE_SECONDS = 15.0
 #: Tells EventSource clients how long to wait before reconnecting (milliseconds).
 RETRY_MS = 2000
+
+#: One event on the wire (OpenAPI 3.2 style): ``data`` is the JSON of :class:`EventOut`.
+EVENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "Event id."},
+        "event": {"type": "string", "enum": list(KINDS)},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
 
 
 def event_bytes(event: generations_read.EventRow, generation_id: int) -> bytes:
@@ -46,13 +58,17 @@ def nothing_left(engine: Engine, generation_id: int, after_id: int) -> bool:
 
 
 async def stream(
-    engine: Engine, generation_id: int, after_id: int, poll_seconds: float
+    engine: Engine, generation_id: int, after_id: int, poll_seconds: float, max_seconds: float
 ) -> AsyncIterator[bytes]:
-    """Yield SSE frames: replay after ``after_id``, then follow new events until a terminal one."""
+    """Yield SSE frames: replay after ``after_id``, then follow new events until a terminal one.
+
+    After ``max_seconds`` the stream ends anyway (connections do not pin a replica forever);
+    the client reconnects with ``Last-Event-ID`` and misses nothing.
+    """
     yield format_sse_event(retry=RETRY_MS)
     last = after_id
-    quiet_since = time.monotonic()
-    while True:
+    started = quiet_since = time.monotonic()
+    while time.monotonic() - started < max_seconds:
         events, status = await anyio.to_thread.run_sync(
             generations_read.events_after, engine, generation_id, last
         )

@@ -7,7 +7,7 @@ import sys
 import click
 import typer
 
-from posegen.cli import config_cmd, db, generate, library, maps, metrics, users, worker
+from posegen.cli import config_cmd, db, generate, library, maps, metrics, serve, users, worker
 from posegen.cli.app import app
 from posegen.exceptions import PosegenError
 
@@ -20,6 +20,8 @@ app.command("config")(config_cmd.show_config)
 app.command("worker")(worker.worker)
 app.command("submit")(worker.submit)
 app.command("recover")(worker.recover)
+app.command("serve")(serve.serve)
+app.command("up")(serve.up)
 app.command("generate")(generate.generate)
 
 

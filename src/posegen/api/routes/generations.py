@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 
 from posegen import catalog, generations_read, projects, queue
@@ -210,11 +211,13 @@ def get_generation(request: Request, generation: GenerationDep) -> GenerationOut
 @router.get(
     "/{generation_id}/events",
     name="generation_events",
-    response_class=EventSourceResponse,
+    # Not EventSourceResponse: FastAPI would then expect a generator endpoint, and this one first
+    # decides between 204 and a stream.
+    response_class=StreamingResponse,
     responses={
         200: {
             "description": "Event stream: `id` is the event id, `event` its kind, `data` JSON.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": sse.EVENT_SCHEMA}},
         },
         204: {"description": "The generation ended and the client has seen every event."},
         **problems(404),
@@ -235,7 +238,7 @@ async def generation_events(
         return Response(status_code=204)
     poll = min(settings.poll_interval_seconds, 1.0)
     return EventSourceResponse(
-        sse.stream(engine, generation.id, after, poll),
+        sse.stream(engine, generation.id, after, poll, settings.sse_max_seconds),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from posegen import catalog, uploads
+from posegen import catalog, projects, uploads
 from posegen.api import forms
 from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
 from posegen.controlnet import sources
-from posegen.exceptions import NotFound
+from posegen.exceptions import InvalidInput, NotFound
 
 router = APIRouter(prefix="/library", tags=["library"])
 
@@ -105,10 +105,18 @@ def _slugify(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:100] or "pose"
 
 
-def _columns(body: PoseWrite) -> dict[str, Any]:
+def _columns(body: PoseWrite, has_upload: bool) -> dict[str, Any]:
+    """Columns to write. Stored keypoints win over a map, so a new map clears them."""
     values = body.model_dump(exclude_unset=True, exclude={"category"})
-    if "keypoints" in values and values["keypoints"] is not None:
+    new_map = has_upload or values.get("controlnet_map_url") is not None
+    if values.get("keypoints") is not None:
+        if new_map:
+            raise InvalidInput("give keypoints or a map, not both", kind="two-maps")
         sources.parse_persons(values["keypoints"])
+    elif new_map:
+        values["keypoints"] = None
+    if values.get("controlnet_map_url") is not None:
+        values["controlnet_map_url"] = projects.check_image_url(values["controlnet_map_url"])
     return values
 
 
@@ -124,7 +132,7 @@ async def create_pose(
 ) -> PoseOut:
     """Add a pose (admin): keypoints, a map URL, or a map image upload (multipart)."""
     body, upload = await forms.read_body(request, PoseCreate, settings, "map")
-    values = _columns(body)
+    values = _columns(body, upload is not None)
     values.setdefault("slug", _slugify(body.name))
     png = None
     if upload is not None:
@@ -157,7 +165,7 @@ async def update_pose(
 ) -> PoseOut:
     """Change a pose (admin); only the fields given change."""
     body, upload = await forms.read_body(request, PoseWrite, settings, "map")
-    values = _columns(body)
+    values = _columns(body, upload is not None)
     await run_in_threadpool(catalog.get_pose, engine, pose_id, include_private=True)
     if upload is not None:
         png = await run_in_threadpool(uploads.validated_png, settings, upload)

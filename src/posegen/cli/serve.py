@@ -1,0 +1,155 @@
+"""``posegen serve`` (the HTTP API) and ``posegen up`` (everything in one process).
+
+``up`` is the zero-setup path behind ``make run``: migrate, seed the library, make sure an admin
+exists (its key is printed once), then run the API, a worker and the recovery loop together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy import Engine
+
+from posegen import accounts
+from posegen.cli.app import state
+from posegen.config import Settings
+from posegen.db import migrate
+from posegen.db.models import Role
+from posegen.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+FIRST_ADMIN_NAME = "admin"
+FIRST_ADMIN_EMAIL = "admin@posegen.local"
+
+Host = Annotated[str | None, typer.Option(help="Bind address (default POSEGEN_API_HOST).")]
+Port = Annotated[
+    int | None, typer.Option(min=1, max=65535, help="Port (default POSEGEN_API_PORT).")
+]
+
+
+def _require_schema(engine: Engine) -> None:
+    if not migrate.is_at_head(engine):
+        raise ConfigError("the database schema is not up to date: run `posegen db upgrade`")
+
+
+def serve(
+    ctx: typer.Context,
+    host: Host = None,
+    port: Port = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="API processes (each with its own pool).")
+    ] = 1,
+) -> None:
+    """Run the HTTP API (uvicorn). Run workers separately with `posegen worker`."""
+    st = state(ctx)
+    settings = st.settings
+    _require_schema(st.engine)
+    bind_host = host or settings.api_host
+    bind_port = settings.api_port if port is None else port
+    from posegen.worker import signals
+
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
+    # handler it found; this one makes that a normal exit (status 0) instead of a kill.
+    restore = signals.install(lambda: None)
+    try:
+        if workers == 1:
+            from posegen.api.app import create_app
+
+            app = create_app(settings, st.engine)
+            uvicorn.run(app, host=bind_host, port=bind_port, log_config=None)
+            return
+        # Several processes need an import string; each builds its settings from the environment.
+        uvicorn.run(
+            "posegen.api.app:app_from_environment",
+            factory=True,
+            host=bind_host,
+            port=bind_port,
+            workers=workers,
+            log_config=None,
+        )
+    finally:
+        restore()
+
+
+def ensure_admin(engine: Engine) -> accounts.NewKey | None:
+    """Create the first admin (and return its key) if the database has no admin yet."""
+    if accounts.count_admins(engine) > 0:
+        return None
+    return accounts.create_user(engine, FIRST_ADMIN_NAME, FIRST_ADMIN_EMAIL, Role.ADMIN)
+
+
+def up(
+    ctx: typer.Context,
+    host: Host = None,
+    port: Port = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, max=256, help="Worker concurrency.")
+    ] = None,
+) -> None:
+    """Migrate, seed the pose library, create a first admin key, and run API + worker."""
+    from posegen.api.app import create_app
+    from posegen.library import seed_library
+    from posegen.worker import Worker, signals
+    from posegen.worker.handlers import select_handler
+
+    st = state(ctx)
+    settings, engine = st.settings, st.engine
+    migrate.upgrade(engine)
+    seeded = seed_library(engine)
+    handler = select_handler(settings)  # fails fast on a misconfigured backend
+    new_admin = ensure_admin(engine)
+    bind_host = host or settings.api_host
+    bind_port = settings.api_port if port is None else port
+
+    worker = Worker(settings, engine, handler, concurrency)
+    config = uvicorn.Config(
+        create_app(settings, engine), host=bind_host, port=bind_port, log_config=None
+    )
+    server = uvicorn.Server(config)
+    worker_failed = threading.Event()
+
+    def run_worker() -> None:
+        try:
+            worker.run()
+        except BaseException:
+            log.exception("the worker stopped unexpectedly; shutting down")
+            worker_failed.set()
+            server.should_exit = True
+            raise
+
+    # uvicorn takes SIGINT/SIGTERM while it runs, then restores these handlers and re-raises the
+    # signal, so the worker's graceful stop runs after the API has shut down.
+    restore = signals.install(worker.stop)
+    thread = threading.Thread(target=run_worker, name="posegen-worker", daemon=True)
+    thread.start()
+    _announce(settings, bind_host, bind_port, seeded.poses, new_admin)
+    try:
+        server.run()
+    finally:
+        worker.stop()
+        thread.join(settings.shutdown_grace_seconds + 10)
+        restore()
+    if worker_failed.is_set():
+        raise typer.Exit(1)
+
+
+def _announce(
+    settings: Settings, host: str, port: int, poses: int, new_admin: accounts.NewKey | None
+) -> None:
+    info: dict[str, object] = {
+        "api": f"http://{host}:{port}/api/pose-generator",
+        "docs": f"http://{host}:{port}/docs",
+        "database": "sqlite" if settings.is_sqlite else "postgresql",
+        "poses": poses,
+    }
+    if new_admin is not None:
+        # Shown once: only its hash is stored.
+        info["adminEmail"] = new_admin.account.email
+        info["adminApiKey"] = new_admin.api_key
+    typer.echo(json.dumps(info))

@@ -1,0 +1,220 @@
+"""Authorisation matrix over every route of the app: anonymous, the owner, another user, admin.
+
+The expected statuses are a table keyed by (method, path) and the test walks the app's own
+route table, so a route added without a row here fails the test instead of escaping it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from api_helpers import Api, Keys, claim_one, write_pose
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import Engine
+
+from posegen import accounts, queue
+from posegen.api.app import PREFIX
+from posegen.config import Settings
+
+ANON, USER, OTHER, ADMIN = "anonymous", "user", "other", "admin"
+#: Roles in the order they call; the one expected to succeed on a mutating route calls last.
+ORDER = (ANON, OTHER, ADMIN, USER)
+
+
+@dataclass
+class Row:
+    expect: dict[str, int]
+    #: Path parameters (and request kwargs) built fresh for this route from the world.
+    params: Callable[[World], dict[str, Any]] = lambda w: {}
+    request: Callable[[World], dict[str, Any]] = lambda w: {}
+    order: tuple[str, ...] = ORDER
+
+
+def everyone(status: int) -> dict[str, int]:
+    return {ANON: 401, USER: status, OTHER: status, ADMIN: status}
+
+
+def owner_only(status: int, admin: int = 404) -> dict[str, int]:
+    return {ANON: 401, USER: status, OTHER: 404, ADMIN: admin}
+
+
+def admin_only(status: int) -> dict[str, int]:
+    return {ANON: 401, USER: 403, OTHER: 403, ADMIN: status}
+
+
+PUBLIC = {ANON: 200, USER: 200, OTHER: 200, ADMIN: 200}
+
+
+@dataclass
+class World:
+    api: Api
+    keys: Keys
+    engine: Engine
+    settings: Settings
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    def key(self, role: str) -> str | None:
+        return {ANON: None, USER: self.keys.user, OTHER: self.keys.other, ADMIN: self.keys.admin}[
+            role
+        ]
+
+    def unique(self) -> int:
+        self.counter[0] += 1
+        return self.counter[0]
+
+    def project(self) -> int:
+        r = self.api("POST", "/projects", key=self.keys.user, json={"name": "m"})
+        return int(r.json()["id"])
+
+    def finished_generation(self) -> tuple[int, int]:
+        """A generation of the user with one stored result; returns (generation id, result id)."""
+        body = {"projectId": self.project(), "poseIds": [1]}
+        gid = int(self.api("POST", "/generations", key=self.keys.user, json=body).json()["id"])
+        job = claim_one(self.engine, self.settings)
+        write_pose(self.engine, self.settings, job, 1, 0)
+        queue.finish(self.engine, job.id, job.lease_token)
+        results = self.api("GET", f"/generations/{gid}/results", key=self.keys.user).json()
+        return gid, int(results[0]["id"])
+
+    def pending_generation(self) -> int:
+        body = {"projectId": self.project(), "poseIds": [2]}
+        return int(self.api("POST", "/generations", key=self.keys.user, json=body).json()["id"])
+
+    def pose(self) -> int:
+        body = {"name": f"pose {self.unique()}", "category": 1, "keypoints": [[0.5, 0.5]] * 18}
+        return int(self.api("POST", "/library/poses", key=self.keys.admin, json=body).json()["id"])
+
+    def spare_user(self) -> accounts.NewKey:
+        return accounts.create_user(self.engine, "Spare", f"spare{self.unique()}@example.com")
+
+
+def _gen(w: World) -> dict[str, Any]:
+    return {"generation_id": w.finished_generation()[0]}
+
+
+def _result(w: World) -> dict[str, Any]:
+    gid, rid = w.finished_generation()
+    return {"generation_id": gid, "result_id": rid, "what": "image"}
+
+
+G = "/generations/{generation_id}"
+NO_REDIRECT = {"follow_redirects": False}
+
+TABLE: dict[tuple[str, str], Row] = {
+    ("GET", "/healthz"): Row(PUBLIC),
+    ("GET", "/"): Row({r: 307 for r in ORDER}, request=lambda w: NO_REDIRECT),
+    ("GET", "/favicon.ico"): Row(PUBLIC),
+    ("GET", "/readyz"): Row(PUBLIC),
+    ("GET", "/library/categories"): Row(everyone(200)),
+    ("GET", "/library/poses"): Row(everyone(200)),
+    ("POST", "/library/poses"): Row(
+        admin_only(201),
+        request=lambda w: {
+            "json": {"name": f"new {w.unique()}", "category": 1, "keypoints": [[0.5, 0.5]] * 18}
+        },
+    ),
+    ("GET", "/library/poses/{pose_id}"): Row(everyone(200), lambda w: {"pose_id": 1}),
+    ("GET", "/library/poses/{pose_id}/map"): Row(everyone(200), lambda w: {"pose_id": 1}),
+    ("PATCH", "/library/poses/{pose_id}"): Row(
+        admin_only(200), lambda w: {"pose_id": w.pose()}, lambda w: {"json": {"tags": ["x"]}}
+    ),
+    ("DELETE", "/library/poses/{pose_id}"): Row(admin_only(204), lambda w: {"pose_id": w.pose()}),
+    ("POST", "/projects"): Row(everyone(201), request=lambda w: {"json": {"name": "n"}}),
+    ("GET", "/projects"): Row(everyone(200)),
+    ("GET", "/projects/{project_id}"): Row(owner_only(200), lambda w: {"project_id": w.project()}),
+    ("PATCH", "/projects/{project_id}"): Row(
+        owner_only(200), lambda w: {"project_id": w.project()}, lambda w: {"json": {"name": "r"}}
+    ),
+    ("DELETE", "/projects/{project_id}"): Row(
+        owner_only(204), lambda w: {"project_id": w.project()}
+    ),
+    ("POST", "/projects/{project_id}/archive"): Row(
+        owner_only(200), lambda w: {"project_id": w.project()}
+    ),
+    # Another user (admins included) naming the owner's project: it does not exist for them.
+    ("POST", "/generations"): Row(
+        owner_only(202),
+        request=lambda w: {"json": {"projectId": w.project(), "poseIds": [1]}},
+        order=(ANON, OTHER, ADMIN, USER),
+    ),
+    ("GET", "/generations"): Row(everyone(200)),
+    ("GET", G): Row(owner_only(200, admin=200), _gen),
+    ("GET", G + "/events"): Row(owner_only(200, admin=200), _gen),
+    ("POST", G + "/cancel"): Row(
+        owner_only(200, admin=200), lambda w: {"generation_id": w.pending_generation()}
+    ),
+    ("GET", G + "/results"): Row(owner_only(200, admin=200), _gen),
+    ("GET", G + "/results/{result_id}/{what}"): Row(owner_only(200, admin=200), _result),
+    ("GET", G + "/archive"): Row(owner_only(200, admin=200), _gen),
+    ("GET", "/admin/recovery"): Row(admin_only(200)),
+    ("POST", "/admin/recovery/run"): Row(admin_only(200)),
+    ("GET", "/admin/workers"): Row(admin_only(200)),
+    ("GET", "/admin/users"): Row(admin_only(200)),
+    ("POST", "/admin/users"): Row(
+        admin_only(201),
+        request=lambda w: {"json": {"name": "New", "email": f"n{w.unique()}@example.com"}},
+    ),
+    ("POST", "/admin/users/{user_id}/keys"): Row(
+        admin_only(201), lambda w: {"user_id": w.spare_user().account.id}
+    ),
+    ("DELETE", "/admin/users/{user_id}/keys"): Row(
+        admin_only(200), lambda w: {"user_id": w.spare_user().account.id}
+    ),
+    ("DELETE", "/admin/keys/{prefix}"): Row(
+        admin_only(200), lambda w: {"prefix": w.spare_user().api_key[:10]}
+    ),
+    # Routes of the metrics part (checked when its router is installed).
+    ("GET", "/metrics"): Row(admin_only(200)),
+    ("GET", "/metrics/top-users"): Row(admin_only(200)),
+    ("GET", "/metrics/summary"): Row(admin_only(200)),
+    ("GET", "/metrics/errors"): Row(admin_only(200)),
+    ("GET", "/metrics/popular-poses"): Row(admin_only(200)),
+}
+
+
+#: The dashboard signs browsers in with a session cookie, not an API key; its pages are
+#: covered by the web part's own tests. Static files and the interactive docs need no key.
+NOT_KEY_AUTH = ("/ui", "/docs", "/openapi.json")
+
+
+def app_routes(app: FastAPI) -> dict[tuple[str, str], str]:
+    """Every (method, path) the app serves (included routers flattened), API prefix cut off,
+    mapped to the full path template."""
+    out = {}
+    for route in iter_route_contexts(app.routes):
+        if not route.path or not route.methods or route.path.startswith(NOT_KEY_AUTH):
+            continue
+        path = route.path.removeprefix(PREFIX) or "/"
+        for method in route.methods - {"HEAD", "OPTIONS"}:
+            out[(method, path)] = route.path
+    return dict(sorted(out.items()))
+
+
+def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
+    routes = app_routes(app)
+    assert ("POST", "/generations") in routes and ("GET", "/healthz") in routes
+    missing = [r for r in routes if r not in TABLE]
+    assert not missing, f"routes without an authorisation row: {missing}"
+
+
+def test_authorisation_matrix(
+    app: FastAPI, api: Api, keys: Keys, library: None, engine: Engine, settings: Settings
+) -> None:
+    world = World(api, keys, engine, settings)
+    failures = []
+    for (method, path), template in app_routes(app).items():
+        row = TABLE[(method, path)]
+        url = template.format(**row.params(world))
+        for role in row.order:
+            kwargs = row.request(world)
+            key = world.key(role)
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            r = api.client.request(method, url, headers=headers, **kwargs)
+            if r.status_code != row.expect[role]:
+                failures.append((method, url, role, row.expect[role], r.status_code, r.text[:120]))
+            elif r.status_code >= 400:
+                assert r.headers["content-type"].startswith("application/problem+json")
+    assert not failures, "\n".join(map(str, failures))

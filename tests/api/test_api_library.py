@@ -1,0 +1,116 @@
+"""The pose library: reads with filters and cursor pages, map PNGs, and admin edits."""
+
+from __future__ import annotations
+
+import io
+
+from api_helpers import Api, Keys, png, problem_of
+from PIL import Image
+
+KEYPOINTS = [[0.5, 0.1], [0.5, 0.2], *([[0.4, 0.5]] * 15), None]
+
+
+def test_categories_and_poses_with_filters_and_pages(api: Api, keys: Keys, library: None) -> None:
+    cats = api("GET", "/library/categories", key=keys.user).json()
+    assert len(cats) >= 2 and all(c["poseCount"] > 0 for c in cats)
+    total = sum(c["poseCount"] for c in cats)
+
+    seen: list[int] = []
+    cursor = None
+    while True:
+        params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
+        page = api("GET", "/library/poses", key=keys.user, params=params).json()
+        seen += [p["id"] for p in page["items"]]
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    assert len(seen) == total == len(set(seen)) and seen == sorted(seen)
+
+    slug = cats[0]["slug"]
+    in_cat = api("GET", "/library/poses", key=keys.user, params={"category": slug, "limit": 200})
+    assert {p["categorySlug"] for p in in_cat.json()["items"]} == {slug}
+    assert len(in_cat.json()["items"]) == cats[0]["poseCount"]
+
+    pose = api("GET", f"/library/poses/{seen[0]}", key=keys.user).json()
+    tag = pose["tags"][0]
+    tagged = api("GET", "/library/poses", key=keys.user, params={"tag": tag, "limit": 200}).json()
+    assert tagged["items"] and all(tag in p["tags"] for p in tagged["items"])
+    word = pose["name"].split()[0].upper()
+    found = api("GET", "/library/poses", key=keys.user, params={"q": word, "limit": 200}).json()
+    assert pose["id"] in [p["id"] for p in found["items"]]
+    none = api("GET", "/library/poses", key=keys.user, params={"q": "%_%zz"}).json()
+    assert none["items"] == []
+
+
+def test_map_png_is_served_for_keypoint_poses(api: Api, keys: Keys, library: None) -> None:
+    pose = api("GET", "/library/poses", key=keys.user).json()["items"][0]
+    r = api("GET", pose["mapUrl"], key=keys.user)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    with Image.open(io.BytesIO(r.content)) as img:
+        assert img.format == "PNG" and img.width >= 64
+    assert r.headers["etag"]
+    problem_of(api("GET", "/library/poses/999999/map", key=keys.user), 404)
+
+
+def test_admin_creates_updates_and_deletes_poses(api: Api, keys: Keys, library: None) -> None:
+    cat = api("GET", "/library/categories", key=keys.admin).json()[0]
+    payload = {
+        "name": "Hero Pose",
+        "category": cat["slug"],
+        "tags": ["Bold", "bold", "hero"],
+        "keypoints": KEYPOINTS,
+        "isPublic": False,
+    }
+    problem_of(api("POST", "/library/poses", key=keys.user, json=payload), 403)
+    r = api("POST", "/library/poses", key=keys.admin, json=payload)
+    assert r.status_code == 201, r.text
+    pose = r.json()
+    assert pose["slug"] == "hero-pose" and pose["tags"] == ["bold", "hero"]
+    # Private: invisible (404) to users, visible to admins.
+    problem_of(api("GET", f"/library/poses/{pose['id']}", key=keys.user), 404)
+    assert api("GET", f"/library/poses/{pose['id']}", key=keys.admin).status_code == 200
+    problem_of(api("POST", "/library/poses", key=keys.admin, json=payload), 409)
+
+    r = api("PATCH", f"/library/poses/{pose['id']}", key=keys.admin, json={"isPublic": True})
+    assert r.json()["isPublic"] is True and r.json()["keypoints"] == KEYPOINTS
+    url = "https://cdn.example.com/hero.png"
+    r = api("PATCH", f"/library/poses/{pose['id']}", key=keys.admin, json={"controlnetMapUrl": url})
+    assert r.json()["controlnetMapUrl"] == url and r.json()["keypoints"] is None
+    assert api("GET", f"/library/poses/{pose['id']}", key=keys.user).status_code == 200
+
+    upload = api(
+        "POST",
+        "/library/poses",
+        key=keys.admin,
+        data={"name": "Uploaded", "category": str(cat["id"]), "tags": '["up"]'},
+        files={"map": ("m.png", png(128, 128, (0, 0, 0)), "image/png")},
+    )
+    assert upload.status_code == 201, upload.text
+    up = upload.json()
+    assert up["controlnetMapUrl"] == f"/uploads/maps/pose-{up['id']}.png"
+    assert up["keypoints"] is None
+    got = api("GET", up["mapUrl"], key=keys.user)
+    assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+
+    bad = api(
+        "POST",
+        "/library/poses",
+        key=keys.admin,
+        data={"name": "Bad", "category": cat["slug"]},
+        files={"map": ("m.png", b"not a png", "image/png")},
+    )
+    assert problem_of(bad, 422)["kind"] == "not-an-image"
+    for broken in (
+        {**payload, "name": "no map", "keypoints": None},
+        {**payload, "name": "short", "keypoints": KEYPOINTS[:5]},
+        {**payload, "name": "out of range", "keypoints": [[2.0, 0.5]] * 18},
+        {**payload, "name": "nowhere", "category": "no-such-category"},
+        {**payload, "name": "both", "controlnetMapUrl": "https://cdn.example.com/m.png"},
+        {**payload, "name": "file url", "keypoints": None, "controlnetMapUrl": "file:///etc/x"},
+    ):
+        problem_of(api("POST", "/library/poses", key=keys.admin, json=broken), 422)
+
+    problem_of(api("DELETE", f"/library/poses/{pose['id']}", key=keys.user), 403)
+    assert api("DELETE", f"/library/poses/{pose['id']}", key=keys.admin).status_code == 204
+    problem_of(api("GET", f"/library/poses/{pose['id']}", key=keys.admin), 404)
+    problem_of(api("DELETE", f"/library/poses/{pose['id']}", key=keys.admin), 404)
