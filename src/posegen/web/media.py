@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-#: How often the progress stream looks for new events (the API uses the same table).
-POLL_SECONDS = 0.25
+#: Event ids are BIGINT: anything larger is not an id (and would overflow the bind).
+MAX_EVENT_ID = 2**63 - 1
 MAP_SIZES = (128, 256, 512)
 
 
@@ -41,7 +41,9 @@ def _last_event_id(request: Request) -> int:
         value = int(raw)
     except ValueError as exc:
         raise InvalidInput("Last-Event-ID must be an event id") from exc
-    return max(value, 0)
+    if not 0 <= value <= MAX_EVENT_ID:
+        raise InvalidInput("Last-Event-ID must be an event id")
+    return value
 
 
 @router.get("/generations/{generation_id:int}/events", name="web-events")
@@ -54,8 +56,10 @@ async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: i
     if await run_in_threadpool(sse.nothing_left, ctx.engine, generation_id, after):
         # 204 tells EventSource not to reconnect: the client already has every event.
         return Response(status_code=204)
+    poll = min(ctx.settings.poll_interval_seconds, 1.0)
     return StreamingResponse(
-        sse.stream(ctx.engine, generation_id, after, POLL_SECONDS),
+        # The API's stream, with the API's timings: the same events, ids and reconnects.
+        sse.stream(ctx.engine, generation_id, after, poll, ctx.settings.sse_max_seconds),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
