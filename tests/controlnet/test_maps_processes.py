@@ -67,7 +67,7 @@ def test_leader_failure_reaches_waiting_processes(
 ) -> None:
     # Failure TTL is 0 in these settings: waiters still get the error of the flight they
     # waited on instead of fetching again.
-    url = origin.add("/down.png", b"unavailable", status=503, delay=1.5)
+    url = origin.add("/down.png", b"unavailable", status=503, delay=3.0)
     results = _run_together(6, msettings, tmp_path, url)
     assert [r["outcome"] for r in results] == ["error"] * 6
     assert {r["kind"] for r in results} == {"http-status"}
