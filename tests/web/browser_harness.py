@@ -7,7 +7,6 @@ without it they skip, naming what is missing.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -37,7 +36,7 @@ OUTPUT = Path(__file__).resolve().parents[2] / "test-output" / "web"
 
 def require_chromium() -> Any:
     """The Playwright module, or a skip that says what to install."""
-    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+    if not CHROMIUM.exists():
         pytest.skip(f"Chromium not found at {CHROMIUM}: apt-get install chromium")
     try:
         from playwright import sync_api
@@ -83,10 +82,9 @@ def live_server(app: FastAPI) -> Iterator[str]:
 def chromium() -> Iterator[Any]:
     """A headless Chromium browser (Playwright ``Browser``)."""
     sync_api = require_chromium()
-    executable = CHROMIUM if CHROMIUM.exists() else Path(shutil.which("chromium") or CHROMIUM)
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(
-            executable_path=str(executable), headless=True, args=CHROMIUM_ARGS
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
             yield browser

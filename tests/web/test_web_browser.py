@@ -42,6 +42,12 @@ def _shot(page: Any, folder: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+@pytest.fixture(autouse=True)
+def _needs_chromium() -> None:
+    # Autouse: runs before the database and app fixtures, so a missing browser skips at once.
+    require_chromium()
+
+
 @pytest.fixture
 def out_dir(request: pytest.FixtureRequest) -> Path:
     engine_name = request.node.callspec.params.get("db_url", "db")
@@ -58,7 +64,6 @@ def test_user_journey_in_chromium(
     out_dir: Path,
     tmp_path: Path,
 ) -> None:
-    require_chromium()
     subject = tmp_path / "subject.png"
     subject.write_bytes(png_bytes((160, 200), "#c85"))
     with live_server(app) as base, chromium() as browser:
@@ -208,7 +213,6 @@ def test_user_journey_in_chromium(
 
 
 def test_keyboard_reaches_sign_in_and_navigation(app: FastAPI, people: People) -> None:
-    require_chromium()
     with live_server(app) as base, chromium() as browser:
         page = browser.new_page(viewport=DESKTOP)
         page.goto(f"{base}/ui/sign-in")
