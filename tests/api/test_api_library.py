@@ -73,6 +73,14 @@ def test_admin_creates_updates_and_deletes_poses(api: Api, keys: Keys, library: 
 
     r = api("PATCH", f"/library/poses/{pose['id']}", key=keys.admin, json={"isPublic": True})
     assert r.json()["isPublic"] is True and r.json()["keypoints"] == KEYPOINTS
+    ssrf = "http://169.254.169.254/latest/meta-data/iam"
+    r = api(
+        "PATCH", f"/library/poses/{pose['id']}", key=keys.admin, json={"controlnetMapUrl": ssrf}
+    )
+    assert r.status_code == 200
+    # The stored URL points at a blocked address: the map is refused, not fetched (502, no detail).
+    body = problem_of(api("GET", r.json()["mapUrl"], key=keys.admin), 502)
+    assert body["kind"] == "map-unavailable" and "169.254" not in body["detail"]
     url = "https://cdn.example.com/hero.png"
     r = api("PATCH", f"/library/poses/{pose['id']}", key=keys.admin, json={"controlnetMapUrl": url})
     assert r.json()["controlnetMapUrl"] == url and r.json()["keypoints"] is None

@@ -14,7 +14,8 @@ from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, Settings
 from posegen.api.openapi import problems
 from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
 from posegen.controlnet import sources
-from posegen.exceptions import InvalidInput, NotFound
+from posegen.exceptions import FetchError, InvalidInput, NotFound, PosegenError
+from posegen.library import pose_map_source
 
 router = APIRouter(prefix="/library", tags=["library"])
 
@@ -83,15 +84,17 @@ def get_pose(request: Request, pose_id: PathId, user: CurrentUser, engine: Engin
     response_class=Response,
     responses={
         200: {"content": {"image/png": {}}, "description": "The pose map."},
-        **problems(404),
+        **problems(404, 502),
     },
 )
 def pose_map(request: Request, pose_id: PathId, user: CurrentUser, engine: EngineDep) -> Response:
     """The ControlNet pose map as PNG (fetched safely and cached, or rendered from keypoints)."""
-    from posegen.library import pose_map_source
-
     pose = catalog.get_pose(engine, pose_id, include_private=is_admin(user))
-    result = request.app.state.map_cache.load(pose_map_source(pose))
+    try:
+        result = request.app.state.map_cache.load(pose_map_source(pose))
+    except FetchError as exc:
+        # The request was fine; the map it names could not be loaded (a stored row, not input).
+        raise MapUnavailable(f"the map of pose {pose_id} could not be loaded: {exc.kind}") from exc
     if result is None:
         raise NotFound(f"pose {pose_id} has no map", kind="no-map")
     return Response(
@@ -99,6 +102,11 @@ def pose_map(request: Request, pose_id: PathId, user: CurrentUser, engine: Engin
         media_type="image/png",
         headers={"ETag": f'"{result.sha256}"', "Cache-Control": "private, max-age=300"},
     )
+
+
+class MapUnavailable(PosegenError):
+    kind = "map-unavailable"
+    http_status = 502
 
 
 def _slugify(name: str) -> str:
