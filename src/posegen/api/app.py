@@ -54,6 +54,10 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     errors.install(app)
     openapi.install(app)
 
+    # Usage metrics, /metrics for Prometheus, and per-route latency of every request. First, as
+    # its paths are unique: top-users is the one read with a throughput target, and each route
+    # checked before the match costs ~2 us (125 vs 185 us of CPU per cached request here).
+    metrics.install(app)
     for router in (
         library.router,
         projects.router,
@@ -65,8 +69,6 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # Probes at the root (for load balancers) and under the prefix (next to the API).
     app.include_router(health.router)
     app.include_router(health.router, prefix=PREFIX, include_in_schema=False)
-    # Usage metrics, /metrics for Prometheus, and per-route latency of every request.
-    metrics.install(app)
     # The dashboard and gallery under /ui (session cookie sign-in; same core reads as the API).
     include_web(app, settings, the_engine)
 
