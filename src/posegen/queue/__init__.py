@@ -5,6 +5,7 @@ SQLAlchemy ``Engine`` and works the same on SQLite and PostgreSQL; what differs 
 ``dialect_sqlite`` and ``dialect_pg``. Lease-holder writes are fenced on the lease token.
 """
 
+from posegen.queue.batch import BatchResult, record_pose, record_poses, write_batch
 from posegen.queue.cancel import cancel
 from posegen.queue.claim import claim, pending_exists
 from posegen.queue.finish import fail_permanent, fail_transient, finish, finish_many
@@ -18,11 +19,12 @@ from posegen.queue.model import (
     SubmitResult,
     variation_key,
 )
-from posegen.queue.progress import PoseOutcome, PoseWrite, record_pose, record_poses
+from posegen.queue.progress import PoseOutcome, PoseWrite
 from posegen.queue.recovery import recover
 from posegen.queue.submit import submit, submit_many
 
 __all__ = [
+    "BatchResult",
     "ClaimedJob",
     "GenerationRequest",
     "HeartbeatResult",
@@ -48,4 +50,5 @@ __all__ = [
     "submit",
     "submit_many",
     "variation_key",
+    "write_batch",
 ]

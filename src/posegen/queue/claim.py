@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from typing import Any
 
-from sqlalchemy import Engine, bindparam, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from posegen.config import Settings
-from posegen.db.engine import read_connection, write_transaction
+from posegen.db.engine import read_connection
 from posegen.db.models import GeneratedPose, GenerationStatus, GenerationType, PoseGeneration
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.metrics import prom
-from posegen.queue import events
+from posegen.queue import events, tx
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import ClaimedJob
 
 
-def claim(engine: Engine, settings: Settings, worker_id: str, limit: int) -> list[ClaimedJob]:
+def claim(
+    engine: Engine,
+    settings: Settings,
+    worker_id: str,
+    limit: int,
+    *,
+    conn: Connection | None = None,
+) -> list[ClaimedJob]:
     """Lease up to ``limit`` pending generations whose ``run_after`` has come.
 
     Order: priority (higher first), then ``run_after``, then id. Each claimed row becomes
     ``processing`` with a fresh ``lease_token`` (+1), ``attempts`` + 1, a heartbeat, a hard
     deadline (base + per pose) and ``lease_expires_at = min(now + lease, deadline)``.
+    ``conn``: a worker's own connection from :func:`posegen.queue.tx.claimer_connection`.
     """
     if limit < 1:
         return []
@@ -40,26 +49,15 @@ def claim(engine: Engine, settings: Settings, worker_id: str, limit: int) -> lis
         "deadline_base": settings.deadline_base_seconds,
         "deadline_per_pose": settings.deadline_per_pose_seconds,
     }
-    with write_transaction(engine) as conn:
-        rows = conn.execute(stmt, params).mappings().all()
-        events.append(
-            conn,
-            [
-                events.Event(
-                    int(r["id"]),
-                    "started",
-                    events.progress(
-                        "processing",
-                        r["poses_completed"],
-                        r["poses_failed"],
-                        r["total_expected_poses"],
-                        attempt=r["attempts"],
-                        worker=worker_id,
-                    ),
-                )
-                for r in rows
-            ],
-        )
+    bind = conn if conn is not None else engine
+    if ops.claim_writes_events:
+        # One statement (lease + started events): it commits alone, with no BEGIN/COMMIT trips.
+        with tx.autocommit(bind) as c:
+            rows = c.execute(stmt, params).mappings().all()
+    else:
+        with tx.write_tx(bind) as c:
+            rows = c.execute(stmt, params).mappings().all()
+            events.append(c, [_started(r, worker_id) for r in rows])
     if not rows:
         return []
     prom.CLAIMS.inc(len(rows))
@@ -116,3 +114,18 @@ def pending_exists(engine: Engine) -> bool:
             .limit(1)
         ).first()
     return found is not None
+
+
+def _started(r: Any, worker_id: str) -> events.Event:
+    return events.Event(
+        int(r["id"]),
+        "started",
+        events.progress(
+            "processing",
+            r["poses_completed"],
+            r["poses_failed"],
+            r["total_expected_poses"],
+            attempt=r["attempts"],
+            worker=worker_id,
+        ),
+    )

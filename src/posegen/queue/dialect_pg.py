@@ -3,16 +3,18 @@ recovery lock. The SQLite twin is :mod:`posegen.queue.dialect_sqlite`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Engine, Table, text
-from sqlalchemy.dialects.postgresql import insert as dialect_insert
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import Connection, Engine, text
 
 from posegen.db.hot_queries import CLAIM_SCAN
+from posegen.queue import dialect_pg_bulk as bulk
+from posegen.queue.bulk_core import EndRow
 from posegen.queue.sql import CLAIM_RETURNING, claim_columns
 
 log = logging.getLogger(__name__)
@@ -28,17 +30,25 @@ _DEADLINE = (
 
 # The pick is CLAIM_SCAN verbatim (what ``posegen db verify`` EXPLAINs) plus SKIP LOCKED, so
 # concurrent claimers never wait for, nor take, each other's rows; the UPDATE then leases them all
-# in the same statement.
+# and the ``started`` events are appended, all in one statement (one round trip per batch).
+_STARTED = (
+    "json_build_object('status', 'processing', 'completed', poses_completed, "
+    "'failed', poses_failed, 'total', total_expected_poses, 'attempt', attempts, "
+    "'worker', CAST(:worker AS text))"
+)
 CLAIM = claim_columns(
     text(
-        "WITH picked AS (" + CLAIM_SCAN.sql + " FOR UPDATE SKIP LOCKED) "
-        "UPDATE pose_generations SET status = 'processing', "
+        "WITH picked AS (" + CLAIM_SCAN.sql + " FOR UPDATE SKIP LOCKED), "
+        "claimed AS (UPDATE pose_generations SET status = 'processing', "
         "started_at = COALESCE(started_at, :now), "
         "lease_token = lease_token + 1, attempts = attempts + 1, "
         "leased_by = :worker, heartbeat_at = :now, "
         f"deadline_at = {_DEADLINE}, "
         f"lease_expires_at = LEAST(:lease_until, {_DEADLINE}) "
-        "WHERE id IN (SELECT id FROM picked) RETURNING " + CLAIM_RETURNING
+        "WHERE id IN (SELECT id FROM picked) RETURNING " + CLAIM_RETURNING + "), "
+        "started AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
+        f"SELECT id, 'started', {_STARTED}, clock_timestamp() FROM claimed) "
+        "SELECT " + CLAIM_RETURNING + " FROM claimed"
     )
 )
 
@@ -48,14 +58,50 @@ class PostgresOps:
 
     name = "postgresql"
     claim_statement = CLAIM
+    #: The claim statement appends the ``started`` events itself.
+    claim_writes_events = True
     #: Appended to a SELECT that fences rows a transaction is about to update.
     lock_rows = " FOR UPDATE"
     #: Appended to the recovery scan: rows a worker is writing right now are left for next pass.
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
-    def insert_ignoring_duplicates(self, table: Table) -> Insert:
-        """INSERT .. ON CONFLICT DO NOTHING (a re-recorded pose is a no-op)."""
-        return dialect_insert(table).on_conflict_do_nothing()
+    # Batch statements over arrays (see dialect_pg_bulk).
+    def fence(self, conn: Connection, ids: Sequence[int]) -> list[Any]:
+        """``processing`` rows among ``ids``, locked FOR UPDATE in id order."""
+        return bulk.fence(conn, ids)
+
+    def insert_poses(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], now: dt.datetime
+    ) -> set[tuple[int, str]]:
+        return bulk.insert_poses(conn, rows, now)
+
+    def add_counts(self, conn: Connection, items: Sequence[tuple[int, int, int, int]]) -> None:
+        bulk.add_counts(conn, items)
+
+    def end_rows(
+        self,
+        conn: Connection,
+        items: Sequence[EndRow],
+        now: dt.datetime,
+        expired_before: dt.datetime,
+    ) -> None:
+        bulk.end_rows(conn, items, now, expired_before)
+
+    def flush(
+        self,
+        conn: Connection,
+        increments: list[dict[str, int]],
+        event_items: Sequence[tuple[int, str, dict[str, Any]]],
+        notify: bool,
+        now: dt.datetime,
+    ) -> None:
+        """Rollup increments, events and NOTIFY in one statement."""
+        bulk.flush(conn, increments, event_items, notify, now, CHANNEL)
+
+    def insert_events(
+        self, conn: Connection, items: Sequence[tuple[int, str, dict[str, Any]]], now: dt.datetime
+    ) -> None:
+        bulk.insert_events(conn, items, now)
 
     def notify(self, conn: Connection) -> None:
         """Wake listening workers when this transaction commits (NOTIFY is transactional)."""

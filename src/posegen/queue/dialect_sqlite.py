@@ -3,14 +3,15 @@ write transaction itself is the claim lock and the recovery lock; workers poll."
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, text
-from sqlalchemy.dialects.sqlite import insert as dialect_insert
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import Connection, Engine, text
 
 from posegen.db.hot_queries import CLAIM_SCAN
+from posegen.queue import bulk_core
 from posegen.queue.sql import CLAIM_RETURNING, claim_columns
 
 # SQLite has no interval type: date arithmetic goes through strftime, which keeps milliseconds;
@@ -39,12 +40,48 @@ class SqliteOps:
 
     name = "sqlite"
     claim_statement = CLAIM
+    #: The claim returns rows only; ``claim`` appends the ``started`` events itself.
+    claim_writes_events = False
     lock_rows = ""
     skip_locked = ""
 
-    def insert_ignoring_duplicates(self, table: Table) -> Insert:
-        """INSERT .. ON CONFLICT DO NOTHING (a re-recorded pose is a no-op)."""
-        return dialect_insert(table).on_conflict_do_nothing()
+    # Batch statements: portable Core (in-process, a statement costs no round trip).
+    def fence(self, conn: Connection, ids: Sequence[int]) -> list[Any]:
+        """``processing`` rows among ``ids`` (the write lock already excludes others)."""
+        return bulk_core.fence(conn, ids, lock=False)
+
+    def insert_poses(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], now: dt.datetime
+    ) -> set[tuple[int, str]]:
+        return bulk_core.insert_poses(conn, rows, now)
+
+    def add_counts(self, conn: Connection, items: Sequence[tuple[int, int, int, int]]) -> None:
+        bulk_core.add_counts(conn, items)
+
+    def end_rows(
+        self,
+        conn: Connection,
+        items: Sequence[bulk_core.EndRow],
+        now: dt.datetime,
+        expired_before: dt.datetime,
+    ) -> None:
+        bulk_core.end_rows(conn, items, now, expired_before)
+
+    def flush(
+        self,
+        conn: Connection,
+        increments: list[dict[str, int]],
+        event_items: Sequence[tuple[int, str, dict[str, Any]]],
+        notify: bool,
+        now: dt.datetime,
+    ) -> None:
+        """Rollup increments and events; no NOTIFY on SQLite (workers poll)."""
+        bulk_core.flush(conn, increments, event_items, now)
+
+    def insert_events(
+        self, conn: Connection, items: Sequence[tuple[int, str, dict[str, Any]]], now: dt.datetime
+    ) -> None:
+        bulk_core.insert_events(conn, items, now)
 
     def notify(self, conn: Connection) -> None:
         """No NOTIFY on SQLite: workers poll."""

@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy import Connection, Engine
 from sqlalchemy.sql.selectable import TextualSelect
+
+from posegen.queue.bulk_core import EndRow
 
 
 class DialectOps(Protocol):
     name: str
     claim_statement: TextualSelect
+    claim_writes_events: bool
     lock_rows: str
     skip_locked: str
 
-    def insert_ignoring_duplicates(self, table: Table) -> Insert: ...
+    def fence(self, conn: Connection, ids: Sequence[int]) -> list[Any]: ...
+
+    def insert_poses(
+        self, conn: Connection, rows: Sequence[dict[str, Any]], now: dt.datetime
+    ) -> set[tuple[int, str]]: ...
+
+    def add_counts(self, conn: Connection, items: Sequence[tuple[int, int, int, int]]) -> None: ...
+
+    def end_rows(
+        self,
+        conn: Connection,
+        items: Sequence[EndRow],
+        now: dt.datetime,
+        expired_before: dt.datetime,
+    ) -> None: ...
+
+    def flush(
+        self,
+        conn: Connection,
+        increments: list[dict[str, int]],
+        event_items: Sequence[tuple[int, str, dict[str, Any]]],
+        notify: bool,
+        now: dt.datetime,
+    ) -> None: ...
+
+    def insert_events(
+        self, conn: Connection, items: Sequence[tuple[int, str, dict[str, Any]]], now: dt.datetime
+    ) -> None: ...
 
     def notify(self, conn: Connection) -> None: ...
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection
 
-from posegen.db.models import GenerationEvent
 from posegen.db.types import utcnow
+from posegen.queue.dialects import ops_for
 
 #: The event kinds clients may see, in INTERFACES.md order.
 KINDS = ("queued", "started", "pose", "retrying", "completed", "partial", "failed", "cancelled")
@@ -36,18 +36,17 @@ def progress(status: str, completed: int, failed: int, total: int, **extra: Any)
     return body
 
 
+def check(ev: Event) -> None:
+    if ev.kind not in KINDS:
+        raise ValueError(f"unknown event kind {ev.kind!r}")
+
+
 def append(conn: Connection, events: Sequence[Event]) -> None:
-    """Insert the events in one executemany (one round trip for a whole batch)."""
+    """Insert the events in one batch statement, in the caller's transaction."""
     if not events:
         return
     for ev in events:
-        if ev.kind not in KINDS:
-            raise ValueError(f"unknown event kind {ev.kind!r}")
-    now = utcnow()
-    conn.execute(
-        insert(GenerationEvent),
-        [
-            {"generation_id": ev.generation_id, "kind": ev.kind, "data": ev.data, "created_at": now}
-            for ev in events
-        ],
+        check(ev)
+    ops_for(conn).insert_events(
+        conn, [(ev.generation_id, ev.kind, ev.data) for ev in events], utcnow()
     )

@@ -14,6 +14,7 @@ from posegen.db.models import GenerationStatus
 from posegen.exceptions import LeaseLost
 from posegen.metrics import prom
 from posegen.queue import transitions
+from posegen.queue.batch import write_batch
 from posegen.queue.dialects import ops_for
 
 
@@ -32,19 +33,7 @@ def finish(engine: Engine, job_id: int, lease_token: int) -> GenerationStatus:
 
 def finish_many(engine: Engine, leases: Iterable[tuple[int, int]]) -> dict[int, GenerationStatus]:
     """Finish many generations in one transaction; ids whose lease was lost are absent."""
-    pairs = list(leases)
-    ops = ops_for(engine)
-    pending = transitions.Pending()
-    with write_transaction(engine) as conn:
-        live = transitions.fence(conn, ops, pairs)
-        ends = [(row, *transitions.final_status(row)) for row in live.values()]
-        transitions.end(conn, ends, pending)
-        pending.write(conn, ops)
-    pending.count_metrics()
-    lost = len({i for i, _ in pairs} - set(live))
-    if lost:
-        prom.LEASE_LOSSES.inc(lost)
-    return {row.id: status for row, status, _, _ in ends}
+    return write_batch(engine, [], list(leases)).finished
 
 
 def fail_transient(

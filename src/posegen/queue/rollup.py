@@ -3,14 +3,14 @@ state it counts, so "top users" is an O(limit) index read that never drifts from
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, bindparam, text
 
 from posegen.db.models import GenerationStatus
-from posegen.db.types import UTCDateTime, utcnow
+from posegen.db.types import UTCDateTime
 
 # INSERT .. ON CONFLICT DO UPDATE reads the same on SQLite (>= 3.24) and PostgreSQL.
 _UPSERT = text(
@@ -60,14 +60,16 @@ class Deltas:
         self.add(user_id, "poses_completed", completed)
 
 
-def apply(conn: Connection, deltas: Deltas | Iterable[tuple[int, dict[str, int]]]) -> None:
-    """Write the increments, users in id order so concurrent transactions never deadlock."""
-    items = deltas.by_user.items() if isinstance(deltas, Deltas) else deltas
-    now = utcnow()
-    rows = [
-        {"user_id": user_id, "now": now, **values}
-        for user_id, values in sorted(items)
+def rows(deltas: Deltas) -> list[dict[str, int]]:
+    """The non-zero increments as rows, users in id order (one lock order: no deadlocks)."""
+    return [
+        {"user_id": user_id, **values}
+        for user_id, values in sorted(deltas.by_user.items())
         if any(values.values())
     ]
-    if rows:
-        conn.execute(_UPSERT, rows)
+
+
+def apply(conn: Connection, increments: list[dict[str, int]], now: dt.datetime) -> None:
+    """Write increments from :func:`rows` (portable SQL, one row per user)."""
+    if increments:
+        conn.execute(_UPSERT, [{**r, "now": now} for r in increments])

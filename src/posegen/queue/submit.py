@@ -13,7 +13,7 @@ from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import utcnow
 from posegen.exceptions import Conflict, InvalidInput, NotFound
-from posegen.queue import events, rollup
+from posegen.queue import events, transitions
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import GenerationRequest, SubmitResult
 
@@ -121,20 +121,17 @@ def _insert(conn: Connection, settings: Settings, reqs: Sequence[GenerationReque
         insert(PoseGeneration).returning(PoseGeneration.id, sort_by_parameter_order=True), rows
     )
     ids = [int(i) for i in result.scalars().all()]
-    deltas = rollup.Deltas()
-    evs = []
+    pending = transitions.Pending(notify=True)
     for gen_id, req in zip(ids, reqs, strict=True):
-        deltas.submitted(req.user_id)
-        evs.append(
+        pending.deltas.submitted(req.user_id)
+        pending.events.append(
             events.Event(
                 gen_id,
                 "queued",
                 events.progress("pending", 0, 0, req.total_expected_poses, priority=req.priority),
             )
         )
-    rollup.apply(conn, deltas)
-    events.append(conn, evs)
-    ops_for(conn).notify(conn)
+    pending.write(conn, ops_for(conn))
     return ids
 
 

@@ -10,14 +10,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, or_, select, tuple_, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 
 from posegen.config import Settings
-from posegen.db.models import GenerationStatus, PoseGeneration
+from posegen.db.models import GenerationStatus, PoseGeneration, PoseStatus
 from posegen.db.types import utcnow
 from posegen.metrics import prom
 from posegen.queue import events, rollup
-from posegen.queue.dialects import DialectOps
+from posegen.queue.bulk_core import LIVE_COLUMNS
+from posegen.queue.dialects import DialectOps, ops_for
 
 G = PoseGeneration
 
@@ -57,46 +58,27 @@ class LiveRow:
         )
 
 
-_LIVE_COLUMNS = (
-    G.id,
-    G.lease_token,
-    G.user_id,
-    G.status,
-    G.cancel_requested,
-    G.attempts,
-    G.max_attempts,
-    G.poses_completed,
-    G.poses_failed,
-    G.total_expected_poses,
-    G.deadline_at,
-    G.lease_expires_at,
-)
-
-
 def fence(
     conn: Connection, ops: DialectOps, leases: Iterable[tuple[int, int]]
 ) -> dict[int, LiveRow]:
     """Lock and return the rows still ``processing`` under the given lease tokens.
 
     A job missing from the result has lost its lease (recovered, released or finished by
-    someone else); its caller must write nothing about it.
+    someone else); its caller must write nothing about it. Rows are locked in id order, one
+    order for every transaction, so concurrent batches never deadlock.
     """
-    pairs = sorted(set(leases))
-    if not pairs:
+    wanted = set(leases)
+    if not wanted:
         return {}
-    stmt = (
-        select(*_LIVE_COLUMNS)
-        .where(tuple_(G.id, G.lease_token).in_(pairs), G.status == GenerationStatus.PROCESSING)
-        .order_by(G.id)  # one lock order for every transaction: no deadlocks between batches
-    )
-    if ops.lock_rows:
-        stmt = stmt.with_for_update()
-    return {row.id: row for row in map(LiveRow.from_row, conn.execute(stmt))}
+    rows = ops.fence(conn, [job_id for job_id, _ in wanted])
+    return {
+        row.id: row for row in map(LiveRow.from_row, rows) if (row.id, row.lease_token) in wanted
+    }
 
 
 def rows_by_id(conn: Connection, ops: DialectOps, ids: Sequence[int]) -> dict[int, LiveRow]:
     """Lock and return generation rows by id, whatever their state (admin paths)."""
-    stmt = select(*_LIVE_COLUMNS).where(G.id.in_(list(ids))).order_by(G.id)
+    stmt = select(*LIVE_COLUMNS).where(G.id.in_(list(ids))).order_by(G.id)
     if ops.lock_rows:
         stmt = stmt.with_for_update()
     return {row.id: row for row in map(LiveRow.from_row, conn.execute(stmt))}
@@ -110,18 +92,27 @@ class Pending:
     events: list[events.Event] = field(default_factory=list)
     notify: bool = False
     completions: list[GenerationStatus] = field(default_factory=list)
+    poses: list[PoseStatus] = field(default_factory=list)
     retries: int = 0
 
     def write(self, conn: Connection, ops: DialectOps) -> None:
-        rollup.apply(conn, self.deltas)
-        events.append(conn, self.events)
-        if self.notify:
-            ops.notify(conn)
+        """Rollup increments, events and the NOTIFY, in the caller's transaction."""
+        for ev in self.events:
+            events.check(ev)
+        ops.flush(
+            conn,
+            rollup.rows(self.deltas),
+            [(ev.generation_id, ev.kind, ev.data) for ev in self.events],
+            self.notify,
+            utcnow(),
+        )
 
     def count_metrics(self) -> None:
         """Call after commit: a rolled-back transaction must not move the counters."""
         for status in self.completions:
             prom.COMPLETIONS.labels(status=status.value).inc()
+        for pose_status in self.poses:
+            prom.POSES.labels(status=pose_status.value).inc()
         if self.retries:
             prom.RETRIES.inc(self.retries)
 
@@ -132,19 +123,6 @@ NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 # Recovery passes its scan time so the UPDATE itself re-checks that the lease is still expired.
 _STILL_EXPIRED = or_(G.lease_expires_at.is_(None), G.lease_expires_at < bindparam("b_before"))
 
-_END = (
-    update(G)
-    .where(G.id == bindparam("b_id"), G.lease_token == bindparam("b_token"))
-    .where(G.status == bindparam("b_from"), _STILL_EXPIRED)
-    .values(
-        status=bindparam("b_status"),
-        completed_at=bindparam("b_now"),
-        lease_expires_at=None,
-        error_kind=bindparam("b_kind"),
-        error_message=bindparam("b_message"),
-    )
-)
-
 
 def end(
     conn: Connection,
@@ -153,25 +131,28 @@ def end(
     *,
     expired_before: dt.datetime = NEVER,
 ) -> None:
-    """Move rows to terminal states: (row, status, error kind, error message) each."""
+    """Move rows to terminal states: (row, status, error kind, error message) each.
+
+    One batch statement for all rows, each fenced on its own token and current status (and,
+    for recovery, on its lease still being expired).
+    """
     if not rows:
         return
-    now = utcnow()
-    conn.execute(
-        _END,
+    ops_for(conn).end_rows(
+        conn,
         [
-            {
-                "b_id": row.id,
-                "b_token": row.lease_token,
-                "b_from": row.status,
-                "b_status": status,
-                "b_now": now,
-                "b_kind": kind,
-                "b_message": None if message is None else message[:4000],
-                "b_before": expired_before,
-            }
+            (
+                row.id,
+                row.lease_token,
+                row.status.value,
+                status.value,
+                kind,
+                None if message is None else message[:4000],
+            )
             for row, status, kind, message in rows
         ],
+        utcnow(),
+        expired_before,
     )
     for row, status, kind, message in rows:
         pending.deltas.terminal(row.user_id, status)

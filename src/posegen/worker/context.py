@@ -9,6 +9,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from posegen.config import Settings
+from posegen.db.models import GenerationStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import LeaseLost
 from posegen.queue import ClaimedJob, PoseResult
@@ -21,7 +22,8 @@ class JobHandler(Protocol):
     def __call__(self, job: ClaimedJob, ctx: JobContext) -> None: ...
 
 
-PoseSink = Callable[[int, int, PoseResult], PoseOutcome]
+#: (job id, lease token, result, finish the generation too) -> outcome
+PoseSink = Callable[[int, int, PoseResult, bool], PoseOutcome]
 
 
 class JobContext:
@@ -42,8 +44,11 @@ class JobContext:
         self._shutdown = shutdown
         self._lock = threading.Lock()
         self._done: set[str] = set(job.done_keys)
+        self._expected = frozenset(key for _, _, key in job.variation_keys())
         self.cancel_requested = False
         self.lease_lost = False
+        #: The end state, when the last pose's commit also finished the generation.
+        self.finished: GenerationStatus | None = None
 
     def record_pose(self, result: PoseResult) -> None:
         """Checkpoint one pose under this job's lease; returns once it is committed.
@@ -54,7 +59,11 @@ class JobContext:
         if self.lease_lost:
             raise LeaseLost(f"generation {self.job.id}: lease lost")
         check_result(result)
-        outcome = self._sink(self.job.id, self.job.lease_token, result)
+        with self._lock:
+            # The last missing pose finishes the generation in the same commit: one
+            # transaction instead of two for the end of every generation.
+            last = self._expected <= self._done | {result.variation_key}
+        outcome = self._sink(self.job.id, self.job.lease_token, result, last)
         with self._lock:
             if outcome.lost:
                 self.lease_lost = True
@@ -62,6 +71,8 @@ class JobContext:
             if outcome.cancel_requested:
                 self.cancel_requested = True
             self._done.add(result.variation_key)
+            if outcome.finished is not None:
+                self.finished = outcome.finished
 
     def should_stop(self) -> bool:
         """True when the handler should stop before its next pose: cancel requested, lease

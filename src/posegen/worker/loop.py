@@ -13,14 +13,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from posegen import queue
 from posegen.config import Settings
 from posegen.exceptions import GeneratorError, LeaseLost, PosegenError
 from posegen.metrics import prom
-from posegen.queue import ClaimedJob
+from posegen.queue import ClaimedJob, tx
 from posegen.queue.dialects import ops_for
 from posegen.worker import registry
 from posegen.worker.context import JobContext, JobHandler
@@ -64,6 +64,8 @@ class Worker:
         self._lock = threading.Lock()
         self._in_flight: dict[int, JobContext] = {}
         self._writer: BatchWriter | None = None
+        #: The main loop's own connection for claims (opened on first use).
+        self._claim_conn: Connection | None = None
 
     # --- public -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -90,6 +92,7 @@ class Worker:
         try:
             self._loop(threads)
         finally:
+            self._close_claim_conn()
             self._drain()
             threads.close()
             self._side_stop.set()
@@ -112,9 +115,14 @@ class Worker:
             want = max(1, self.concurrency // 2) if backlog else 1
             if free >= want:
                 try:
-                    jobs = queue.claim(self.engine, self.settings, self.id, free)
+                    if self._claim_conn is None:
+                        self._claim_conn = tx.claimer_connection(self.engine)
+                    jobs = queue.claim(
+                        self.engine, self.settings, self.id, free, conn=self._claim_conn
+                    )
                 except _DB_ERRORS as exc:
                     log.warning("claim failed; retrying", extra={"error": str(exc)})
+                    self._close_claim_conn()
                     self._stopping.wait(self.settings.poll_interval_seconds)
                     continue
                 for job in jobs:
@@ -127,6 +135,14 @@ class Worker:
                     return
             self._wake.wait(self.settings.poll_interval_seconds)
             self._wake.clear()
+
+    def _close_claim_conn(self) -> None:
+        if self._claim_conn is not None:
+            try:
+                self._claim_conn.close()
+            except _DB_ERRORS:
+                log.debug("closing the claim connection failed", exc_info=True)
+            self._claim_conn = None
 
     def _work_left(self) -> bool:
         try:
@@ -170,6 +186,8 @@ class Worker:
         except Exception as exc:
             log.exception("handler crashed", extra=extra)
             return self._fail(job, "internal", f"{type(exc).__name__}: {exc}", transient=True)
+        if ctx.finished is not None:
+            return ctx.finished.value
         if ctx.lease_lost:
             return "lease-lost"
         assert self._writer is not None

@@ -15,11 +15,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from posegen import queue
 from posegen.db.models import GenerationStatus
-from posegen.queue import PoseResult, PoseWrite
+from posegen.queue import PoseResult, PoseWrite, tx
 from posegen.queue.progress import PoseOutcome
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ class _Op:
     job_id: int
     lease_token: int
     result: PoseResult | None = None
+    #: A pose that completes its generation: finish it in the same transaction.
+    finish_after: bool = False
     future: Future[Any] = field(default_factory=Future)
 
 
@@ -44,14 +46,19 @@ class BatchWriter:
         self.engine = engine
         self._queue: stdqueue.SimpleQueue[_Op | None] = stdqueue.SimpleQueue()
         self._closed = False
+        #: The writer thread's own connection (opened on first use, reopened after an error).
+        self._conn: Connection | None = None
         self._thread = threading.Thread(target=self._run, name="posegen-writer", daemon=True)
         self._thread.start()
 
-    def record_pose(self, job_id: int, lease_token: int, result: PoseResult) -> PoseOutcome:
+    def record_pose(
+        self, job_id: int, lease_token: int, result: PoseResult, finish: bool = False
+    ) -> PoseOutcome:
+        """Checkpoint a pose; with ``finish`` also end the generation in the same commit."""
         if self._closed:
             # The worker stopped and released its leases: this write could only be refused.
             return PoseOutcome(lost=True)
-        op = _Op("pose", job_id, lease_token, result)
+        op = _Op("pose", job_id, lease_token, result, finish)
         self._queue.put(op)
         outcome: PoseOutcome = op.future.result()
         return outcome
@@ -76,6 +83,7 @@ class BatchWriter:
             first = self._queue.get()
             if first is None:
                 self._refuse_rest()
+                self._drop_connection()
                 return
             ops = [first]
             stop = False
@@ -88,13 +96,19 @@ class BatchWriter:
                     stop = True
                     break
                 ops.append(nxt)
-            # A job's finish is only queued after its poses returned, so poses-then-finishes
-            # keeps every job's own order.
-            self._poses([o for o in ops if o.kind == "pose"])
-            self._finishes([o for o in ops if o.kind == "finish"])
+            self._commit(ops)
             if stop:
                 self._refuse_rest()
+                self._drop_connection()
                 return
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                log.debug("closing a broken writer connection failed", exc_info=True)
+            self._conn = None
 
     def _refuse_rest(self) -> None:
         # Writes that raced with close(): answer them so no caller blocks forever.
@@ -106,34 +120,30 @@ class BatchWriter:
             if op is not None:
                 op.future.set_result(PoseOutcome(lost=True) if op.kind == "pose" else None)
 
-    def _poses(self, ops: list[_Op]) -> None:
-        if not ops:
-            return
-        writes = [PoseWrite(o.job_id, o.lease_token, o.result) for o in ops if o.result]
+    def _commit(self, ops: list[_Op]) -> None:
+        """One transaction for everything waiting; on error, redo one by one so a single bad
+        write fails alone."""
+        poses = [o for o in ops if o.kind == "pose"]
+        finishes = [o for o in ops if o.kind == "finish"]
         try:
-            outcomes = queue.record_poses(self.engine, writes)
+            if self._conn is None:
+                self._conn = tx.writer_connection(self.engine)
+            result = queue.write_batch(
+                self.engine,
+                [PoseWrite(o.job_id, o.lease_token, o.result) for o in poses if o.result],
+                [(o.job_id, o.lease_token) for o in finishes]
+                + [(o.job_id, o.lease_token) for o in poses if o.finish_after],
+                conn=self._conn,
+            )
         except Exception as exc:
+            self._drop_connection()
             if len(ops) == 1:
                 ops[0].future.set_exception(exc)
                 return
-            # One bad write must not fail its neighbours: redo them one by one.
             for op in ops:
-                self._poses([op])
+                self._commit([op])
             return
-        for op, outcome in zip(ops, outcomes, strict=True):
+        for op, outcome in zip(poses, result.poses, strict=True):
             op.future.set_result(outcome)
-
-    def _finishes(self, ops: list[_Op]) -> None:
-        if not ops:
-            return
-        try:
-            ended = queue.finish_many(self.engine, [(o.job_id, o.lease_token) for o in ops])
-        except Exception as exc:
-            if len(ops) == 1:
-                ops[0].future.set_exception(exc)
-                return
-            for op in ops:
-                self._finishes([op])
-            return
-        for op in ops:
-            op.future.set_result(ended.get(op.job_id))
+        for op in finishes:
+            op.future.set_result(result.finished.get(op.job_id))
