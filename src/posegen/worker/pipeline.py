@@ -1,7 +1,8 @@
 """The job handler a worker runs for each claimed generation, pose by pose.
 
 Per pose: the pose map (map cache), the prompt, the seed, the backend call under a deadline, the
-image and thumbnail into storage, then one fenced write of the pose row and progress. Finished
+image and thumbnail into storage, then one fenced write of the pose row and progress; the store
+and the write of pose k run on a helper thread while the backend makes pose k+1. Finished
 variation keys are skipped, so a resumed generation never redoes a pose. A permanent per-pose
 failure is recorded and the generation goes on; a transient one (backend unreachable) leaves the
 handler as ``GeneratorError(transient=True)`` and the worker retries the generation later.
@@ -12,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
+
+from PIL import Image
 
 from posegen.config import Settings
 from posegen.controlnet import MapCache
@@ -21,19 +24,20 @@ from posegen.db.models import PoseStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import FetchError, GeneratorError, InvalidInput
 from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator
-from posegen.metrics import prom
+from posegen.generators.base import fit_cover
 from posegen.queue import ClaimedJob, PoseResult, variation_key
 from posegen.storage import ResultStore, make_storage
-from posegen.worker.job_inputs import build_prompt, load_inputs, pick_seed
+from posegen.worker.job_inputs import PoseInfo, build_prompt, load_inputs, pick_seed
+from posegen.worker.pipeline_clock import OverheadClock, PoseObserver
 from posegen.worker.pipeline_images import TRANSIENT_FETCH_KINDS, PipelineImages
+from posegen.worker.pipeline_writes import DEFAULT_DEPTH, AheadWriter
 
 if TYPE_CHECKING:
     from posegen.worker import JobContext, JobHandler
 
 log = logging.getLogger(__name__)
 
-#: Called after each pose write with (overhead seconds, backend seconds); benchmarks use it.
-PoseObserver = Callable[[float, float], None]
+__all__ = ["PipelineHandler", "PoseObserver", "make_handler"]
 
 
 def make_handler(settings: Settings) -> JobHandler:
@@ -51,9 +55,11 @@ class PipelineHandler:
         storage: ResultStore | None = None,
         maps: MapCache | None = None,
         on_pose: PoseObserver | None = None,
+        write_depth: int = DEFAULT_DEPTH,
     ) -> None:
         self.settings = settings
         self.on_pose = on_pose
+        self.write_depth = write_depth
         self.generator = generator or make_generator(settings)
         self.storage = storage or make_storage(settings)
         self.images = PipelineImages(settings, maps or MapCache(settings))
@@ -76,15 +82,26 @@ class _Run:
         self.h = handler
         self.job = job
         self.ctx = ctx
-        self.backend = handler.generator.name
-        # Per-pose overhead is measured from the end of the previous pose's write.
-        self.mark = time.perf_counter()
-        self.backend_share = 0.0
+        self.clock = OverheadClock(handler.generator.name, handler.on_pose)
+        self.writer = AheadWriter(handler.write_depth)
 
     def execute(self) -> None:
+        try:
+            self._poses()
+            self.writer.flush()
+        except BaseException:
+            self.writer.close()  # the pose in flight still gets checkpointed
+            raise
+        self.writer.close()
+        self.clock.finish()
+
+    def _poses(self) -> None:
         job = self.job
         inputs = load_inputs(self.ctx.engine, job.project_id, list(job.pose_ids))
         subject = self.h.images.subject(inputs.subject_image_url)
+        if subject is not None:
+            # Once per generation, not once per pose: every backend gets it at the output size.
+            subject = fit_cover(subject, job.width, job.height)
         slots: Sequence[int | None] = list(job.pose_ids) if job.pose_ids else [None]
         for pose_id in slots:
             pending = [
@@ -100,103 +117,109 @@ class _Run:
             if pose_id is not None and pose is None:
                 self._fail_all(pose_id, pending, "pose-missing", f"pose {pose_id} no longer exists")
                 continue
-            try:
-                pose_map = self.h.images.pose_map(pose, (job.width, job.height))
-            except (FetchError, InvalidInput) as exc:
-                if exc.kind in TRANSIENT_FETCH_KINDS:
-                    raise GeneratorError(
-                        f"pose map of pose {pose_id}: {exc.message}", transient=True, kind=exc.kind
-                    ) from exc
-                self._fail_all(pose_id, pending, exc.kind, f"pose map: {exc.message}")
+            requests = self._requests(pose_id, pose, pending, subject)
+            if requests is None:
                 continue
-            prompt = build_prompt(job.prompt, pose)
-            requests = [
-                (
-                    index,
-                    key,
-                    GenerateRequest(
-                        subject=subject,
-                        pose_map=pose_map,
-                        prompt=prompt,
-                        negative_prompt=job.negative_prompt,
-                        seed=pick_seed(job.seed, job.id, key, index),
-                        width=job.width,
-                        height=job.height,
-                        variation=index,
-                    ),
-                )
-                for index, key in pending
-            ]
             step = max(1, self.h.generator.max_batch)
             for start in range(0, len(requests), step):
                 if start and self.ctx.should_stop():
                     return
                 self._generate(pose_id, requests[start : start + step])
 
+    def _requests(
+        self,
+        pose_id: int | None,
+        pose: PoseInfo | None,
+        pending: list[tuple[int, str]],
+        subject: Image.Image | None,
+    ) -> list[tuple[int, str, GenerateRequest]] | None:
+        """The pose's requests, or None when its map failed (recorded as failed poses)."""
+        job = self.job
+        try:
+            pose_map = self.h.images.pose_map(pose, (job.width, job.height))
+        except (FetchError, InvalidInput) as exc:
+            if exc.kind in TRANSIENT_FETCH_KINDS:
+                raise GeneratorError(
+                    f"pose map of pose {pose_id}: {exc.message}", transient=True, kind=exc.kind
+                ) from exc
+            self._fail_all(pose_id, pending, exc.kind, f"pose map: {exc.message}")
+            return None
+        prompt = build_prompt(job.prompt, pose)
+        return [
+            (
+                index,
+                key,
+                GenerateRequest(
+                    subject=subject,
+                    pose_map=pose_map,
+                    prompt=prompt,
+                    negative_prompt=job.negative_prompt,
+                    seed=pick_seed(job.seed, job.id, key, index),
+                    width=job.width,
+                    height=job.height,
+                    variation=index,
+                ),
+            )
+            for index, key in pending
+        ]
+
     def _generate(self, pose_id: int | None, chunk: list[tuple[int, str, GenerateRequest]]) -> None:
         n = len(chunk)
         deadline = self._deadline(n)
         reqs = [dataclasses.replace(r, deadline=deadline) for _, _, r in chunk]
-        started = time.perf_counter()
+        started = self.clock.backend_starts()
         try:
             results = self.h.generator.generate_batch(reqs)
         except GeneratorError as exc:
-            self._backend_done(started, n)
+            self.clock.backend_ends(started, n)
             if exc.transient:
                 raise
             self._fail_all(pose_id, [(i, k) for i, k, _ in chunk], exc.kind, exc.message)
             return
-        backend_s = self._backend_done(started, n)
-        for (index, key, req), result in zip(chunk, results, strict=True):
-            self._store_and_record(pose_id, index, key, req, result, backend_s / n)
-            self.backend_share = 0.0
+        self.clock.backend_ends(started, n)
+        backend_s = (time.perf_counter() - started) / n
+        done = list(zip(chunk, results, strict=True))
+        self.writer.submit(lambda: self._store_all(pose_id, done, backend_s))
 
-    def _backend_done(self, started: float, n: int) -> float:
-        backend_s = time.perf_counter() - started
-        # Overhead is wall time minus backend time: take the backend's share off the clock.
-        self.mark += backend_s
-        self.backend_share = backend_s / n
-        prom.GENERATOR_SECONDS.labels(backend=self.backend).observe(backend_s / n)
-        return backend_s
-
-    def _store_and_record(
+    def _store_all(
         self,
         pose_id: int | None,
-        index: int,
-        key: str,
-        req: GenerateRequest,
-        result: GenerateResult,
+        done: list[tuple[tuple[int, str, GenerateRequest], GenerateResult]],
         backend_s: float,
     ) -> None:
-        try:
-            image_rel, thumb_rel = self.h.storage.save_result(
-                self.job.id, key, result.image_png, result.image
+        """Runs on the writer thread: files first, then the checkpoint that points at them."""
+        for (index, key, req), result in done:
+            try:
+                image_rel, thumb_rel = self.h.storage.save_result(
+                    self.job.id, key, result.image_png, result.image
+                )
+            except OSError as exc:
+                raise GeneratorError(
+                    f"cannot store the result: {exc.strerror or exc}",
+                    transient=True,
+                    kind="storage",
+                ) from exc
+            meta = dict(result.meta)
+            meta.update(
+                width=(result.image.width if result.image else req.width),
+                height=(result.image.height if result.image else req.height),
+                steps=result.steps,
+                backendSeconds=round(backend_s, 6),
             )
-        except OSError as exc:
-            raise GeneratorError(
-                f"cannot store the result: {exc.strerror or exc}", transient=True, kind="storage"
-            ) from exc
-        meta = dict(result.meta)
-        meta.update(
-            width=(result.image.width if result.image else req.width),
-            height=(result.image.height if result.image else req.height),
-            steps=result.steps,
-            backendSeconds=round(backend_s, 6),
-        )
-        self._record(
-            PoseResult(
-                variation_key=key,
-                pose_id=pose_id,
-                variation_index=index,
-                status=PoseStatus.COMPLETED,
-                image_path=image_rel,
-                thumbnail_path=thumb_rel,
-                seed=result.seed,
-                prompt_used=result.prompt,
-                duration_ms=round(result.duration_s * 1000),
-                meta=meta,
+            self.ctx.record_pose(
+                PoseResult(
+                    variation_key=key,
+                    pose_id=pose_id,
+                    variation_index=index,
+                    status=PoseStatus.COMPLETED,
+                    image_path=image_rel,
+                    thumbnail_path=thumb_rel,
+                    seed=result.seed,
+                    prompt_used=result.prompt,
+                    duration_ms=round(result.duration_s * 1000),
+                    meta=meta,
+                )
             )
-        )
 
     def _fail_all(
         self, pose_id: int | None, pending: Sequence[tuple[int, str]], kind: str, message: str
@@ -205,26 +228,24 @@ class _Run:
             "pose failed",
             extra={"generation_id": self.job.id, "pose_id": pose_id, "kind": kind},
         )
-        for index, key in pending:
-            self._record(
-                PoseResult(
-                    variation_key=key,
-                    pose_id=pose_id,
-                    variation_index=index,
-                    status=PoseStatus.FAILED,
-                    error_kind=kind,
-                    error_message=message[:1000],
-                )
+        failed = [
+            PoseResult(
+                variation_key=key,
+                pose_id=pose_id,
+                variation_index=index,
+                status=PoseStatus.FAILED,
+                error_kind=kind,
+                error_message=message[:1000],
             )
+            for index, key in pending
+        ]
 
-    def _record(self, result: PoseResult) -> None:
-        self.ctx.record_pose(result)
-        now = time.perf_counter()
-        overhead = max(0.0, now - self.mark)
-        prom.POSE_OVERHEAD_SECONDS.observe(overhead)
-        if self.h.on_pose is not None:
-            self.h.on_pose(overhead, self.backend_share)
-        self.mark = now
+        def write() -> None:
+            for result in failed:
+                self.ctx.record_pose(result)
+
+        # Through the writer too: one thread writes this generation's checkpoints, in order.
+        self.writer.submit(write)
 
     def _deadline(self, n: int) -> float:
         """Monotonic deadline for a call of ``n`` images: the per-image timeout, capped by the

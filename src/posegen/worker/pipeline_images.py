@@ -70,4 +70,3 @@ class PipelineImages:
             while len(self._decoded) > _DECODED_ITEMS:
                 self._decoded.popitem(last=False)
         return image
-
