@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from pipeline_tiny_models import build  # type: ignore[import-not-found]
 from pipeline_world import Origin, World, subject_png  # type: ignore[import-not-found]
 from sqlalchemy import Engine, select
 
@@ -42,3 +44,9 @@ def world(settings: Settings, engine: Engine, origin: str) -> World:
             ).scalars()
         ]
     return World(settings, engine, user.id, project.id, pose_ids, origin)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Tiny random SD1.5 + ControlNet folders, built once per session (a second or two)."""
+    return build(tmp_path_factory.mktemp("weights-sd15-session"), "sd15")

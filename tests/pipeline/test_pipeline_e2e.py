@@ -6,18 +6,26 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fake_comfyui import FakeComfyUI  # type: ignore[import-not-found]
 from PIL import Image
 from pipeline_world import World  # type: ignore[import-not-found]
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from posegen import projects
-from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, PoseLibrary
+from posegen import projects, queue
+from posegen.db.models import (
+    GeneratedPose,
+    GenerationEvent,
+    GenerationStatus,
+    PoseGeneration,
+    PoseLibrary,
+)
 from posegen.exceptions import GeneratorError
 from posegen.generators import GenerateRequest, GenerateResult
 from posegen.generators.posemap import PREVIEW_NOTE, PosemapGenerator
@@ -209,3 +217,92 @@ def test_subject_that_cannot_be_fetched_fails_the_generation(world: World) -> No
     assert not Path(world.settings.effective_results_dir).exists() or not any(
         Path(world.settings.effective_results_dir).rglob("*.png")
     )
+
+
+class _Gated(PosemapGenerator):
+    """Posemap that holds its second image until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def generate(self, req: GenerateRequest) -> GenerateResult:
+        self.calls += 1
+        if self.calls == 2:
+            self.entered.set()
+            self.release.wait(30)
+        return super().generate(req)
+
+
+def test_cancel_stops_between_poses(world: World) -> None:
+    gid = world.submit()
+    gated = _Gated()
+    handler = PipelineHandler(world.settings, generator=gated)
+    runner = threading.Thread(target=world.run_worker, args=(handler,))
+    runner.start()
+    assert gated.entered.wait(30)
+    assert queue.cancel(world.engine, gid, None) == GenerationStatus.PROCESSING
+    time.sleep(world.settings.lease_seconds / 3 + 0.5)  # a heartbeat brings the cancel flag
+    gated.release.set()
+    runner.join(60)
+    handler.close()
+
+    gen = _generation(world, gid)
+    assert gen.status == "cancelled"
+    # The pose being made when the cancel came is kept; nothing after it was started.
+    assert gated.calls == 2 and len(_rows(world, gid)) == 2
+
+
+def test_comfyui_backend_through_the_worker(world: World) -> None:
+    with FakeComfyUI() as server:
+        world.settings = world.settings.model_copy(
+            update={"backend": "comfyui", "comfyui_url": server.url}
+        )
+        gid = world.submit(world.pose_ids[:2], width=256, height=192)
+        handler = make_handler(world.settings)
+        assert isinstance(handler, PipelineHandler)
+        world.run_worker(handler)
+        handler.close()
+    gen = _generation(world, gid)
+    assert gen.status == "completed" and gen.poses_completed == 4
+    # Per image: the subject and the pose map uploaded, one prompt queued, one output fetched.
+    assert server.calls["prompt"] == 4 and server.calls["view"] == 4
+    for workflow, row in zip(server.prompts, _rows(world, gid), strict=True):
+        sampler = next(n for n in workflow.values() if n["class_type"] == "KSampler")
+        assert sampler["inputs"]["seed"] == row.seed
+        assert row.meta is not None and row.meta["backend"] == "comfyui"
+        with Image.open(world.settings.effective_results_dir / row.image_path) as img:
+            assert img.size == (256, 192)
+
+
+def test_diffusers_backend_through_the_worker(world: World, tiny_sd15: tuple[Path, Path]) -> None:
+    model, controlnet = tiny_sd15
+    world.settings = world.settings.model_copy(
+        update={
+            "backend": "diffusers",
+            "diffusers_model_path": model,
+            "diffusers_controlnet_path": controlnet,
+            "diffusers_steps": 2,
+            "diffusers_device": "cpu",
+            "diffusers_max_batch": 2,
+        }
+    )
+    gid = world.submit(world.pose_ids[:2], variations=3, width=64, height=64)
+    handler = make_handler(world.settings)
+    assert isinstance(handler, PipelineHandler)
+    world.run_worker(handler)
+    handler.close()
+
+    gen = _generation(world, gid)
+    assert gen.status == "completed" and gen.poses_completed == 6
+    rows = _rows(world, gid)
+    root = world.settings.effective_results_dir
+    for row in rows:
+        assert row.meta is not None
+        assert row.meta["backend"] == "diffusers" and row.meta["mode"] == "img2img"
+        # Three variations at max_batch 2: a batch of two, then one.
+        assert row.meta["batch"] == (1 if row.variation_index == 2 else 2)
+        with Image.open(root / row.image_path) as img:
+            assert img.size == (64, 64)
+    assert len({(root / r.image_path).read_bytes() for r in rows}) == 6
