@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -156,3 +157,12 @@ def test_the_saved_folders_look_like_real_ones(weights: Any) -> None:
         "StableDiffusionXLPipeline" if variant == "sdxl" else "StableDiffusionPipeline"
     )
     assert json.loads((controlnet / "config.json").read_text())["_class_name"] == "ControlNetModel"
+
+
+def test_unreadable_weights_stop_the_worker_at_start(tmp_path: Path, weights: Any) -> None:
+    _variant, model, _controlnet = weights
+    broken = tmp_path / "broken-model"
+    shutil.copytree(model, broken)
+    (broken / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")
+    with pytest.raises(ConfigError, match="cannot load diffusers weights"):
+        make_generator(_settings(tmp_path, weights, diffusers_model_path=broken))

@@ -118,6 +118,8 @@ class DiffusersGenerator:
         self._settings = settings
         self._paths = validate(settings)
         self.max_batch = settings.diffusers_max_batch
+        # Load now, at worker start: unreadable weights stop the worker before it claims a job.
+        self.load()
 
     def load(self) -> _Loaded:
         """The process-wide pipeline for these settings, loading it on first use."""
