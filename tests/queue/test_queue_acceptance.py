@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from queue_helpers import assert_rollup_matches, pose_keys, row, wait_for
 from sqlalchemy import select
@@ -75,6 +77,13 @@ def spawn(worker_env: dict[str, str], tmp_path: Path) -> Any:
         return Proc(worker_env, tmp_path, args, extra_env)
 
     return make
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -139,8 +148,14 @@ def test_sigkill_mid_generation_loses_nothing(engine, settings, owner, spawn):
 
 def test_sigterm_releases_without_counting_an_attempt(engine, settings, owner, spawn, worker_env):
     ids = queue.submit_many(engine, settings, [owner.request(poses=4) for _ in range(2)])
-    with spawn("--concurrency", "2", POSEGEN_NOOP_POSE_SECONDS="0.4") as proc:
+    port = free_port()
+    with spawn(
+        "--concurrency", "2", "--metrics-port", str(port), POSEGEN_NOOP_POSE_SECONDS="0.4"
+    ) as proc:
         wait_for(lambda: all(r.poses_completed >= 1 for r in statuses(engine)), 30, 0.02)
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "posegen_claims_total 2.0" in scraped
+        assert "posegen_worker_in_flight 2.0" in scraped
         proc.popen.send_signal(signal.SIGTERM)
         assert proc.popen.wait(30) == 0, proc.err()
     assert proc.last_json()["released"] == 2

@@ -15,7 +15,7 @@ from queue_helpers import (
 from sqlalchemy import func, select
 
 from posegen import queue
-from posegen.db.models import GenerationEvent, GenerationStatus, PoseStatus
+from posegen.db.models import GeneratedPose, GenerationEvent, GenerationStatus, PoseStatus
 from posegen.exceptions import InvalidInput, LeaseLost
 from posegen.metrics import prom
 
@@ -116,3 +116,46 @@ def test_pose_results_must_match_their_key(engine, settings, owner):
         queue.record_pose(engine, gen, job.lease_token, completed_result(owner.pose_ids[1], 0))
     assert (row(engine, gen).poses_completed, len(pose_keys(engine, gen))) == (1, 1)
     assert_rollup_matches(engine)
+
+
+def test_pose_rows_keep_every_field_of_the_result(engine, settings, owner):
+    gen = queue.submit(engine, settings, owner.request(variations=2)).generation_id
+    (job,) = queue.claim(engine, settings, "w", 1)
+    p = owner.pose_ids[0]
+    full = queue.PoseResult(
+        f"p{p}-v0",
+        p,
+        0,
+        PoseStatus.COMPLETED,
+        image_path="results/1/a.png",
+        thumbnail_path="results/1/a.thumb.webp",
+        seed=42,
+        prompt_used="a dancer",
+        duration_ms=1234,
+        meta={"backend": "test", "steps": 2},
+    )
+    bad = queue.PoseResult(
+        f"p{p}-v1", p, 1, PoseStatus.FAILED, error_kind="nsfw", error_message="blocked"
+    )
+    outcomes = queue.record_poses(
+        engine, [queue.PoseWrite(gen, job.lease_token, r) for r in (full, bad)]
+    )
+    assert [o.counted for o in outcomes] == [True, True]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(GeneratedPose)
+            .where(GeneratedPose.generation_id == gen)
+            .order_by(GeneratedPose.variation_key)
+        ).all()
+    got = [
+        (r.variation_key, r.pose_id, r.variation_index, r.status, r.image_path, r.thumbnail_path,
+         r.seed, r.prompt_used, r.duration_ms, r.error_kind, r.error_message,
+         r._mapping["metadata"])
+        for r in rows
+    ]  # fmt: skip
+    assert got == [
+        (f"p{p}-v0", p, 0, PoseStatus.COMPLETED, "results/1/a.png", "results/1/a.thumb.webp",
+         42, "a dancer", 1234, None, None, {"backend": "test", "steps": 2}),
+        (f"p{p}-v1", p, 1, PoseStatus.FAILED, None, None, None, None, None, "nsfw", "blocked",
+         None),
+    ]  # fmt: skip

@@ -48,8 +48,8 @@ def write_batch(
     try:
         with tx.write_tx(conn if conn is not None else engine) as c:
             live = transitions.fence(c, ops, leases)
-            inserted = checkpoint(c, ops, live, poses, pending)
             ending = [j for j in dict.fromkeys(j for j, _ in finishes) if j in live]
+            inserted = checkpoint(c, ops, live, poses, pending, frozenset(ending))
             ends = [(live[j], *transitions.final_status(live[j])) for j in ending]
             transitions.end(c, ends, pending)
             pending.write(c, ops)

@@ -87,6 +87,15 @@ class PostgresOps:
     ) -> None:
         bulk.end_rows(conn, items, now, expired_before)
 
+    def submit_one(self, conn: Connection, row: dict[str, Any]) -> int | None:
+        """One submit as one statement (row, rollup, event, NOTIFY); None: not the user's
+        project. ``conn`` must be in autocommit: the statement is the whole transaction."""
+        return bulk.submit_one(conn, row, CHANNEL)
+
+    def submit_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
+        """Many submits as one statement, in the caller's transaction; ids in row order."""
+        return bulk.submit_rows(conn, rows, CHANNEL)
+
     def flush(
         self,
         conn: Connection,

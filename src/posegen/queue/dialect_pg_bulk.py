@@ -45,10 +45,11 @@ ADD_COUNTS = (
 
 END_ROWS = (
     "UPDATE pose_generations AS g SET status = v.to_status, completed_at = %(now)s, "
-    "lease_expires_at = NULL, error_kind = v.kind, error_message = v.message "
+    "lease_expires_at = NULL, error_kind = v.kind, error_message = v.message, "
+    "poses_completed = v.ok, poses_failed = v.bad "
     "FROM unnest(%(ids)s::bigint[], %(tokens)s::bigint[], %(froms)s::text[], "
-    "%(tos)s::text[], %(kinds)s::text[], %(messages)s::text[]) "
-    "AS v(id, token, from_status, to_status, kind, message) "
+    "%(tos)s::text[], %(kinds)s::text[], %(messages)s::text[], %(ok)s::int[], %(bad)s::int[]) "
+    "AS v(id, token, from_status, to_status, kind, message, ok, bad) "
     "WHERE g.id = v.id AND g.lease_token = v.token AND g.status = v.from_status "
     "AND (g.lease_expires_at IS NULL OR g.lease_expires_at < %(before)s)"
 )
@@ -97,7 +98,7 @@ def add_counts(conn: Connection, items: Sequence[tuple[int, int, int, int]]) -> 
 def end_rows(
     conn: Connection, items: Sequence[EndRow], now: dt.datetime, expired_before: dt.datetime
 ) -> None:
-    ids, tokens, froms, tos, kinds, messages = (list(c) for c in zip(*items, strict=True))
+    ids, tokens, froms, tos, kinds, messages, ok, bad = (list(c) for c in zip(*items, strict=True))
     conn.exec_driver_sql(
         END_ROWS,
         {
@@ -109,6 +110,8 @@ def end_rows(
             "tos": [str(v) for v in tos],
             "kinds": kinds,
             "messages": messages,
+            "ok": ok,
+            "bad": bad,
         },
     )
 
@@ -174,3 +177,133 @@ def flush(
     for key, name in zip(("g", "c", "p", "f", "x", "pc"), _ROLLUP_FIELDS, strict=True):
         params[key] = [r[name] for r in increments]
     conn.exec_driver_sql(FLUSH, params)
+
+
+_GEN_COLUMNS = (
+    "user_id",
+    "project_id",
+    "type",
+    "prompt",
+    "negative_prompt",
+    "selected_pose_ids",
+    "variations",
+    "total_expected_poses",
+    "width",
+    "height",
+    "seed",
+    "status",
+    "priority",
+    "poses_completed",
+    "poses_failed",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "lease_token",
+    "cancel_requested",
+    "created_at",
+    "idempotency_key",
+    "request_hash",
+)
+
+# One submit, one statement: the row (only if the project is the user's), the rollup, the
+# ``queued`` event and the NOTIFY. Run in autocommit it is a whole transaction in one round trip.
+SUBMIT_ONE = (
+    "WITH g AS (INSERT INTO pose_generations ("
+    + ", ".join(_GEN_COLUMNS)
+    + ") SELECT "
+    + ", ".join(
+        "CAST(%(selected_pose_ids)s AS json)" if c == "selected_pose_ids" else f"%({c})s"
+        for c in _GEN_COLUMNS
+    )
+    + " FROM projects WHERE id = %(project_id)s AND user_id = %(user_id)s "
+    "RETURNING id, user_id, total_expected_poses, priority, created_at), "
+    "r AS (INSERT INTO user_generation_stats "
+    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, updated_at) "
+    "SELECT user_id, 1, 0, 0, 0, 0, 0, created_at FROM g ON CONFLICT (user_id) DO UPDATE SET "
+    "generations = user_generation_stats.generations + 1, updated_at = excluded.updated_at), "
+    "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
+    "SELECT id, 'queued', json_build_object('status', 'pending', 'completed', 0, 'failed', 0, "
+    "'total', total_expected_poses, 'priority', priority), created_at FROM g) "
+    "SELECT id, pg_notify(%(channel)s, '') FROM g"
+)
+
+
+def submit_one(conn: Connection, row: dict[str, Any], channel: str) -> int | None:
+    """Insert one generation with its side effects; None when the project is not the user's."""
+    params = {
+        **row,
+        "type": str(row["type"]),
+        "status": str(row["status"]),
+        "selected_pose_ids": json.dumps(row["selected_pose_ids"]),
+        "channel": channel,
+    }
+    found = conn.exec_driver_sql(SUBMIT_ONE, params).first()
+    return None if found is None else int(found[0])
+
+
+_ARRAY_TYPES = {
+    "user_id": "bigint",
+    "project_id": "bigint",
+    "type": "text",
+    "prompt": "text",
+    "negative_prompt": "text",
+    "selected_pose_ids": "text",
+    "variations": "int",
+    "total_expected_poses": "int",
+    "width": "int",
+    "height": "int",
+    "seed": "bigint",
+    "status": "text",
+    "priority": "int",
+    "poses_completed": "int",
+    "poses_failed": "int",
+    "attempts": "int",
+    "max_attempts": "int",
+    "run_after": "timestamptz",
+    "lease_token": "bigint",
+    "cancel_requested": "boolean",
+    "created_at": "timestamptz",
+    "idempotency_key": "text",
+    "request_hash": "text",
+}
+
+# Many submits, one statement. Rows are inserted in input order (ORDER BY n), so the ids the
+# sequence hands out ascend in input order and the sorted ids map back onto the requests.
+SUBMIT_ROWS = (
+    "WITH v AS (SELECT * FROM unnest("
+    + ", ".join(f"%({c})s::{t}[]" for c, t in _ARRAY_TYPES.items())
+    + ") WITH ORDINALITY AS v("
+    + ", ".join(_GEN_COLUMNS)
+    + ", n)), "
+    "g AS (INSERT INTO pose_generations ("
+    + ", ".join(_GEN_COLUMNS)
+    + ") SELECT "
+    + ", ".join(
+        "CAST(selected_pose_ids AS json)" if c == "selected_pose_ids" else c for c in _GEN_COLUMNS
+    )
+    + " FROM v ORDER BY n RETURNING id, user_id, total_expected_poses, priority, created_at), "
+    "r AS (INSERT INTO user_generation_stats "
+    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, updated_at) "
+    "SELECT user_id, count(*), 0, 0, 0, 0, 0, max(created_at) FROM g GROUP BY user_id "
+    "ON CONFLICT (user_id) DO UPDATE SET "
+    "generations = user_generation_stats.generations + excluded.generations, "
+    "updated_at = excluded.updated_at), "
+    "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
+    "SELECT id, 'queued', json_build_object('status', 'pending', 'completed', 0, 'failed', 0, "
+    "'total', total_expected_poses, 'priority', priority), created_at FROM g) "
+    "SELECT array_agg(id ORDER BY id), pg_notify(%(channel)s, '') FROM g"
+)
+
+
+def submit_rows(conn: Connection, rows: Sequence[dict[str, Any]], channel: str) -> list[int]:
+    """Insert generations with their side effects; ids in the order of ``rows``."""
+    params: dict[str, Any] = {c: [r[c] for r in rows] for c in _GEN_COLUMNS}
+    params["type"] = [str(v) for v in params["type"]]
+    params["status"] = [str(v) for v in params["status"]]
+    params["selected_pose_ids"] = [json.dumps(v) for v in params["selected_pose_ids"]]
+    params["channel"] = channel
+    found = conn.exec_driver_sql(SUBMIT_ROWS, params).first()
+    ids = [] if found is None or found[0] is None else [int(i) for i in found[0]]
+    if len(ids) != len(rows):
+        raise RuntimeError(f"inserted {len(ids)} of {len(rows)} generations")
+    return ids

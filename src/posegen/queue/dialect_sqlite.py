@@ -42,6 +42,9 @@ class SqliteOps:
     claim_statement = CLAIM
     #: The claim returns rows only; ``claim`` appends the ``started`` events itself.
     claim_writes_events = False
+    #: No one-statement submit: in-process statements cost no round trip.
+    submit_one = None
+    submit_rows = None
     lock_rows = ""
     skip_locked = ""
 

@@ -18,6 +18,15 @@ class DialectOps(Protocol):
     claim_statement: TextualSelect
     claim_writes_events: bool
     lock_rows: str
+
+    @property
+    def submit_one(self) -> Callable[[Connection, dict[str, Any]], int | None] | None:
+        """A whole submit as one statement, where the database can (PostgreSQL)."""
+
+    @property
+    def submit_rows(self) -> Callable[[Connection, Sequence[dict[str, Any]]], list[int]] | None:
+        """Many submits as one statement, where the database can (PostgreSQL)."""
+
     skip_locked: str
 
     def fence(self, conn: Connection, ids: Sequence[int]) -> list[Any]: ...

@@ -55,9 +55,14 @@ def checkpoint(
     live: dict[int, transitions.LiveRow],
     writes: Sequence[PoseWrite],
     pending: transitions.Pending,
+    ending: frozenset[int] = frozenset(),
 ) -> set[tuple[int, str]]:
     """Inside the caller's transaction, with ``live`` fenced: store the poses, bump the counts
-    (``live`` is updated in place), queue rollup and ``pose`` events. Returns what was new."""
+    (``live`` is updated in place), queue rollup and ``pose`` events. Returns what was new.
+
+    Jobs in ``ending`` are finished later in the same transaction, and the terminal UPDATE
+    writes their counts: no separate count UPDATE for them.
+    """
     mine = [w for w in writes if w.job_id in live]
     if not mine:
         return set()
@@ -94,11 +99,13 @@ def checkpoint(
             )
         )
         pending.poses.append(w.result.status)
-    if per_job:
-        ops.add_counts(
-            conn,
-            [(j, live[j].lease_token, ok_n, bad_n) for j, (ok_n, bad_n) in sorted(per_job.items())],
-        )
+    counts = [
+        (j, live[j].lease_token, ok_n, bad_n)
+        for j, (ok_n, bad_n) in sorted(per_job.items())
+        if j not in ending
+    ]
+    if counts:
+        ops.add_counts(conn, counts)
     return inserted
 
 

@@ -3,7 +3,9 @@ PostgreSQL) a NOTIFY, all in one transaction."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
@@ -13,7 +15,7 @@ from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import utcnow
 from posegen.exceptions import Conflict, InvalidInput, NotFound
-from posegen.queue import events, transitions
+from posegen.queue import events, transitions, tx
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import GenerationRequest, SubmitResult
 
@@ -32,14 +34,23 @@ def submit(engine: Engine, settings: Settings, req: GenerationRequest) -> Submit
         found = _existing(engine, req)
         if found is not None:
             return found
+    ops = ops_for(engine)
     try:
-        with write_transaction(engine) as conn:
-            if req.idempotency_key is not None:
-                # Re-check under the write lock (SQLite) / before the unique index decides (PG).
-                again = _lookup(conn, req)
-                if again is not None:
-                    return again
-            (gen_id,) = _insert(conn, settings, [req])
+        if ops.submit_one is not None:
+            # PostgreSQL: row, rollup, event and NOTIFY in one autocommit statement.
+            with tx.autocommit(engine) as conn:
+                new_id = ops.submit_one(conn, _row(req, settings, utcnow()))
+            if new_id is None:
+                raise NotFound(f"project {req.project_id} not found for user {req.user_id}")
+            gen_id = new_id
+        else:
+            with write_transaction(engine) as conn:
+                if req.idempotency_key is not None:
+                    # Re-check under the write lock: the first lookup ran outside it.
+                    again = _lookup(conn, req)
+                    if again is not None:
+                        return again
+                (gen_id,) = _insert(conn, settings, [req])
     except IntegrityError:
         if req.idempotency_key is None:
             raise
@@ -62,8 +73,14 @@ def submit_many(engine: Engine, settings: Settings, reqs: Sequence[GenerationReq
             raise InvalidInput("bulk submit does not take idempotency keys")
     if not reqs:
         return []
+    ops = ops_for(engine)
     with write_transaction(engine) as conn:
-        return _insert(conn, settings, reqs)
+        if ops.submit_rows is None:
+            return _insert(conn, settings, reqs)
+        # PostgreSQL: rows, rollup, events and NOTIFY in one statement over arrays.
+        _check_projects(conn, reqs)
+        now = utcnow()
+        return ops.submit_rows(conn, [_row(r, settings, now) for r in reqs])
 
 
 def validate(req: GenerationRequest) -> None:
@@ -91,32 +108,39 @@ def validate(req: GenerationRequest) -> None:
         raise InvalidInput("idempotency key must be 1-200 characters")
 
 
+def _row(req: GenerationRequest, settings: Settings, now: dt.datetime) -> dict[str, Any]:
+    """The new row's values, every column given (nothing left to Python-side defaults)."""
+    return {
+        "user_id": req.user_id,
+        "project_id": req.project_id,
+        "type": req.type,
+        "prompt": req.prompt,
+        "negative_prompt": req.negative_prompt,
+        "selected_pose_ids": list(req.pose_ids),
+        "variations": req.variations,
+        "total_expected_poses": req.total_expected_poses,
+        "width": req.width,
+        "height": req.height,
+        "seed": req.seed,
+        "status": GenerationStatus.PENDING,
+        "priority": req.priority,
+        "poses_completed": 0,
+        "poses_failed": 0,
+        "attempts": 0,
+        "max_attempts": settings.max_attempts,
+        "run_after": now,
+        "lease_token": 0,
+        "cancel_requested": False,
+        "created_at": now,
+        "idempotency_key": req.idempotency_key,
+        "request_hash": req.request_hash,
+    }
+
+
 def _insert(conn: Connection, settings: Settings, reqs: Sequence[GenerationRequest]) -> list[int]:
     _check_projects(conn, reqs)
     now = utcnow()
-    rows = [
-        {
-            "user_id": r.user_id,
-            "project_id": r.project_id,
-            "type": r.type,
-            "prompt": r.prompt,
-            "negative_prompt": r.negative_prompt,
-            "selected_pose_ids": list(r.pose_ids),
-            "variations": r.variations,
-            "total_expected_poses": r.total_expected_poses,
-            "width": r.width,
-            "height": r.height,
-            "seed": r.seed,
-            "status": GenerationStatus.PENDING,
-            "priority": r.priority,
-            "max_attempts": settings.max_attempts,
-            "run_after": now,
-            "created_at": now,
-            "idempotency_key": r.idempotency_key,
-            "request_hash": r.request_hash,
-        }
-        for r in reqs
-    ]
+    rows = [_row(r, settings, now) for r in reqs]
     result = conn.execute(
         insert(PoseGeneration).returning(PoseGeneration.id, sort_by_parameter_order=True), rows
     )

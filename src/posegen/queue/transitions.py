@@ -148,6 +148,8 @@ def end(
                 status.value,
                 kind,
                 None if message is None else message[:4000],
+                row.poses_completed,
+                row.poses_failed,
             )
             for row, status, kind, message in rows
         ],
