@@ -196,3 +196,20 @@ def test_a_worker_that_lost_its_lease_discards_its_work(engine, settings, owner)
     t.join(10)
     assert pose_keys(engine, gen) == [] and row(engine, gen).lease_token == taken.lease_token
     assert row(engine, gen).status == S.PROCESSING and row(engine, gen).leased_by == "thief"
+
+
+def test_wake_up_by_notify_or_by_polling(engine, tuned, owner):
+    """PostgreSQL: NOTIFY wakes an idle worker long before its 30 s poll. Poll-only mode (and
+    SQLite, which has no NOTIFY) picks work up at the poll interval."""
+    modes = [(True, 30.0), (False, 0.05)] if engine.dialect.name == "postgresql" else [(True, 0.05)]
+    for listen, poll in modes:
+        s = tuned(listen_notify=listen, poll_interval_seconds=poll)
+        w = Worker(s, engine, noop.make_handler(s), concurrency=1, run_recovery=False)
+        t = start(w)
+        wait_for(lambda: registry.list_workers(engine, 60) != [], 10)  # registered and idle
+        threading.Event().wait(0.5)
+        gen = queue.submit(engine, s, owner.request()).generation_id
+        wait_for(lambda g=gen: row(engine, g).status == S.COMPLETED, 10)
+        w.stop()
+        t.join(10)
+        assert not t.is_alive()
