@@ -45,6 +45,9 @@ def worker(
     settings, engine = st.settings, st.engine
     _require_schema(engine)
     handler = select_handler(settings)
+    w = Worker(settings, engine, handler, concurrency, burst)
+    # Handlers first: anything that can see this process as up (the metrics port) may signal it.
+    restore = signals.install(w.stop)
     if metrics_port is not None:
         from posegen.metrics import exposition
 
@@ -52,8 +55,6 @@ def worker(
         maps = getattr(getattr(handler, "images", None), "maps", None)
         registry = exposition.build_registry(engine, map_cache_stats=maps and maps.stats)
         exposition.serve(metrics_port, registry, addr=settings.api_host)
-    w = Worker(settings, engine, handler, concurrency, burst)
-    restore = signals.install(w.stop)
     try:
         w.run()
     finally:
