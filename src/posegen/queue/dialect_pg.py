@@ -58,6 +58,8 @@ class PostgresOps:
 
     name = "postgresql"
     claim_statement = CLAIM
+    #: Writer threads a worker runs (one batch is built while another waits on its commit).
+    writer_threads = 2
     #: The claim statement appends the ``started`` events itself.
     claim_writes_events = True
     #: Appended to a SELECT that fences rows a transaction is about to update.

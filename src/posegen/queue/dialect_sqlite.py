@@ -40,6 +40,8 @@ class SqliteOps:
 
     name = "sqlite"
     claim_statement = CLAIM
+    #: Writer threads a worker runs (one writer at a time: a second would wait for the lock).
+    writer_threads = 1
     #: The claim returns rows only; ``claim`` appends the ``started`` events itself.
     claim_writes_events = False
     #: No one-statement submit: in-process statements cost no round trip.

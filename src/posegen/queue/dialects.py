@@ -16,6 +16,7 @@ from posegen.queue.bulk_core import EndRow
 class DialectOps(Protocol):
     name: str
     claim_statement: TextualSelect
+    writer_threads: int
     claim_writes_events: bool
     lock_rows: str
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,10 +110,10 @@ class Pending:
 
     def count_metrics(self) -> None:
         """Call after commit: a rolled-back transaction must not move the counters."""
-        for status in self.completions:
-            prom.COMPLETIONS.labels(status=status.value).inc()
-        for pose_status in self.poses:
-            prom.POSES.labels(status=pose_status.value).inc()
+        for status, n in Counter(self.completions).items():
+            prom.COMPLETIONS.labels(status=status.value).inc(n)
+        for pose_status, n in Counter(self.poses).items():
+            prom.POSES.labels(status=pose_status.value).inc(n)
         if self.retries:
             prom.RETRIES.inc(self.retries)
 

@@ -63,6 +63,8 @@ class Worker:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: dict[int, JobContext] = {}
+        #: Free slots the claim loop waits for before claiming again.
+        self._want = 1
         self._writer: BatchWriter | None = None
         #: The main loop's own connection for claims (opened on first use).
         self._claim_conn: Connection | None = None
@@ -82,13 +84,14 @@ class Worker:
         """Work until stopped (or, in burst mode, until nothing is left). Blocking."""
         registry.register(self.engine, self.id, self.concurrency)
         log.info("worker started", extra={"worker": self.id, "concurrency": self.concurrency})
-        self._writer = BatchWriter(self.engine)
+        self._writer = BatchWriter(self.engine, ops_for(self.engine).writer_threads)
         threads = JobThreads(self.concurrency)
         side = [self._side("heartbeat", self._heartbeat_loop)]
         if self.run_recovery:
             side.append(self._side("recovery", self._recovery_loop))
         if self.settings.listen_notify:
-            side.append(self._side("listen", self._listen))
+            # Not joined: it notices the stop within one poll interval and holds nothing.
+            self._side("listen", self._listen)
         try:
             self._loop(threads)
         finally:
@@ -112,7 +115,7 @@ class Worker:
             free = self.concurrency - self.in_flight
             # With a backlog, wait for half the slots before claiming again: one claim per
             # batch instead of one per finished job. Without one, claim at once (latency).
-            want = max(1, self.concurrency // 2) if backlog else 1
+            self._want = want = max(1, self.concurrency // 2) if backlog else 1
             if free >= want:
                 try:
                     if self._claim_conn is None:
@@ -168,8 +171,12 @@ class Worker:
         finally:
             with self._lock:
                 self._in_flight.pop(job.id, None)
+                free = self.concurrency - len(self._in_flight)
             prom.WORKER_IN_FLIGHT.dec()
-            self._wake.set()
+            # Wake the claim loop only when it would claim (enough free slots), or to let a
+            # stopping worker see its last job end: one wake per batch, not one per job.
+            if free >= self._want or self._stopping.is_set():
+                self._wake.set()
 
     def _execute(self, job: ClaimedJob, ctx: JobContext) -> str:
         """Run the handler and end the attempt; returns what happened (for ``stats``)."""
