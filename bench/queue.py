@@ -21,8 +21,10 @@ sys.path.append(sys.path.pop(0))
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import statistics
 import subprocess
 import tempfile
@@ -66,6 +68,10 @@ def analyze(url: str) -> None:
     were empty (sequential scans) and keep them until statistics change; without this, the
     bulk phase of every system measures that artefact instead of the queue.
     """
+    if url.startswith("sqlite"):
+        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
+            db.execute("ANALYZE")
+        return
     with psycopg.connect(libpq(url), autocommit=True) as conn:
         conn.execute("ANALYZE")
 
