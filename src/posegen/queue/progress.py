@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,12 +72,10 @@ def checkpoint(
             continue
         ok = w.result.status == PoseStatus.COMPLETED
         row = live[w.job_id]
-        row = dataclasses.replace(
-            row,
-            poses_completed=row.poses_completed + ok,
-            poses_failed=row.poses_failed + (not ok),
-        )
-        live[w.job_id] = row
+        if ok:
+            row.poses_completed += 1
+        else:
+            row.poses_failed += 1
         per_job[w.job_id][0 if ok else 1] += 1
         if ok:
             pending.deltas.poses(row.user_id, 1)

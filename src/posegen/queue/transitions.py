@@ -24,9 +24,10 @@ from posegen.queue.dialects import DialectOps, ops_for
 G = PoseGeneration
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class LiveRow:
-    """A generation row as its lease holder sees it, locked for this transaction."""
+    """A generation row as its lease holder sees it, locked for this transaction (its counts
+    are kept current as the transaction adds poses)."""
 
     id: int
     lease_token: int
