@@ -141,9 +141,7 @@ def list_poses(
     stmt = stmt.order_by(L.id).limit(limit + 1)
     with read_connection(engine) as conn:
         rows = [_pose(r) for r in conn.execute(stmt)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return pagination.Page(rows, pagination.encode(rows[-1].id) if more and rows else None)
+    return pagination.page(rows, limit, lambda v: (v.id,))
 
 
 def _get(conn: Connection, pose_id: int, include_private: bool) -> PoseView:

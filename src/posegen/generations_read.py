@@ -9,7 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, func, select
 
 from posegen import pagination
 from posegen.db.engine import read_connection
@@ -157,18 +157,10 @@ def list_generations(
         stmt = stmt.where(G.status == status)
     if project_id is not None:
         stmt = stmt.where(G.project_id == project_id)
-    if cursor:
-        created, last_id = pagination.decode(cursor, dt.datetime, int)
-        stmt = stmt.where(
-            or_(G.created_at < created, and_(G.created_at == created, G.id < last_id))
-        )
-    stmt = stmt.order_by(G.created_at.desc(), G.id.desc()).limit(limit + 1)
+    stmt = pagination.newest_first(stmt, G.created_at, G.id, cursor, limit)
     with read_connection(engine) as conn:
         rows = [_view(r) for r in conn.execute(stmt)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
-    return pagination.Page(rows, nxt)
+    return pagination.page(rows, limit, lambda v: (v.created_at, v.id))
 
 
 def find_by_idempotency_key(

@@ -6,12 +6,17 @@ import base64
 import binascii
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
 
 from posegen.exceptions import InvalidInput
 
 T = TypeVar("T")
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -51,3 +56,28 @@ def decode(cursor: str, *types: type) -> tuple[Any, ...]:
         return tuple(out)
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidInput("malformed cursor", kind="bad-cursor") from exc
+
+
+def newest_first(
+    stmt: S,
+    created: InstrumentedAttribute[dt.datetime],
+    id_: InstrumentedAttribute[int],
+    cursor: str | None,
+    limit: int,
+) -> S:
+    """``stmt`` ordered by (``created``, ``id_``) descending, after ``cursor``, with one row
+    beyond ``limit`` so :func:`page` can tell whether another page follows."""
+    if cursor:
+        after_created, after_id = decode(cursor, dt.datetime, int)
+        stmt = stmt.where(
+            or_(created < after_created, and_(created == after_created, id_ < after_id))
+        )
+    return stmt.order_by(created.desc(), id_.desc()).limit(limit + 1)
+
+
+def page(rows: list[T], limit: int, key: Callable[[T], tuple[Any, ...]]) -> Page[T]:
+    """The first ``limit`` of ``rows`` (read with one extra), and a cursor after the last of them
+    (made from ``key``) when the extra row shows that another page follows."""
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, encode(*key(rows[-1])) if more and rows else None)

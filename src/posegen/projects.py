@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
 
 from posegen import pagination
 from posegen.db.engine import read_connection, write_transaction
@@ -117,18 +117,10 @@ def list_for(
     stmt = select(*_COLUMNS).where(P.user_id == user_id)
     if status is not None:
         stmt = stmt.where(P.status == status)
-    if cursor:
-        created, last_id = pagination.decode(cursor, dt.datetime, int)
-        stmt = stmt.where(
-            or_(P.created_at < created, and_(P.created_at == created, P.id < last_id))
-        )
-    stmt = stmt.order_by(P.created_at.desc(), P.id.desc()).limit(limit + 1)
+    stmt = pagination.newest_first(stmt, P.created_at, P.id, cursor, limit)
     with read_connection(engine) as conn:
         rows = [_view(r) for r in conn.execute(stmt)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = pagination.encode(rows[-1].created_at, rows[-1].id) if more and rows else None
-    return pagination.Page(rows, nxt)
+    return pagination.page(rows, limit, lambda v: (v.created_at, v.id))
 
 
 def update_fields(engine: Engine, project_id: int, user_id: int, **values: Any) -> ProjectView:
