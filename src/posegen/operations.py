@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 
 from posegen.db.engine import read_connection
-from posegen.db.models import GenerationStatus, PoseGeneration, RecoveryRun, Worker
+from posegen.db.models import GenerationStatus, PoseGeneration, RecoveryRun
 from posegen.db.types import utcnow
+from posegen.worker import registry
+from posegen.worker.registry import WorkerInfo
 
 G = PoseGeneration
 
@@ -70,43 +72,13 @@ def recovery_status(engine: Engine) -> RecoveryStatus:
     return RecoveryStatus(int(queued), int(processing), int(stuck), last)
 
 
-@dataclass(frozen=True)
-class WorkerView:
-    id: str
-    host: str
-    pid: int
-    concurrency: int
-    in_flight: int
-    started_at: dt.datetime
-    last_seen_at: dt.datetime
-    stopped_at: dt.datetime | None
-    alive: bool
-
-
 def workers(
     engine: Engine, stale_seconds: float, *, include_stopped: bool = False
-) -> list[WorkerView]:
-    """Known workers; ``alive`` = not stopped and seen within ``stale_seconds``."""
-    now = utcnow()
-    W = Worker
-    stmt = select(
-        W.id, W.host, W.pid, W.concurrency, W.in_flight, W.started_at, W.last_seen_at, W.stopped_at
-    ).order_by(W.started_at.desc(), W.id)
-    if not include_stopped:
-        stmt = stmt.where(W.stopped_at.is_(None))
-    with read_connection(engine) as conn:
-        rows = conn.execute(stmt).all()
-    return [
-        WorkerView(
-            w.id,
-            w.host,
-            w.pid,
-            w.concurrency,
-            w.in_flight,
-            w.started_at,
-            w.last_seen_at,
-            w.stopped_at,
-            w.stopped_at is None and (now - w.last_seen_at).total_seconds() <= stale_seconds,
-        )
-        for w in rows
-    ]
+) -> list[WorkerInfo]:
+    """Known workers, latest started first; ``alive`` = not stopped and seen within
+    ``stale_seconds``."""
+    rows = registry.list_workers(engine, stale_seconds, include_stopped)
+    # Two stable sorts: started_at descending, ties by id (the table holds a few rows).
+    rows.sort(key=lambda w: w.id)
+    rows.sort(key=lambda w: w.started_at, reverse=True)
+    return rows
