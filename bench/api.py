@@ -31,16 +31,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 
 from pgbench_util import (
-    DEFAULT_ADMIN_URL,
+    add_database_args,
+    connect,
     emit,
-    libpq,
+    engine_for,
     load_users,
     machine,
-    migrate,
-    scratch_database,
+    migrated_database,
     server_version,
     table,
 )
@@ -184,7 +183,7 @@ def main() -> None:
     ap.add_argument("--duration", type=int, default=10, help="seconds per measurement")
     ap.add_argument("--rate", type=int, default=1000, help="paced run: target requests/s")
     ap.add_argument("--paced-connections", type=int, default=32)
-    ap.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    add_database_args(ap, keep=False)
     args = ap.parse_args()
 
     wrk = shutil.which("wrk")
@@ -198,8 +197,6 @@ def main() -> None:
         raise SystemExit(2)
 
     from posegen import accounts
-    from posegen.config import load_settings
-    from posegen.db.engine import make_engine
     from posegen.db.models import Role
 
     figures: dict[str, Any] = {
@@ -211,18 +208,16 @@ def main() -> None:
         "load_generator": "wrk -t1",
     }
     with (
-        scratch_database(args.admin_url, "posegen_bench_api") as url,
+        migrated_database(args.admin_url, "posegen_bench_api") as url,
         tempfile.TemporaryDirectory() as tmp,
     ):
-        migrate(url)
-        with psycopg.connect(libpq(url), autocommit=True) as conn:
+        with connect(url) as conn:
             figures["postgres"] = server_version(conn)
             load_users(conn, args.users)
             conn.execute(LOAD, {"users": args.users})
             conn.execute("VACUUM ANALYZE user_generation_stats")
-        engine = make_engine(load_settings(database_url=url))
-        key = accounts.create_user(engine, "Bench", "bench@example.com", Role.ADMIN).api_key
-        engine.dispose()
+        with engine_for(url) as engine:
+            key = accounts.create_user(engine, "Bench", "bench@example.com", Role.ADMIN).api_key
         cached = measure(url, key, Path(tmp), 60.0, args, wrk)
         uncached = measure(url, key, Path(tmp), 0.0, args, wrk)
 

@@ -24,19 +24,17 @@ from typing import Any
 import psycopg
 
 from pgbench_util import (
-    DEFAULT_ADMIN_URL,
+    add_database_args,
+    connect,
     emit,
-    libpq,
+    engine_for,
     load_users,
     machine,
-    migrate,
-    scratch_database,
+    migrated_database,
     server_version,
     table,
     timed,
 )
-from posegen.config import load_settings
-from posegen.db.engine import make_engine
 from posegen.db.hot_queries import TOP_USERS
 from posegen.db.verify import explain_uses_index
 from posegen.metrics import check, rollup
@@ -150,19 +148,17 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5, help="repetitions of each seed query")
     ap.add_argument("--fast-reps", type=int, default=2000, help="repetitions of posegen's query")
-    ap.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
-    ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    add_database_args(ap)
     args = ap.parse_args()
 
-    with scratch_database(args.admin_url, "posegen_bench_metrics", args.keep) as url:
-        migrate(url)
+    with migrated_database(args.admin_url, "posegen_bench_metrics", args.keep) as url:
         figures: dict[str, Any] = {
             "bench": "metrics",
             **machine(),
             "generations": args.generations,
             "users": args.users,
         }
-        with psycopg.connect(libpq(url), autocommit=True) as conn:
+        with connect(url) as conn:
             figures["postgres"] = server_version(conn)
             t0 = time.perf_counter()
             load_users(conn, args.users)
@@ -186,16 +182,13 @@ def main() -> None:
             t_after, a_after = timed(lambda: after(conn), args.reps)
             t_sql, a_sql = timed(lambda: posegen_sql(conn), args.fast_reps, warmup=20)
 
-        engine = make_engine(load_settings(database_url=url))
-        try:
+        with engine_for(url) as engine:
             assert explain_uses_index(engine, TOP_USERS), "top users does not use its index"
             t_fn, a_fn = timed(lambda: rollup.top_users(engine, LIMIT), args.fast_reps, warmup=20)
             t0 = time.perf_counter()
             report = check.check(engine)
             figures["rollup_check_s"] = round(time.perf_counter() - t0, 2)
             assert report.ok, f"rollup drift after build: {len(report.drift)} users"
-        finally:
-            engine.dispose()
         fn_rows = [
             (
                 u.user_id,

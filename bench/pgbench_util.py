@@ -1,7 +1,8 @@
-"""Shared by the metrics, recovery and API benchmarks: throwaway databases, loading, timing."""
+"""Shared by the benchmarks: throwaway databases, loading, timing, the table and the JSON line."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -13,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
+from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 DEFAULT_ADMIN_URL = os.environ.get(
@@ -32,7 +34,7 @@ def with_database(url: str, name: str) -> str:
 def scratch_database(admin_url: str, prefix: str, keep: bool = False) -> Iterator[str]:
     """A new empty database for the run, dropped afterwards (unless ``keep``)."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq(admin_url), autocommit=True) as conn:
+    with connect(admin_url) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
     try:
         yield with_database(admin_url, name)
@@ -40,21 +42,49 @@ def scratch_database(admin_url: str, prefix: str, keep: bool = False) -> Iterato
         if keep:
             print(f"kept database {name}")
         else:
-            with psycopg.connect(libpq(admin_url), autocommit=True) as conn:
+            with connect(admin_url) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
 
 
-def migrate(url: str) -> None:
-    """posegen's own schema and indexes, through its migrations."""
+@contextlib.contextmanager
+def migrated_database(admin_url: str, prefix: str, keep: bool = False) -> Iterator[str]:
+    """:func:`scratch_database` with posegen's schema already in it."""
+    with scratch_database(admin_url, prefix, keep) as url:
+        migrate(url)
+        yield url
+
+
+def add_database_args(ap: argparse.ArgumentParser, keep: bool = True) -> None:
+    """``--admin-url`` (where scratch databases are made) and, if ``keep``, ``--keep``."""
+    ap.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    if keep:
+        ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    """An autocommit psycopg connection to a SQLAlchemy-style URL (for loading and timing)."""
+    return psycopg.connect(libpq(url), autocommit=True)
+
+
+@contextlib.contextmanager
+def engine_for(url: str) -> Iterator[Engine]:
+    """posegen's engine for ``url`` with default settings, disposed afterwards."""
     from posegen.config import load_settings
-    from posegen.db import migrate as mig
     from posegen.db.engine import make_engine
 
     engine = make_engine(load_settings(database_url=url))
     try:
-        mig.upgrade(engine)
+        yield engine
     finally:
         engine.dispose()
+
+
+def migrate(url: str) -> None:
+    """posegen's own schema and indexes, through its migrations."""
+    from posegen.db import migrate as mig
+
+    with engine_for(url) as engine:
+        mig.upgrade(engine)
 
 
 def load_users(conn: psycopg.Connection[Any], users: int) -> None:

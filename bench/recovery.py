@@ -24,13 +24,12 @@ from typing import Any
 import psycopg
 
 from pgbench_util import (
-    DEFAULT_ADMIN_URL,
+    add_database_args,
+    connect,
     emit,
-    libpq,
     load_users,
     machine,
-    migrate,
-    scratch_database,
+    migrated_database,
     server_version,
     table,
     timed,
@@ -112,8 +111,7 @@ def main() -> None:
     ap.add_argument("--pending", type=int, default=2_000)
     ap.add_argument("--reps", type=int, default=500, help="repetitions of indexed scans")
     ap.add_argument("--slow-reps", type=int, default=10, help="repetitions of unindexed scans")
-    ap.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
-    ap.add_argument("--keep", action="store_true")
+    add_database_args(ap)
     args = ap.parse_args()
     # LIMIT 10 as the seed's scan (posegen's own batch is POSEGEN_RECOVERY_BATCH_SIZE, 100).
     limit = {"limit": 10}
@@ -124,9 +122,8 @@ def main() -> None:
         "generations": args.generations,
         "processing": args.processing,
     }
-    with scratch_database(args.admin_url, "posegen_bench_recovery", args.keep) as url:
-        migrate(url)
-        with psycopg.connect(libpq(url), autocommit=True) as conn:
+    with migrated_database(args.admin_url, "posegen_bench_recovery", args.keep) as url:
+        with connect(url) as conn:
             figures["postgres"] = server_version(conn)
             conn.execute("ALTER TABLE pose_generations ADD COLUMN queue_job_id varchar(64)")
             users = min(USERS, args.generations)
