@@ -13,23 +13,18 @@ Also posegen's drain rate on SQLite. Each system gets its own scratch database, 
 
 from __future__ import annotations
 
+import os
 import sys
 
-# This file shares its name with the standard library's ``queue``: move the bench folder to the
-# end of the import path so ``import queue`` (threads, pools, psycopg) still finds the real one.
-sys.path.append(sys.path.pop(0))
+# ``bench/queue.py`` is named like the standard library's ``queue``: keep ``bench/`` last on the
+# import path (a stable sort: nothing else moves) so ``import queue`` finds the real one.
+sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
-import asyncio
-import contextlib
-import os
 import signal
-import sqlite3
-import statistics
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -44,44 +39,14 @@ from pgbench_util import (
     server_version,
     table,
 )
-
-SCRIPT = Path(__file__).resolve()
-SUBMIT_BATCH = 500
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-def latency_figures(ms: list[float]) -> dict[str, float]:
-    return {
-        "pickup_p50_ms": round(statistics.median(ms), 2),
-        "pickup_p95_ms": round(percentile(ms, 0.95), 2),
-    }
-
-
-def analyze(url: str) -> None:
-    """Refresh planner statistics, as autovacuum would on a live system.
-
-    On a database created seconds ago, foreign-key checks cached their plans while the tables
-    were empty (sequential scans) and keep them until statistics change; without this, the
-    bulk phase of every system measures that artefact instead of the queue.
-    """
-    if url.startswith("sqlite"):
-        with contextlib.closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db:
-            db.execute("ANALYZE")
-        return
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("ANALYZE")
-
-
-def wait_until(cond: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.05)
+from queue_rivals import (
+    SUBMIT_BATCH,
+    analyze,
+    latency_figures,
+    run_pgqueuer,
+    run_procrastinate,
+    wait_until,
+)
 
 
 # --- posegen ------------------------------------------------------------------------------------
@@ -305,225 +270,6 @@ def run_posegen_sqlite(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-# --- Procrastinate 3.x --------------------------------------------------------------------------
-def procrastinate_app(url: str) -> tuple[Any, Any]:
-    import procrastinate
-
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq(url)))
-
-    @app.task(name="noop", queue="bench")
-    async def noop(t: float) -> None:
-        return None
-
-    return app, noop
-
-
-async def procrastinate_submit(url: str, single: int, bulk: int) -> dict[str, Any]:
-    app, noop = procrastinate_app(url)
-    async with app.open_async():
-        await app.schema_manager.apply_schema_async()
-        t0 = time.perf_counter()
-        for _ in range(single):
-            await noop.defer_async(t=time.time())
-        single_s = time.perf_counter() - t0
-        analyze(url)
-        t1 = time.perf_counter()
-        for start in range(0, bulk, SUBMIT_BATCH):
-            k = min(SUBMIT_BATCH, bulk - start)
-            await noop.batch_defer_async(*[{"t": time.time()}] * k)
-        t2 = time.perf_counter()
-    analyze(url)
-    return {
-        "submit_single_per_s": round(single / single_s) if single else None,
-        "submit_batch_per_s": round(bulk / (t2 - t1)) if bulk else None,
-    }
-
-
-async def procrastinate_latency_submit(url: str, n: int, gap: float) -> None:
-    app, noop = procrastinate_app(url)
-    async with app.open_async():
-        for _ in range(n):
-            await noop.defer_async(t=time.time())
-            await asyncio.sleep(gap)
-
-
-def procrastinate_worker(url: str, concurrency: int, drain: bool) -> None:
-    app, _ = procrastinate_app(url)
-
-    async def main() -> None:
-        async with app.open_async():
-            await app.run_worker_async(
-                queues=["bench"], concurrency=concurrency, wait=not drain, delete_jobs="never"
-            )
-
-    asyncio.run(main())
-
-
-def procrastinate_events(url: str) -> tuple[float, list[float]]:
-    """(first start to last success in s, pickup latencies in ms) from procrastinate_events."""
-    with psycopg.connect(libpq(url)) as conn:
-        row = conn.execute(
-            "SELECT extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded') "
-            "- min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
-        ).fetchone()
-        lat = conn.execute(
-            "SELECT extract(epoch FROM s.at - d.at) * 1000 FROM procrastinate_events d "
-            "JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started' "
-            "WHERE d.type = 'deferred'"
-        ).fetchall()
-    assert row is not None
-    return float(row[0]), [float(r[0]) for r in lat]
-
-
-def run_procrastinate(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    figures = asyncio.run(procrastinate_submit(url, args.single, args.jobs - args.single))
-    worker_cmd = [
-        sys.executable,
-        str(SCRIPT),
-        "--role",
-        "procrastinate",
-        "--url",
-        url,
-        "--concurrency",
-        str(args.concurrency),
-    ]
-    t0 = time.perf_counter()
-    subprocess.run([*worker_cmd, "--drain"], check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    seconds, _ = procrastinate_events(url)
-    figures |= {
-        "drain_per_s": round(args.jobs / seconds),
-        "drain_s": round(seconds, 2),
-        "wall_s": round(wall, 2),
-    }
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("TRUNCATE procrastinate_jobs CASCADE")
-    worker = subprocess.Popen(worker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(3.0)  # start-up, then waiting on LISTEN
-        asyncio.run(procrastinate_latency_submit(url, args.latency_jobs, args.gap))
-        time.sleep(1.0)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-    _, lat = procrastinate_events(url)
-    if len(lat) != args.latency_jobs:
-        raise SystemExit(f"procrastinate started {len(lat)} of {args.latency_jobs} jobs")
-    return figures | latency_figures(lat)
-
-
-# --- PgQueuer 1.x -------------------------------------------------------------------------------
-async def pgqueuer_queries(url: str) -> tuple[Any, Any]:
-    from pgqueuer import PsycopgDriver, Queries
-
-    conn = await psycopg.AsyncConnection.connect(libpq(url), autocommit=True)
-    return conn, Queries(PsycopgDriver(conn))
-
-
-async def pgqueuer_submit(url: str, single: int, bulk: int) -> dict[str, Any]:
-    conn, queries = await pgqueuer_queries(url)
-    async with conn:
-        await queries.install()
-        t0 = time.perf_counter()
-        for _ in range(single):
-            await queries.enqueue("noop", str(time.time()).encode(), 0)
-        single_s = time.perf_counter() - t0
-        analyze(url)
-        t1 = time.perf_counter()
-        for start in range(0, bulk, SUBMIT_BATCH):
-            k = min(SUBMIT_BATCH, bulk - start)
-            await queries.enqueue(["noop"] * k, [str(time.time()).encode()] * k, [0] * k)
-        t2 = time.perf_counter()
-    analyze(url)
-    return {
-        "submit_single_per_s": round(single / single_s) if single else None,
-        "submit_batch_per_s": round(bulk / (t2 - t1)) if bulk else None,
-    }
-
-
-async def pgqueuer_latency_submit(url: str, n: int, gap: float) -> None:
-    conn, queries = await pgqueuer_queries(url)
-    async with conn:
-        for _ in range(n):
-            await queries.enqueue("noop", str(time.time()).encode(), 0)
-            await asyncio.sleep(gap)
-
-
-def pgqueuer_worker(url: str, batch_size: int, drain: bool) -> None:
-    from pgqueuer import PsycopgDriver, Queries, QueueManager
-    from pgqueuer.domain.types import QueueExecutionMode
-
-    async def main() -> None:
-        conn = await psycopg.AsyncConnection.connect(libpq(url), autocommit=True)
-        async with conn:
-            qm = QueueManager(Queries(PsycopgDriver(conn)))
-
-            @qm.entrypoint("noop")
-            async def noop(job: Any) -> None:
-                return None
-
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, qm.shutdown.set)
-            mode = QueueExecutionMode.drain if drain else QueueExecutionMode.continuous
-            await qm.run(batch_size=batch_size, mode=mode)
-
-    asyncio.run(main())
-
-
-def pgqueuer_log(url: str) -> tuple[float, list[float]]:
-    """(first pick to last success in s, pickup latencies in ms) from pgqueuer_log."""
-    with psycopg.connect(libpq(url)) as conn:
-        row = conn.execute(
-            "SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful') "
-            "- min(created) FILTER (WHERE status = 'picked')) FROM pgqueuer_log"
-        ).fetchone()
-        lat = conn.execute(
-            "SELECT extract(epoch FROM p.created - q.created) * 1000 FROM pgqueuer_log q "
-            "JOIN pgqueuer_log p ON p.job_id = q.job_id AND p.status = 'picked' "
-            "WHERE q.status = 'queued'"
-        ).fetchall()
-    assert row is not None
-    return float(row[0]), [float(r[0]) for r in lat]
-
-
-def run_pgqueuer(url: str, args: argparse.Namespace) -> dict[str, Any]:
-    figures = asyncio.run(pgqueuer_submit(url, args.single, args.jobs - args.single))
-    worker_cmd = [
-        sys.executable,
-        str(SCRIPT),
-        "--role",
-        "pgqueuer",
-        "--url",
-        url,
-        "--pgqueuer-batch",
-        str(args.pgqueuer_batch),
-    ]
-    t0 = time.perf_counter()
-    subprocess.run([*worker_cmd, "--drain"], check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    seconds, done = pgqueuer_log(url)
-    if len(done) != args.jobs:
-        raise SystemExit(f"pgqueuer picked {len(done)} of {args.jobs} jobs")
-    figures |= {
-        "drain_per_s": round(args.jobs / seconds),
-        "drain_s": round(seconds, 2),
-        "wall_s": round(wall, 2),
-    }
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("TRUNCATE pgqueuer_log")
-    worker = subprocess.Popen(worker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(3.0)  # start-up, then waiting on LISTEN
-        asyncio.run(pgqueuer_latency_submit(url, args.latency_jobs, args.gap))
-        time.sleep(1.0)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-    _, lat = pgqueuer_log(url)
-    if len(lat) != args.latency_jobs:
-        raise SystemExit(f"pgqueuer picked {len(lat)} of {args.latency_jobs} latency jobs")
-    return figures | latency_figures(lat)
-
-
 # --- main ---------------------------------------------------------------------------------------
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -545,17 +291,7 @@ def main() -> None:
         action="append",
         help="run only these (repeatable)",
     )
-    # internal: worker subprocesses of the other systems
-    p.add_argument("--role", choices=["procrastinate", "pgqueuer"], help=argparse.SUPPRESS)
-    p.add_argument("--url", help=argparse.SUPPRESS)
-    p.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.role == "procrastinate":
-        procrastinate_worker(args.url, args.concurrency, args.drain)
-        return
-    if args.role == "pgqueuer":
-        pgqueuer_worker(args.url, args.pgqueuer_batch, args.drain)
-        return
     if args.single is None:
         args.single = min(2000, args.jobs // 10)
     runs = args.only or ["posegen", "procrastinate", "pgqueuer", "sqlite"]

@@ -18,11 +18,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from posegen import queue
 from posegen.config import Settings
-from posegen.exceptions import GeneratorError, LeaseLost, PosegenError
+from posegen.exceptions import PosegenError
 from posegen.metrics import prom
 from posegen.queue import ClaimedJob, tx
 from posegen.queue.dialects import ops_for
 from posegen.worker import registry
+from posegen.worker.attempt import run_attempt
 from posegen.worker.context import JobContext, JobHandler
 from posegen.worker.pool import JobThreads
 from posegen.worker.writer import BatchWriter
@@ -164,7 +165,11 @@ class Worker:
 
     def _run_job(self, job: ClaimedJob, ctx: JobContext) -> None:
         try:
-            self.stats[self._execute(job, ctx)] += 1
+            assert self._writer is not None
+            outcome = run_attempt(
+                self.settings, self.engine, self.handler, job, ctx, self._writer, self._stopping
+            )
+            self.stats[outcome] += 1
         except Exception:
             log.exception("job bookkeeping failed", extra={"generation_id": job.id})
             self.stats["error"] += 1
@@ -177,70 +182,6 @@ class Worker:
             # stopping worker see its last job end: one wake per batch, not one per job.
             if free >= self._want or self._stopping.is_set():
                 self._wake.set()
-
-    def _execute(self, job: ClaimedJob, ctx: JobContext) -> str:
-        """Run the handler and end the attempt; returns what happened (for ``stats``)."""
-        extra = {"generation_id": job.id, "attempt": job.attempts}
-        try:
-            self.handler(job, ctx)
-        except LeaseLost:
-            log.warning("lease lost; result discarded", extra=extra)
-            return "lease-lost"
-        except GeneratorError as exc:
-            return self._fail(job, exc.kind, exc.message, transient=exc.transient)
-        except PosegenError as exc:
-            return self._fail(job, exc.kind, exc.message, transient=False)
-        except Exception as exc:
-            log.exception("handler crashed", extra=extra)
-            return self._fail(job, "internal", f"{type(exc).__name__}: {exc}", transient=True)
-        if ctx.finished is not None:
-            return ctx.finished.value
-        if ctx.lease_lost:
-            return "lease-lost"
-        assert self._writer is not None
-        if not ctx.all_done and not ctx.cancel_requested:
-            if self._stopping.is_set():
-                return self._guard(
-                    lambda: queue.release(self.engine, job.id, job.lease_token), "released"
-                )
-            if ctx.past_deadline():
-                return self._fail(job, "deadline-exceeded", "hard deadline passed", transient=True)
-        status = self._writer.finish(job.id, job.lease_token)
-        if status is None:
-            return "lease-lost"
-        log.debug("generation ended", extra={**extra, "status": status.value})
-        return status.value
-
-    def _fail(self, job: ClaimedJob, kind: str, message: str, *, transient: bool) -> str:
-        log.warning(
-            "generation attempt failed",
-            extra={"generation_id": job.id, "kind": kind, "transient": transient},
-        )
-        if transient:
-            return self._guard(
-                lambda: (
-                    queue.fail_transient(
-                        self.engine, self.settings, job.id, job.lease_token, kind, message
-                    ).value
-                ),
-                "",
-            )
-        return self._guard(
-            lambda: queue.fail_permanent(self.engine, job.id, job.lease_token, kind, message).value,
-            "",
-        )
-
-    def _guard(self, write: Callable[[], object], label: str) -> str:
-        """A lease-holder write that may find the lease gone or the database away."""
-        try:
-            result = write()
-        except LeaseLost:
-            return "lease-lost"
-        except _DB_ERRORS as exc:
-            # The lease will expire and recovery will take the generation over.
-            log.warning("could not record the outcome", extra={"error": str(exc)})
-            return "write-failed"
-        return label or str(result)
 
     # --- shutdown -----------------------------------------------------------------------------
     def _drain(self) -> None:
