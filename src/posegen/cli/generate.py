@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from posegen import accounts, generations_read, projects, queue, uploads
 from posegen.cli.app import state
-from posegen.cli.worker import default_project
+from posegen.cli.worker import default_project, listed_pose_ids
 from posegen.config import Settings
 from posegen.db import migrate
 from posegen.db.engine import read_connection
@@ -218,32 +218,21 @@ def _first_admin(engine: Engine) -> accounts.Account:
 
 
 def _pose_ids(engine: Engine, poses: str | None, all_poses: bool) -> list[int]:
-    if all_poses:
-        from posegen.library import seed_library
+    if not all_poses:
+        return listed_pose_ids(engine, poses, all_poses)
+    from posegen.library import seed_library
 
-        with read_connection(engine) as conn:
-            empty = conn.execute(select(PoseLibrary.id).limit(1)).first() is None
-        if empty:
-            seed_library(engine)  # the built-in library, rendered locally: works offline
-        with read_connection(engine) as conn:
-            return [
-                int(i)
-                for i in conn.execute(
-                    select(PoseLibrary.id).where(PoseLibrary.is_public).order_by(PoseLibrary.id)
-                ).scalars()
-            ]
-    if not poses:
-        return []
-    try:
-        ids = [int(p) for p in poses.split(",") if p.strip()]
-    except ValueError as exc:
-        raise InvalidInput(f"--poses takes comma-separated ids, not {poses!r}") from exc
     with read_connection(engine) as conn:
-        known = set(conn.execute(select(PoseLibrary.id).where(PoseLibrary.id.in_(ids))).scalars())
-    missing = [i for i in ids if i not in known]
-    if missing:
-        raise NotFound(f"no pose with id {', '.join(map(str, missing))}")
-    return ids
+        empty = conn.execute(select(PoseLibrary.id).limit(1)).first() is None
+    if empty:
+        seed_library(engine)  # the built-in library, rendered locally: works offline
+    with read_connection(engine) as conn:
+        return [
+            int(i)
+            for i in conn.execute(
+                select(PoseLibrary.id).where(PoseLibrary.is_public).order_by(PoseLibrary.id)
+            ).scalars()
+        ]
 
 
 def _subject_reference(settings: Settings, subject: str) -> str:

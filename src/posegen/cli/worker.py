@@ -83,7 +83,7 @@ def submit(
     if poses and all_poses:
         raise InvalidInput("give --poses or --all-poses, not both")
     account = accounts.get_by_email(engine, user)
-    pose_ids = _pose_ids(engine, poses, all_poses)
+    pose_ids = listed_pose_ids(engine, poses, all_poses)
     project_id = project if project is not None else default_project(engine, account.id)
     req = GenerationRequest(
         user_id=account.id,
@@ -145,7 +145,8 @@ def default_project(engine: Engine, user_id: int) -> int:
         )
 
 
-def _pose_ids(engine: Engine, poses: str | None, all_poses: bool) -> list[int]:
+def listed_pose_ids(engine: Engine, poses: str | None, all_poses: bool) -> list[int]:
+    """The ids of ``--poses`` (each must exist), or every public pose for ``--all-poses``."""
     with read_connection(engine) as conn:
         if all_poses:
             ids = [
