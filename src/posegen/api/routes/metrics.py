@@ -22,12 +22,10 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Field
-from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from posegen.api.deps import AdminUser, _authenticated, is_admin
+from posegen.api.deps import AdminUser, EngineDep, SettingsDep, _authenticated, is_admin
 from posegen.api.schemas import ApiModel
-from posegen.config import Settings
 from posegen.exceptions import Forbidden
 from posegen.metrics import rollup, summary
 from posegen.metrics.exposition import CONTENT_TYPE, build_registry, render
@@ -38,20 +36,6 @@ router = APIRouter(prefix="/api/pose-generator/metrics", tags=["metrics"])
 exposition_router = APIRouter(tags=["metrics"])
 
 
-# Async on purpose: FastAPI runs a plain ``def`` dependency in the thread pool, which would cost
-# every cached answer a thread hop (the hop, not the work, dominated the profile of a cache hit).
-async def _engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-EngineDep = Annotated[Engine, Depends(_engine)]
-SettingsDep = Annotated[Settings, Depends(_settings)]
 Limit = Annotated[int, Query(ge=rollup.MIN_LIMIT, le=rollup.MAX_LIMIT)]
 Period = Annotated[str | None, Query(description="1h | 24h | 7d | 30d | all (default 24h)")]
 From = Annotated[dt.datetime | None, Query(alias="from", description="Window start (ISO 8601)")]
@@ -96,6 +80,21 @@ async def top_users(
     return await _cached(request, ("top-users", limit), compute)
 
 
+async def _windowed(
+    request: Request,
+    key: tuple[Hashable, ...],
+    window: tuple[str | None, dt.datetime | None, dt.datetime | None],
+    compute: Callable[[summary.Window], Any],
+) -> Response:
+    """:func:`_cached` for an answer over a time window (``period``, ``from``, ``to``).
+
+    Bad window input is rejected before anything is cached; the window itself is resolved when
+    the answer is computed, so a relative period ("24h") ends at that moment.
+    """
+    summary.resolve_window(*window)
+    return await _cached(request, (*key, *window), lambda: compute(summary.resolve_window(*window)))
+
+
 @router.get("/summary", response_model=dict[str, Any])
 async def usage_summary(
     request: Request,
@@ -107,13 +106,13 @@ async def usage_summary(
     end: To = None,
 ) -> Response:
     """Generations by status, success rate over finished ones, poses, queue and workers."""
-    summary.resolve_window(period, start, end)  # reject bad input before caching anything
-
-    def compute() -> dict[str, Any]:
-        window = summary.resolve_window(period, start, end)
-        return summary.summary(engine, window, worker_stale_seconds=settings.worker_stale_seconds)
-
-    return await _cached(request, ("summary", period, start, end), compute)
+    stale = settings.worker_stale_seconds
+    return await _windowed(
+        request,
+        ("summary",),
+        (period, start, end),
+        lambda window: summary.summary(engine, window, worker_stale_seconds=stale),
+    )
 
 
 @router.get("/errors", response_model=dict[str, Any])
@@ -126,12 +125,9 @@ async def error_kinds(
     end: To = None,
 ) -> Response:
     """Failed generations and failed poses in the window, grouped by error kind."""
-    summary.resolve_window(period, start, end)
-
-    def compute() -> dict[str, Any]:
-        return summary.errors(engine, summary.resolve_window(period, start, end))
-
-    return await _cached(request, ("errors", period, start, end), compute)
+    return await _windowed(
+        request, ("errors",), (period, start, end), lambda window: summary.errors(engine, window)
+    )
 
 
 @router.get("/popular-poses", response_model=dict[str, Any])
@@ -145,14 +141,12 @@ async def popular_poses(
     limit: Limit = rollup.DEFAULT_LIMIT,
 ) -> Response:
     """Library poses with the most completed images in the window."""
-    summary.resolve_window(period, start, end)
-
-    def compute() -> dict[str, Any]:
-        window = summary.resolve_window(period, start, end)
-        return summary.popular_poses(engine, window, limit)
-
-    key = ("popular-poses", period, start, end, limit)
-    return await _cached(request, key, compute)
+    return await _windowed(
+        request,
+        ("popular-poses", limit),
+        (period, start, end),
+        lambda window: summary.popular_poses(engine, window, limit),
+    )
 
 
 _scrape_bearer = HTTPBearer(auto_error=False)
