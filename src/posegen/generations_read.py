@@ -6,12 +6,15 @@ Job state is written only by :mod:`posegen.queue`; this module never changes it.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
 from posegen import pagination
+from posegen.config import Settings
 from posegen.db.engine import read_connection
 from posegen.db.models import (
     TERMINAL_STATUSES,
@@ -23,7 +26,10 @@ from posegen.db.models import (
     PoseStatus,
 )
 from posegen.db.types import utcnow
-from posegen.exceptions import NotFound
+from posegen.exceptions import NotFound, PosegenError
+from posegen.storage import make_storage
+
+log = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = (GenerationStatus.PENDING, GenerationStatus.PROCESSING)
 TERMINAL_EVENT_KINDS = frozenset(s.value for s in TERMINAL_STATUSES)
@@ -297,3 +303,18 @@ def result(engine: Engine, generation_id: int, result_id: int) -> ResultRow:
     if row is None:
         raise NotFound(f"result {result_id} not found")
     return _result(row)
+
+
+def archive_files(engine: Engine, settings: Settings, generation_id: int) -> list[tuple[str, Path]]:
+    """``(<variation key>.png, file)`` for every completed image: the members of a generation's
+    ZIP. A file removed behind the database's back is left out, so the rest still download."""
+    store = make_storage(settings)
+    files = []
+    for row in results(engine, generation_id):
+        if row.status != PoseStatus.COMPLETED or not row.image_path:
+            continue
+        try:
+            files.append((f"{row.variation_key}.png", store.open(row.image_path)))
+        except PosegenError:
+            log.warning("result file missing", extra={"result_id": row.id})
+    return files

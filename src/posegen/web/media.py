@@ -6,8 +6,6 @@ built from the same code as the API's routes (``api.sse.stream``, ``api.zipstrea
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +15,15 @@ from starlette.responses import FileResponse, Response, StreamingResponse
 
 from posegen import catalog, generations_read
 from posegen.api import sse
+from posegen.api.routes.library import map_png
 from posegen.api.zipstream import stream_zip
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
-from posegen.exceptions import InvalidInput, NotFound, PosegenError
+from posegen.exceptions import InvalidInput, NotFound
 from posegen.library import pose_map_source
 from posegen.storage import make_storage
 from posegen.web.context import Ctx, PageRoute, SignedIn, WebContext
 from posegen.web.generation_pages import owner_filter
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -110,43 +107,18 @@ def pose_map(
         raise InvalidInput(f"size must be one of {MAP_SIZES}")
     pose = catalog.get_pose(ctx.engine, pose_id, include_private=session.is_admin)
     result = map_cache(request, ctx).load(pose_map_source(pose), (size, size) if size else None)
-    if result is None:
-        raise NotFound(f"pose {pose_id} has no map", kind="no-map")
-    return Response(
-        result.png,
-        media_type="image/png",
-        headers={"ETag": f'"{result.sha256}"', "Cache-Control": "private, max-age=300"},
-    )
-
-
-def archive_members(ctx: WebContext, generation_id: int) -> list[tuple[str, Path]]:
-    """``(name in the ZIP, file)`` for every finished image, named as the API's archive names
-    them (``<variation key>.png``); a file missing behind the database's back is left out."""
-    storage = make_storage(ctx.settings)
-    members = []
-    for row in generations_read.results(ctx.engine, generation_id):
-        if row.status != PoseStatus.COMPLETED or not row.image_path:
-            continue
-        try:
-            members.append((f"{row.variation_key}.png", storage.open(row.image_path)))
-        except PosegenError:
-            log.warning("result file missing", extra={"result_id": row.id})
-    return members
+    return map_png(pose_id, result)
 
 
 @router.get("/generations/{generation_id:int}/archive", name="web-archive")
 def archive(ctx: Ctx, session: SignedIn, generation_id: int) -> Response:
     """Every finished image as one ZIP, streamed (never held in memory whole)."""
     generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
-    members = archive_members(ctx, generation_id)
+    members = generations_read.archive_files(ctx.engine, ctx.settings, generation_id)
     if not members:
         raise NotFound(f"generation {generation_id} has no finished images yet")
-
-    def chunks() -> Iterator[bytes]:
-        yield from stream_zip(members)
-
     return StreamingResponse(
-        chunks(),
+        stream_zip(members),
         media_type="application/zip",
         headers={
             "Content-Disposition": f'attachment; filename="generation-{generation_id}.zip"',

@@ -7,9 +7,7 @@ itself (owner or admin); there is no public static folder.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -22,11 +20,8 @@ from posegen.api.routes.generations import GenerationDep
 from posegen.api.schemas import ResultOut
 from posegen.api.zipstream import stream_zip
 from posegen.config import Settings
-from posegen.db.models import PoseStatus
-from posegen.exceptions import NotFound, PosegenError
+from posegen.exceptions import NotFound
 from posegen.storage import make_storage
-
-log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/generations", tags=["results"])
 
@@ -106,22 +101,6 @@ def result_file(
     )
 
 
-def _archive_entries(
-    settings: Settings, rows: Iterable[generations_read.ResultRow]
-) -> list[tuple[str, Path]]:
-    store = make_storage(settings)
-    entries = []
-    for row in rows:
-        if row.status != PoseStatus.COMPLETED or not row.image_path:
-            continue
-        try:
-            entries.append((f"{row.variation_key}.png", store.open(row.image_path)))
-        except PosegenError:
-            # A file removed behind the database's back: leave it out, the rest still download.
-            log.warning("result file missing", extra={"result_id": row.id})
-    return entries
-
-
 @router.get(
     "/{generation_id}/archive",
     response_class=StreamingResponse,
@@ -134,7 +113,7 @@ def archive(
     generation: GenerationDep, engine: EngineDep, settings: SettingsDep
 ) -> StreamingResponse:
     """All completed images as one ZIP, streamed (never built in memory)."""
-    entries = _archive_entries(settings, generations_read.results(engine, generation.id))
+    entries = generations_read.archive_files(engine, settings, generation.id)
     return StreamingResponse(
         stream_zip(entries),
         media_type="application/zip",

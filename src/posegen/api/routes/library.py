@@ -13,7 +13,7 @@ from posegen.api import forms
 from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
-from posegen.controlnet import sources
+from posegen.controlnet import MapResult, sources
 from posegen.exceptions import FetchError, InvalidInput, NotFound, PosegenError
 from posegen.library import pose_map_source
 
@@ -95,6 +95,11 @@ def pose_map(request: Request, pose_id: PathId, user: CurrentUser, engine: Engin
     except FetchError as exc:
         # The request was fine; the map it names could not be loaded (a stored row, not input).
         raise MapUnavailable(f"the map of pose {pose_id} could not be loaded: {exc.kind}") from exc
+    return map_png(pose_id, result)
+
+
+def map_png(pose_id: int, result: MapResult | None) -> Response:
+    """A loaded pose map as the PNG answer (the API's and the dashboard's); None is 404 no-map."""
     if result is None:
         raise NotFound(f"pose {pose_id} has no map", kind="no-map")
     return Response(
