@@ -12,6 +12,16 @@ from sqlalchemy import Engine, insert
 from posegen.db.models import PoseGeneration, Project, User
 from posegen.db.types import utcnow
 
+#: The JSON keys of one top-users entry: exactly the seed's.
+TOP_USER_FIELDS = {
+    "userId",
+    "userName",
+    "userEmail",
+    "generationCount",
+    "totalPoses",
+    "successRate",
+}
+
 
 @dataclass
 class Seeded:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 from fastapi.testclient import TestClient
-from metrics_seed import Seeded, add_generations, add_users, random_plan
+from metrics_seed import TOP_USER_FIELDS, Seeded, add_generations, add_users, random_plan
 from pydantic import SecretStr
 from sqlalchemy import text
 
@@ -49,14 +49,7 @@ def test_top_users_for_admins_only(api, engine):
     body = ok.json()
     assert list(body) == ["users"] and len(body["users"]) == 10
     assert body == {"users": [u.as_json() for u in rollup.top_users(engine, 10)]}
-    assert set(body["users"][0]) == {
-        "userId",
-        "userName",
-        "userEmail",
-        "generationCount",
-        "totalPoses",
-        "successRate",
-    }
+    assert set(body["users"][0]) == TOP_USER_FIELDS
     three = client.get(f"{BASE}/top-users", params={"limit": 3}, headers=admin).json()
     assert three["users"] == body["users"][:3]
     hundred = client.get(f"{BASE}/top-users", params={"limit": 100}, headers=admin)
