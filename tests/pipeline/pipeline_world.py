@@ -16,6 +16,7 @@ from posegen.config import Settings
 from posegen.db.models import GenerationType, PoseCategory, PoseLibrary
 from posegen.queue import GenerationRequest
 from posegen.worker import JobHandler, Worker
+from posegen.worker.pipeline import PipelineHandler, make_handler
 
 
 @dataclass
@@ -67,6 +68,18 @@ class World:
         worker = Worker(tuned, self.engine, handler, concurrency=2, burst=True)
         worker.run()
         return worker
+
+    def run_pipeline(self, handler: PipelineHandler | None = None) -> None:
+        """:meth:`run_worker` with the real pipeline (``make_handler`` for these settings unless
+        a handler is given), closing the handler afterwards."""
+        if handler is None:
+            made = make_handler(self.settings)
+            assert isinstance(made, PipelineHandler)
+            handler = made
+        try:
+            self.run_worker(handler)
+        finally:
+            handler.close()
 
 
 class Origin(BaseHTTPRequestHandler):

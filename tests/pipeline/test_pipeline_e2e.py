@@ -30,7 +30,7 @@ from posegen.exceptions import GeneratorError
 from posegen.generators import GenerateRequest, GenerateResult
 from posegen.generators.posemap import PREVIEW_NOTE, PosemapGenerator
 from posegen.worker.job_inputs import pick_seed
-from posegen.worker.pipeline import PipelineHandler, make_handler
+from posegen.worker.pipeline import PipelineHandler
 
 
 def _generation(world: World, gid: int) -> Any:
@@ -63,10 +63,7 @@ def test_generations_produce_exactly_the_expected_files(world: World) -> None:
         (world.submit(width=512, height=512), world.pose_ids, 2, (512, 512), (400, 400)),
         (world.submit([], variations=3, width=640, height=320), [None], 3, (640, 320), (400, 200)),
     ]
-    handler = make_handler(world.settings)
-    assert isinstance(handler, PipelineHandler)
-    world.run_worker(handler)
-    handler.close()
+    world.run_pipeline()
 
     root = world.settings.effective_results_dir
     names = _pose_names(world)
@@ -119,9 +116,7 @@ def test_permanent_failures_are_recorded_and_the_generation_is_partial(world: Wo
     not_image = world.add_pose("Text Map", f"{world.origin}/text/map.png")
     refused_name = _pose_names(world)[world.pose_ids[1]][0]
     gid = world.submit([world.pose_ids[0], blocked, not_image, world.pose_ids[1]])
-    handler = PipelineHandler(world.settings, generator=_FailsFor(refused_name))
-    world.run_worker(handler)
-    handler.close()
+    world.run_pipeline(PipelineHandler(world.settings, generator=_FailsFor(refused_name)))
 
     gen = _generation(world, gid)
     assert gen.status == "partial" and (gen.poses_completed, gen.poses_failed) == (2, 6)
@@ -162,9 +157,7 @@ class _Flaky(PosemapGenerator):
 def test_transient_failure_retries_without_redoing_finished_poses(world: World) -> None:
     gid = world.submit()
     flaky = _Flaky(fail_after=3)
-    handler = PipelineHandler(world.settings, generator=flaky)
-    world.run_worker(handler)
-    handler.close()
+    world.run_pipeline(PipelineHandler(world.settings, generator=flaky))
 
     gen = _generation(world, gid)
     assert gen.status == "completed" and gen.attempts == 2 and gen.poses_completed == 6
@@ -191,10 +184,7 @@ def test_unreachable_comfyui_is_retried_then_failed(world: World) -> None:
         update={"backend": "comfyui", "comfyui_url": f"http://127.0.0.1:{port}", "max_attempts": 2}
     )
     gid = world.submit()
-    handler = make_handler(world.settings)
-    assert isinstance(handler, PipelineHandler)
-    world.run_worker(handler)
-    handler.close()
+    world.run_pipeline()
 
     gen = _generation(world, gid)
     assert gen.status == "failed" and gen.error_kind == "comfyui-unreachable"
@@ -206,10 +196,7 @@ def test_subject_that_cannot_be_fetched_fails_the_generation(world: World) -> No
     project = projects.create(world.engine, world.user_id, "bad", "http://10.1.2.3/subject.png")
     world.project_id = project.id
     gid = world.submit()
-    handler = make_handler(world.settings)
-    assert isinstance(handler, PipelineHandler)
-    world.run_worker(handler)
-    handler.close()
+    world.run_pipeline()
 
     gen = _generation(world, gid)
     assert gen.status == "failed" and gen.error_kind == "subject-blocked-address"
@@ -260,10 +247,7 @@ def test_comfyui_backend_through_the_worker(world: World) -> None:
             update={"backend": "comfyui", "comfyui_url": server.url}
         )
         gid = world.submit(world.pose_ids[:2], width=256, height=192)
-        handler = make_handler(world.settings)
-        assert isinstance(handler, PipelineHandler)
-        world.run_worker(handler)
-        handler.close()
+        world.run_pipeline()
     gen = _generation(world, gid)
     assert gen.status == "completed" and gen.poses_completed == 4
     # Per image: the subject and the pose map uploaded, one prompt queued, one output fetched.
@@ -289,10 +273,7 @@ def test_diffusers_backend_through_the_worker(world: World, tiny_sd15: tuple[Pat
         }
     )
     gid = world.submit(world.pose_ids[:2], variations=3, width=64, height=64)
-    handler = make_handler(world.settings)
-    assert isinstance(handler, PipelineHandler)
-    world.run_worker(handler)
-    handler.close()
+    world.run_pipeline()
 
     gen = _generation(world, gid)
     assert gen.status == "completed" and gen.poses_completed == 6
