@@ -231,7 +231,7 @@ class Worker:
                         running = set(self._in_flight)
                     for c in snapshot:
                         # A job that ended since the snapshot is not a lost lease.
-                        lost = c.job.id in res.lost and c.job.id in running
+                        lost = c.job.id in res.lost and c.job.id in running and c.finished is None
                         if lost:
                             prom.LEASE_LOSSES.inc()
                         c.mark(lost=lost, cancel_requested=c.job.id in res.cancel_requested)
