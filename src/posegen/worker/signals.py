@@ -34,6 +34,11 @@ def install(on_first: Callable[[], None]) -> Callable[[], None]:
     old = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def restore() -> None:
+        # Once a stop was asked for, the process is on its way out: keep our handler so a second
+        # signal during the rest of the shutdown still means "exit now" (128 + signum) rather than
+        # the default action racing the graceful exit.
+        if received:
+            return
         for s, h in old.items():
             signal.signal(s, h)
 
