@@ -123,20 +123,64 @@ def procrastinate_worker(url: str, concurrency: int, drain: bool) -> None:
     asyncio.run(main())
 
 
-def procrastinate_events(url: str) -> tuple[float, list[float]]:
-    """(first start to last success in s, pickup latencies in ms) from procrastinate_events."""
+def log_figures(url: str, span_sql: str, latency_sql: str) -> tuple[float, list[float]]:
+    """(drain span in s, pickup latencies in ms) read from a queue's own event log."""
     with psycopg.connect(libpq(url)) as conn:
-        row = conn.execute(
-            "SELECT extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded') "
-            "- min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
-        ).fetchone()
-        lat = conn.execute(
-            "SELECT extract(epoch FROM s.at - d.at) * 1000 FROM procrastinate_events d "
-            "JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started' "
-            "WHERE d.type = 'deferred'"
-        ).fetchall()
+        row = conn.execute(span_sql).fetchone()  # type: ignore[arg-type]
+        lat = conn.execute(latency_sql).fetchall()  # type: ignore[arg-type]
     assert row is not None
     return float(row[0]), [float(r[0]) for r in lat]
+
+
+def drain_then_latency(
+    url: str,
+    args: argparse.Namespace,
+    name: str,
+    figures: dict[str, Any],
+    worker_cmd: list[str],
+    read_log: Any,
+    reset_sql: str,
+    latency_submit: Any,
+) -> dict[str, Any]:
+    """The same two phases for every rival: drain what was submitted with a worker process in
+    drain mode, then measure pickup latency with a live worker waiting on LISTEN."""
+    t0 = time.perf_counter()
+    subprocess.run([*worker_cmd, "--drain"], check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    seconds, done = read_log(url)
+    if len(done) != args.jobs:
+        raise SystemExit(f"{name} picked {len(done)} of {args.jobs} jobs")
+    figures |= {
+        "drain_per_s": round(args.jobs / seconds),
+        "drain_s": round(seconds, 2),
+        "wall_s": round(wall, 2),
+    }
+    with psycopg.connect(libpq(url), autocommit=True) as conn:
+        conn.execute(reset_sql)  # type: ignore[arg-type]
+    worker = subprocess.Popen(worker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3.0)  # start-up, then waiting on LISTEN
+        asyncio.run(latency_submit(url, args.latency_jobs, args.gap))
+        time.sleep(1.0)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(60)
+    _, lat = read_log(url)
+    if len(lat) != args.latency_jobs:
+        raise SystemExit(f"{name} picked {len(lat)} of {args.latency_jobs} latency jobs")
+    return figures | latency_figures(lat)
+
+
+def procrastinate_events(url: str) -> tuple[float, list[float]]:
+    """Span from first start to last success, and deferred->started latencies."""
+    return log_figures(
+        url,
+        "SELECT extract(epoch FROM max(at) FILTER (WHERE type = 'succeeded') "
+        "- min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events",
+        "SELECT extract(epoch FROM s.at - d.at) * 1000 FROM procrastinate_events d "
+        "JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started' "
+        "WHERE d.type = 'deferred'",
+    )
 
 
 def run_procrastinate(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -151,29 +195,16 @@ def run_procrastinate(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "--concurrency",
         str(args.concurrency),
     ]
-    t0 = time.perf_counter()
-    subprocess.run([*worker_cmd, "--drain"], check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    seconds, _ = procrastinate_events(url)
-    figures |= {
-        "drain_per_s": round(args.jobs / seconds),
-        "drain_s": round(seconds, 2),
-        "wall_s": round(wall, 2),
-    }
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("TRUNCATE procrastinate_jobs CASCADE")
-    worker = subprocess.Popen(worker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(3.0)  # start-up, then waiting on LISTEN
-        asyncio.run(procrastinate_latency_submit(url, args.latency_jobs, args.gap))
-        time.sleep(1.0)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-    _, lat = procrastinate_events(url)
-    if len(lat) != args.latency_jobs:
-        raise SystemExit(f"procrastinate started {len(lat)} of {args.latency_jobs} jobs")
-    return figures | latency_figures(lat)
+    return drain_then_latency(
+        url,
+        args,
+        "procrastinate",
+        figures,
+        worker_cmd,
+        procrastinate_events,
+        "TRUNCATE procrastinate_jobs CASCADE",
+        procrastinate_latency_submit,
+    )
 
 
 # --- PgQueuer 1.x -------------------------------------------------------------------------------
@@ -234,19 +265,15 @@ def pgqueuer_worker(url: str, batch_size: int, drain: bool) -> None:
 
 
 def pgqueuer_log(url: str) -> tuple[float, list[float]]:
-    """(first pick to last success in s, pickup latencies in ms) from pgqueuer_log."""
-    with psycopg.connect(libpq(url)) as conn:
-        row = conn.execute(
-            "SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful') "
-            "- min(created) FILTER (WHERE status = 'picked')) FROM pgqueuer_log"
-        ).fetchone()
-        lat = conn.execute(
-            "SELECT extract(epoch FROM p.created - q.created) * 1000 FROM pgqueuer_log q "
-            "JOIN pgqueuer_log p ON p.job_id = q.job_id AND p.status = 'picked' "
-            "WHERE q.status = 'queued'"
-        ).fetchall()
-    assert row is not None
-    return float(row[0]), [float(r[0]) for r in lat]
+    """Span from first pick to last success, and queued->picked latencies."""
+    return log_figures(
+        url,
+        "SELECT extract(epoch FROM max(created) FILTER (WHERE status = 'successful') "
+        "- min(created) FILTER (WHERE status = 'picked')) FROM pgqueuer_log",
+        "SELECT extract(epoch FROM p.created - q.created) * 1000 FROM pgqueuer_log q "
+        "JOIN pgqueuer_log p ON p.job_id = q.job_id AND p.status = 'picked' "
+        "WHERE q.status = 'queued'",
+    )
 
 
 def run_pgqueuer(url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -261,31 +288,16 @@ def run_pgqueuer(url: str, args: argparse.Namespace) -> dict[str, Any]:
         "--pgqueuer-batch",
         str(args.pgqueuer_batch),
     ]
-    t0 = time.perf_counter()
-    subprocess.run([*worker_cmd, "--drain"], check=True, capture_output=True)
-    wall = time.perf_counter() - t0
-    seconds, done = pgqueuer_log(url)
-    if len(done) != args.jobs:
-        raise SystemExit(f"pgqueuer picked {len(done)} of {args.jobs} jobs")
-    figures |= {
-        "drain_per_s": round(args.jobs / seconds),
-        "drain_s": round(seconds, 2),
-        "wall_s": round(wall, 2),
-    }
-    with psycopg.connect(libpq(url), autocommit=True) as conn:
-        conn.execute("TRUNCATE pgqueuer_log")
-    worker = subprocess.Popen(worker_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(3.0)  # start-up, then waiting on LISTEN
-        asyncio.run(pgqueuer_latency_submit(url, args.latency_jobs, args.gap))
-        time.sleep(1.0)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-    _, lat = pgqueuer_log(url)
-    if len(lat) != args.latency_jobs:
-        raise SystemExit(f"pgqueuer picked {len(lat)} of {args.latency_jobs} latency jobs")
-    return figures | latency_figures(lat)
+    return drain_then_latency(
+        url,
+        args,
+        "pgqueuer",
+        figures,
+        worker_cmd,
+        pgqueuer_log,
+        "TRUNCATE pgqueuer_log",
+        pgqueuer_latency_submit,
+    )
 
 
 def main() -> None:
