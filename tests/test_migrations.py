@@ -86,3 +86,16 @@ def test_unknown_revision_is_a_clear_error(engine):
 
     with pytest.raises(MigrationError, match="nope"):
         migrate.downgrade(engine, "nope")
+
+
+def test_revisions_form_one_linear_chain():
+    """Parallel work must be rebased onto the current head before it lands (one head, no forks)."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert script.get_heads() == [migrate.head_revision()]
+    revisions = list(script.walk_revisions())
+    assert len(script.get_bases()) == 1
+    for rev in revisions:
+        assert not isinstance(rev.down_revision, tuple | list), f"{rev.revision} is a merge point"
+        assert len(rev.nextrev) <= 1, f"{rev.revision} has several children: {rev.nextrev}"
