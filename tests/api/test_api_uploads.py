@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine
 
-from posegen import uploads
+from posegen import projects, uploads
 from posegen.api.app import create_app
 from posegen.config import Settings
-from posegen.exceptions import UploadQuotaExceeded, UploadsBusy
+from posegen.exceptions import InvalidInput, UploadQuotaExceeded, UploadsBusy
 from posegen.uploads import images as upload_images
 
 
@@ -294,3 +294,53 @@ def test_decodes_are_bounded_by_a_semaphore(
         release.set()
         holder.join()
     assert uploads.store(engine, one_slot, keys.user_id, png()).width == 64
+
+
+def test_release_racing_new_uploads_of_the_same_bytes_never_loses_a_file(
+    engine: Engine, settings: Settings, keys: Keys
+) -> None:
+    """20 threads delete projects (releasing the shared upload) while 20 upload the same bytes
+    and attach them to new projects: every row left has its file, every project its upload."""
+    data = png(77, 77)
+    first = uploads.store(engine, settings, keys.user_id, data)
+    doomed = [
+        projects.create(engine, keys.user_id, f"old {i}", None, first.id).id for i in range(20)
+    ]
+    barrier = threading.Barrier(40)
+    errors: list[BaseException] = []
+    attached: list[int] = []
+
+    def delete(project_id: int) -> None:
+        barrier.wait()
+        try:
+            view, _ = projects.remove(engine, project_id, keys.user_id)
+            uploads.release(engine, settings, view.subject_upload_id)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def add(i: int) -> None:
+        barrier.wait()
+        try:
+            up = uploads.store(engine, settings, keys.user_id, data)
+            try:
+                project = projects.create(engine, keys.user_id, f"new {i}", None, up.id)
+                attached.append(project.id)
+            except InvalidInput as exc:  # released between store and attach: refused cleanly
+                assert exc.kind == "unknown-upload"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=delete, args=(p,)) for p in doomed]
+    threads += [threading.Thread(target=add, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    rows = uploads.list_for(engine, keys.user_id, limit=200).items
+    for row in rows:
+        assert (settings.effective_uploads_dir / row.relpath).is_file()
+    for project_id in attached:
+        upload_id = projects.get(engine, project_id, keys.user_id).subject_upload_id
+        assert upload_id is not None and upload_id in {r.id for r in rows}
+    assert len(_files(settings)) == len(rows) <= 1
