@@ -97,6 +97,9 @@ def test_bad_input_is_one_line_and_queues_nothing(
         (["--prompt", "x", "--subject", str(not_image)], ""),
         (["--prompt", "x", "--subject", str(tmp_path / "missing.png")], "cannot read"),
         (["--prompt", "x", "--user", "nobody@example.com"], "no user with e-mail"),
+        # The API's old path form names no stored file here: a local path that does not exist.
+        (["--prompt", "x", "--subject", "/uploads/subjects/project-1.png"], "cannot read"),
+        (["--prompt", "x", "--subject", "file:///etc/passwd"], "cannot read"),
     ]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_:
@@ -105,3 +108,5 @@ def test_bad_input_is_one_line_and_queues_nothing(
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert _generations(engine) == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Upload)).scalar_one() == 0
