@@ -58,6 +58,8 @@ def test_upload_store_list_read_and_dedupe(api: Api, keys: Keys, settings: Setti
     assert got.status_code == 200 and got.content == data
     assert got.headers["content-type"] == "image/png"
     assert got.headers["cache-control"].startswith("private")
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in got.headers["content-security-policy"]
     again = api("GET", up["contentUrl"], key=keys.user, headers={"If-None-Match": f'"{sha}"'})
     assert again.status_code == 304
     assert [u["id"] for u in api("GET", "/uploads", key=keys.user).json()["items"]] == [up["id"]]

@@ -51,6 +51,10 @@ EXTENSIONS = {
     "WEBP": ("image/webp", "webp"),
 }
 BY_TYPE = {ctype: ext for ctype, ext in EXTENSIONS.values()}
+INDEXES = {
+    "ix_projects_subject_upload_id": "projects (subject_upload_id)",
+    "ix_pose_library_map_upload_id": "pose_library (map_upload_id)",
+}
 
 uploads = sa.table(
     "uploads",
@@ -108,7 +112,6 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
-        batch.create_index(op.f("ix_projects_subject_upload_id"), ["subject_upload_id"])
     with op.batch_alter_table("pose_library") as batch:
         batch.add_column(sa.Column("map_upload_id", ID, nullable=True))
         batch.create_foreign_key(
@@ -118,10 +121,18 @@ def upgrade() -> None:
             ["id"],
             ondelete="RESTRICT",
         )
-        batch.create_index(op.f("ix_pose_library_map_upload_id"), ["map_upload_id"])
         batch.drop_constraint(op.f("ck_pose_library_has_map_source"), type_="check")
         batch.create_check_constraint(op.f("ck_pose_library_has_map_source"), sa.text(NEW_CHECK))
     _adopt_files(_uploads_dir())
+    if op.get_bind().dialect.name == "postgresql":
+        # Built without blocking writes to projects (as 0002 does for the queue indexes).
+        with op.get_context().autocommit_block():
+            for name, spec in INDEXES.items():
+                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # a half-built one
+                op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {spec}")
+    else:
+        for name, spec in INDEXES.items():
+            op.execute(f"CREATE INDEX {name} ON {spec}")
 
 
 def downgrade() -> None:
@@ -146,14 +157,14 @@ def downgrade() -> None:
         conn.execute(
             poses.update().where(poses.c.id == pose_id).values(controlnet_map_url=paths[upload_id])
         )
+    for name in INDEXES:
+        op.execute(f"DROP INDEX IF EXISTS {name}")
     with op.batch_alter_table("pose_library") as batch:
         batch.drop_constraint(op.f("ck_pose_library_has_map_source"), type_="check")
         batch.create_check_constraint(op.f("ck_pose_library_has_map_source"), sa.text(OLD_CHECK))
-        batch.drop_index(op.f("ix_pose_library_map_upload_id"))
         batch.drop_constraint(op.f("fk_pose_library_map_upload_id_uploads"), type_="foreignkey")
         batch.drop_column("map_upload_id")
     with op.batch_alter_table("projects") as batch:
-        batch.drop_index(op.f("ix_projects_subject_upload_id"))
         batch.drop_constraint(op.f("fk_projects_subject_upload_id_uploads"), type_="foreignkey")
         batch.drop_column("subject_upload_id")
     op.drop_table("uploads")
