@@ -11,11 +11,12 @@ import pytest
 from api_helpers import Api, Keys, png, problem_of
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from posegen import projects, uploads
 from posegen.api.app import create_app
 from posegen.config import Settings
+from posegen.db.models import PoseLibrary
 from posegen.exceptions import InvalidInput, UploadQuotaExceeded, UploadsBusy
 from posegen.uploads import images as upload_images
 
@@ -346,3 +347,33 @@ def test_release_racing_new_uploads_of_the_same_bytes_never_loses_a_file(
         upload_id = projects.get(engine, project_id, keys.user_id).subject_upload_id
         assert upload_id is not None and upload_id in {r.id for r in rows}
     assert len(_files(settings)) == len(rows) <= 1
+
+
+def test_pose_maps_from_unreadable_or_foreign_uploads_say_nothing(
+    api: Api, keys: Keys, engine: Engine, settings: Settings, library: None
+) -> None:
+    admin_map = _post(api, keys.admin, png(128, 128, (0, 0, 0)))
+    pose = api(
+        "POST",
+        "/library/poses",
+        key=keys.admin,
+        json={"name": "Gone", "category": 1, "mapUploadId": admin_map["id"]},
+    ).json()
+    user_map = _post(api, keys.user, png(96, 96, (0, 0, 0)))
+    # A row naming a plain user's upload, as only a bug or a hand edit could write it.
+    with engine.begin() as conn:
+        conn.execute(
+            update(PoseLibrary).where(PoseLibrary.id == 1).values(map_upload_id=user_map["id"])
+        )
+        conn.execute(update(PoseLibrary).where(PoseLibrary.id == 1).values(keypoints=None))
+    (
+        settings.effective_uploads_dir / uploads.get(engine, admin_map["id"], keys.admin_id).relpath
+    ).unlink()
+    details = set()
+    for pose_id, sha in ((pose["id"], admin_map["sha256"]), (1, user_map["sha256"])):
+        for key in (keys.user, keys.admin):
+            body = problem_of(api("GET", f"/library/poses/{pose_id}/map", key=key), 502)
+            assert body["kind"] == "map-unavailable"
+            assert sha not in body["detail"] and "/" not in body["detail"].split(":")[-1]
+            details.add(body["detail"].replace(str(pose_id), "N"))
+    assert len(details) == 1

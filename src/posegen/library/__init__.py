@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from posegen.controlnet.cache import MapCache, MapResult
 from posegen.controlnet.sources import MapSource, parse_persons
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
@@ -174,6 +175,21 @@ def pose_map_source(pose_row: Any) -> MapSource:
     return source
 
 
+def load_pose_map(
+    maps: MapCache, pose_row: Any, size: tuple[int, int] | None = None
+) -> MapResult | None:
+    """:func:`pose_map_source` loaded through ``maps``. A map upload that cannot be read fails
+    as ``map-unavailable`` with no detail (its path names the owner and the content hash)."""
+    source = pose_map_source(pose_row)
+    try:
+        return maps.load(source, size)
+    except FetchError as exc:
+        if source.kind != "upload":
+            raise
+        log.warning("map upload unreadable", extra={"kind": exc.kind})
+        raise FetchError("the pose's map is not available", kind="map-unavailable") from exc
+
+
 def _field(row: Any, name: str) -> Any:
     if isinstance(row, Mapping):
         return row.get(name)
@@ -189,6 +205,7 @@ __all__ = [
     "SeedCounts",
     "SyncReport",
     "builtin_library",
+    "load_pose_map",
     "pose_map_source",
     "seed_library",
     "sync_library",

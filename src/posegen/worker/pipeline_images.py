@@ -17,7 +17,7 @@ from PIL import Image
 from posegen.config import Settings
 from posegen.controlnet import MapCache, load_image
 from posegen.exceptions import FetchError, GeneratorError
-from posegen.library import pose_map_source
+from posegen.library import load_pose_map
 from posegen.worker.job_inputs import PoseInfo, Subject
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,7 @@ class PipelineImages:
         """
         if pose is None:
             return None
-        source = pose_map_source(pose)
-        try:
-            result = self.maps.load(source, size)
-        except FetchError as exc:
-            if source.kind != "upload":
-                raise
-            # Same words whether the file is missing or unreadable: see ``subject``.
-            log.warning("map upload unreadable", extra={"pose_id": pose.id, "kind": exc.kind})
-            raise FetchError("the pose's map is not available", kind="map-unavailable") from exc
+        result = load_pose_map(self.maps, pose, size)
         if result is None:
             return None
         with self._lock:

@@ -15,7 +15,7 @@ from posegen.api.openapi import problems
 from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
 from posegen.controlnet import MapResult, sources
 from posegen.exceptions import FetchError, InvalidInput, NotFound, PosegenError
-from posegen.library import pose_map_source
+from posegen.library import load_pose_map
 
 router = APIRouter(prefix="/library", tags=["library"])
 
@@ -92,7 +92,7 @@ def pose_map(request: Request, pose_id: PathId, user: CurrentUser, engine: Engin
     """The ControlNet pose map as PNG (fetched safely and cached, or rendered from keypoints)."""
     pose = catalog.get_pose(engine, pose_id, include_private=is_admin(user))
     try:
-        result = request.app.state.map_cache.load(pose_map_source(pose))
+        result = load_pose_map(request.app.state.map_cache, pose)
     except FetchError as exc:
         # The request was fine; the map it names could not be loaded (a stored row, not input).
         raise MapUnavailable(f"the map of pose {pose_id} could not be loaded: {exc.kind}") from exc
