@@ -73,7 +73,7 @@ def check_image_url(url: str) -> str:
     url = url.strip()
     if len(url) > 2048:
         raise InvalidInput("image URL longer than 2048 characters", kind="invalid-url")
-    if not urlsplit_scheme(url) and ("uploads" in url or url.startswith(("/", "."))):
+    if not _scheme(url) and ("uploads" in url or url.startswith(("/", "."))):
         raise InvalidInput(
             "paths to stored files are not accepted: upload the image (POST /uploads) and "
             "give its id (subjectUploadId / mapUploadId)",
@@ -89,7 +89,7 @@ def check_image_url(url: str) -> str:
     return url
 
 
-def urlsplit_scheme(url: str) -> str:
+def _scheme(url: str) -> str:
     try:
         return urlsplit(url).scheme
     except ValueError:
@@ -158,9 +158,9 @@ def list_for(
 
 
 def update_fields(engine: Engine, project_id: int, user_id: int, **values: Any) -> ProjectView:
-    r"""Change the name and/or the subject (only the keys given). A project has one subject:
+    """Change the name and/or the subject (only the keys given). A project has one subject:
     setting a URL detaches its upload and attaching an upload clears its URL. The caller
-    :func:`uploads.release`\ s an upload this detached."""
+    releases (``uploads.release``) an upload this detached."""
     allowed = {"name", "subject_image_url", "subject_upload_id"}
     if not values.keys() <= allowed:
         raise InvalidInput(f"cannot change {sorted(values.keys() - allowed)}")
