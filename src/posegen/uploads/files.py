@@ -23,12 +23,10 @@ def relpath(user_id: int, sha256: str, content_type: str) -> str:
     return f"{int(user_id)}/{sha256[:2]}/{sha256}.{EXTENSIONS[content_type]}"
 
 
-def write(settings: Settings, rel: str, data: bytes) -> bool:
-    """Publish ``data`` at ``rel`` atomically (temp file + fsync + rename); False if the file
-    was already there (content-addressed: same name, same bytes)."""
+def stage(settings: Settings, rel: str, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``rel``'s place, flushed to disk: the slow part,
+    done before any lock is taken. :func:`publish` or :func:`discard` it afterwards."""
     target = settings.effective_uploads_dir / rel
-    if target.is_file():
-        return False
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
     try:
@@ -36,12 +34,26 @@ def write(settings: Settings, rel: str, data: bytes) -> bool:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        discard(Path(tmp))
         raise
+    return Path(tmp)
+
+
+def publish(staged: Path, settings: Settings, rel: str) -> bool:
+    """Move a staged file to ``rel`` atomically; False (and the staged file dropped) if a file
+    was already there: content-addressed, so same name means same bytes."""
+    target = settings.effective_uploads_dir / rel
+    if target.is_file():
+        discard(staged)
+        return False
+    os.replace(staged, target)
     return True
+
+
+def discard(staged: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        staged.unlink()
 
 
 def unlink(settings: Settings, rel: str) -> None:

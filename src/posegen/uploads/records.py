@@ -64,43 +64,49 @@ def store_checked(
     engine: Engine, settings: Settings, user_id: int, image: CheckedImage
 ) -> UploadView:
     rel = files.relpath(user_id, image.sha256, image.content_type)
-    with write_transaction(engine) as conn:
-        _lock_owner(conn, user_id)
-        row = conn.execute(
-            select(*_COLUMNS).where(U.user_id == user_id, U.sha256 == image.sha256)
-        ).first()
-        if row is not None:
-            files.write(settings, rel, image.data)  # heals a file removed by hand
-            return _view(row)
-        used = conn.execute(
-            select(func.coalesce(func.sum(U.bytes), 0)).where(U.user_id == user_id)
-        ).scalar_one()
-        quota = settings.user_upload_quota_bytes
-        if int(used) + image.size > quota:
-            raise UploadQuotaExceeded(
-                f"this upload ({image.size} bytes) would take your uploads past the "
-                f"{quota}-byte quota ({int(used)} bytes used); delete some uploads first"
-            )
-        wrote = files.write(settings, rel, image.data)
-        try:
-            upload_id = conn.execute(
-                insert(U)
-                .values(
-                    user_id=user_id,
-                    sha256=image.sha256,
-                    bytes=image.size,
-                    width=image.width,
-                    height=image.height,
-                    content_type=image.content_type,
-                    created_at=utcnow(),
-                )
-                .returning(U.id)
+    # The bytes go to disk before the lock (on SQLite it is the database's write lock); under
+    # it, only a rename.
+    staged = files.stage(settings, rel, image.data)
+    try:
+        with write_transaction(engine) as conn:
+            _lock_owner(conn, user_id)
+            row = conn.execute(
+                select(*_COLUMNS).where(U.user_id == user_id, U.sha256 == image.sha256)
+            ).first()
+            if row is not None:
+                files.publish(staged, settings, rel)  # heals a file removed by hand
+                return _view(row)
+            used = conn.execute(
+                select(func.coalesce(func.sum(U.bytes), 0)).where(U.user_id == user_id)
             ).scalar_one()
-        except BaseException:
-            if wrote:
-                files.unlink(settings, rel)  # still under the owner's lock
-            raise
-        return _get(conn, upload_id, user_id)
+            quota = settings.user_upload_quota_bytes
+            if int(used) + image.size > quota:
+                raise UploadQuotaExceeded(
+                    f"this upload ({image.size} bytes) would take your uploads past the "
+                    f"{quota}-byte quota ({int(used)} bytes used); delete some uploads first"
+                )
+            published = files.publish(staged, settings, rel)
+            try:
+                upload_id = conn.execute(
+                    insert(U)
+                    .values(
+                        user_id=user_id,
+                        sha256=image.sha256,
+                        bytes=image.size,
+                        width=image.width,
+                        height=image.height,
+                        content_type=image.content_type,
+                        created_at=utcnow(),
+                    )
+                    .returning(U.id)
+                ).scalar_one()
+            except BaseException:
+                if published:
+                    files.unlink(settings, rel)  # still under the owner's lock
+                raise
+            return _get(conn, upload_id, user_id)
+    finally:
+        files.discard(staged)  # gone already unless an error came first
 
 
 def _lock_owner(conn: Connection, user_id: int) -> None:
