@@ -95,8 +95,8 @@ def run_engine(
         seed_library(engine)
         buf = io.BytesIO()
         Image.new("RGB", (600, 800), (190, 160, 130)).save(buf, format="PNG")
-        subject = uploads.store(settings, uploads.SUBJECTS, "bench", buf.getvalue())
-        project = projects.create(engine, user.id, "bench", subject).id
+        subject = uploads.store(engine, settings, user.id, buf.getvalue())
+        project = projects.create(engine, user.id, "bench", None, subject.id).id
         with engine.connect() as conn:
             all_poses = [
                 int(i)

@@ -15,13 +15,15 @@ from typing import Any
 from sqlalchemy import Connection, Engine, String, cast, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from posegen import pagination
+from posegen import pagination, uploads
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import PoseCategory, PoseLibrary
+from posegen.db.models import PoseCategory, PoseLibrary, Role, Upload, User
 from posegen.exceptions import Conflict, InvalidInput, NotFound
 
 L = PoseLibrary
 C = PoseCategory
+U = Upload
+MapOwner = User.__table__.alias("map_owner")
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
 
 
@@ -49,6 +51,10 @@ class PoseView:
     preview_image_url: str | None
     is_public: bool
     created_at: dt.datetime
+    map_upload_id: int | None = None
+    #: The map upload's file below the uploads root; None unless an admin owns the upload (a
+    #: map upload anyone else owns is never read, whatever put its id in the row).
+    map_upload_path: str | None = None
 
 
 _POSE_COLUMNS = (
@@ -64,7 +70,26 @@ _POSE_COLUMNS = (
     L.preview_image_url,
     L.is_public,
     L.created_at,
+    L.map_upload_id,
+    U.user_id.label("map_user_id"),
+    U.sha256.label("map_sha256"),
+    U.content_type.label("map_content_type"),
+    MapOwner.c.role.label("map_owner_role"),
 )
+
+
+def _joined(stmt: Any) -> Any:
+    return (
+        stmt.join(C, C.id == L.category_id)
+        .outerjoin(U, U.id == L.map_upload_id)
+        .outerjoin(MapOwner, MapOwner.c.id == U.user_id)
+    )
+
+
+def _map_path(r: Any) -> str | None:
+    if r.map_upload_id is None or r.map_sha256 is None or r.map_owner_role != Role.ADMIN.value:
+        return None
+    return uploads.relpath(r.map_user_id, r.map_sha256, r.map_content_type)
 
 
 def _pose(r: Any) -> PoseView:
@@ -81,6 +106,8 @@ def _pose(r: Any) -> PoseView:
         r.preview_image_url,
         bool(r.is_public),
         r.created_at,
+        r.map_upload_id,
+        _map_path(r),
     )
 
 
@@ -116,7 +143,7 @@ def list_poses(
     limit: int = pagination.DEFAULT_LIMIT,
 ) -> pagination.Page[PoseView]:
     """Poses by id, filtered by category slug, exact tag and a case-insensitive text search."""
-    stmt = select(*_POSE_COLUMNS).join(C, C.id == L.category_id)
+    stmt = _joined(select(*_POSE_COLUMNS))
     if not include_private:
         stmt = stmt.where(L.is_public.is_(True))
     if category:
@@ -145,7 +172,7 @@ def list_poses(
 
 
 def _get(conn: Connection, pose_id: int, include_private: bool) -> PoseView:
-    stmt = select(*_POSE_COLUMNS).join(C, C.id == L.category_id).where(L.id == pose_id)
+    stmt = _joined(select(*_POSE_COLUMNS)).where(L.id == pose_id)
     if not include_private:
         stmt = stmt.where(L.is_public.is_(True))
     row = conn.execute(stmt).first()
@@ -193,13 +220,25 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def create_pose(engine: Engine, category: str | int, **values: Any) -> PoseView:
-    """Insert a pose; needs ``keypoints`` or ``controlnet_map_url`` (the table checks it too)."""
+def _has_map(values: dict[str, Any]) -> bool:
+    return (
+        values.get("keypoints") is not None
+        or bool(values.get("controlnet_map_url"))
+        or values.get("map_upload_id") is not None
+    )
+
+
+def create_pose(
+    engine: Engine, category: str | int, *, owner_id: int | None = None, **values: Any
+) -> PoseView:
+    """Insert a pose; needs keypoints, a map URL or a map upload that ``owner_id`` (the admin
+    acting) owns (the table checks the first part too)."""
     values = _check(values)
-    if values.get("keypoints") is None and not values.get("controlnet_map_url"):
+    if not _has_map(values):
         raise InvalidInput("a pose needs keypoints or a map", kind="missing-map")
     try:
         with write_transaction(engine) as conn:
+            _attach_map(conn, values, owner_id)
             pose_id = conn.execute(
                 insert(L).values(category_id=_category_id(conn, category), **values).returning(L.id)
             ).scalar_one()
@@ -211,18 +250,30 @@ def create_pose(engine: Engine, category: str | int, **values: Any) -> PoseView:
 
 
 def update_pose(
-    engine: Engine, pose_id: int, category: str | int | None = None, **values: Any
+    engine: Engine,
+    pose_id: int,
+    category: str | int | None = None,
+    *,
+    owner_id: int | None = None,
+    **values: Any,
 ) -> PoseView:
+    """Change the fields given; the caller releases (``uploads.release``) a map upload this
+    replaced."""
     values = _check(values)
     try:
         with write_transaction(engine) as conn:
             current = _get(conn, pose_id, True)
             if category is not None:
                 values["category_id"] = _category_id(conn, category)
-            keypoints = values.get("keypoints", current.keypoints)
-            map_url = values.get("controlnet_map_url", current.controlnet_map_url)
-            if keypoints is None and not map_url:
+            after = {
+                "keypoints": values.get("keypoints", current.keypoints),
+                "controlnet_map_url": values.get("controlnet_map_url", current.controlnet_map_url),
+                "map_upload_id": values.get("map_upload_id", current.map_upload_id),
+            }
+            if not _has_map(after):
                 raise InvalidInput("a pose needs keypoints or a map", kind="missing-map")
+            if values.get("map_upload_id") not in (None, current.map_upload_id):
+                _attach_map(conn, values, owner_id)
             if values:
                 conn.execute(update(L).where(L.id == pose_id).values(**values))
             return _get(conn, pose_id, True)
@@ -232,8 +283,23 @@ def update_pose(
         ) from exc
 
 
-def delete_pose(engine: Engine, pose_id: int) -> None:
-    """Delete a pose; results made from it keep their images (their pose_id becomes null)."""
+def _attach_map(conn: Connection, values: dict[str, Any], owner_id: int | None) -> None:
+    upload_id = values.get("map_upload_id")
+    if upload_id is None:
+        return
+    if owner_id is None:
+        raise InvalidInput("a map upload needs the admin who owns it", kind="unknown-upload")
+    uploads.attach(conn, upload_id, owner_id)
+
+
+def delete_pose(engine: Engine, pose_id: int) -> int | None:
+    """Delete a pose; results made from it keep their images (their pose_id becomes null).
+    Returns its map upload's id, for the caller to :func:`uploads.release`."""
     with write_transaction(engine) as conn:
-        if conn.execute(delete(L).where(L.id == pose_id)).rowcount == 0:
+        upload_id = conn.execute(
+            select(L.map_upload_id).where(L.id == pose_id).with_for_update()
+        ).first()
+        if upload_id is None:
             raise NotFound(f"pose {pose_id} not found")
+        conn.execute(delete(L).where(L.id == pose_id))
+        return upload_id[0]

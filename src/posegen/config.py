@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    #: Total bytes of one user's stored uploads (each distinct image counted once).
+    user_upload_quota_bytes: int = Field(default=2 * 1024**3, ge=0)
+    #: Uploads decoded at once per process (bounds the memory of parallel uploads).
+    upload_decode_concurrency: int = Field(default=2, ge=1)
     submissions_per_minute: int = Field(default=10, ge=1)
     max_active_generations: int = Field(default=3, ge=1)
     max_poses_per_request: int = Field(default=200, ge=1)

@@ -94,3 +94,17 @@ class GeneratorError(PosegenError):
     def __init__(self, message: str, *, transient: bool, kind: str | None = None) -> None:
         super().__init__(message, kind=kind)
         self.transient = transient
+
+
+class UploadQuotaExceeded(PosegenError):
+    """The user's stored uploads would pass ``POSEGEN_USER_UPLOAD_QUOTA_BYTES``."""
+
+    kind = "upload-quota-exceeded"
+    http_status = 413
+
+
+class UploadsBusy(PosegenError):
+    """Every upload decode slot stayed taken for too long; the client should retry."""
+
+    kind = "uploads-busy"
+    http_status = 503

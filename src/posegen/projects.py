@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
 
-from posegen import pagination
+from posegen import pagination, uploads
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, PoseGeneration, Project, ProjectStatus
 from posegen.db.types import utcnow
@@ -29,12 +29,22 @@ class ProjectView:
     user_id: int
     name: str
     subject_image_url: str | None
+    subject_upload_id: int | None
     status: ProjectStatus
     created_at: dt.datetime
     updated_at: dt.datetime
 
 
-_COLUMNS = (P.id, P.user_id, P.name, P.subject_image_url, P.status, P.created_at, P.updated_at)
+_COLUMNS = (
+    P.id,
+    P.user_id,
+    P.name,
+    P.subject_image_url,
+    P.subject_upload_id,
+    P.status,
+    P.created_at,
+    P.updated_at,
+)
 
 
 def _view(r: Any) -> ProjectView:
@@ -43,6 +53,7 @@ def _view(r: Any) -> ProjectView:
         r.user_id,
         r.name,
         r.subject_image_url,
+        r.subject_upload_id,
         ProjectStatus(r.status),
         r.created_at,
         r.updated_at,
@@ -57,34 +68,57 @@ def clean_name(name: str) -> str:
 
 
 def check_image_url(url: str) -> str:
-    """Accept an http(s) URL or an ``/uploads/...`` path; the worker fetches it safely later."""
+    """Accept an http(s) URL (the worker fetches it safely later). Stored files are named by
+    upload id, never by a path: a path a client could write is how one user read another's."""
     url = url.strip()
     if len(url) > 2048:
         raise InvalidInput("image URL longer than 2048 characters", kind="invalid-url")
-    if url.startswith("/uploads/"):
-        parts = url.split("/")[2:]
-        if any(p in ("", ".", "..") or "\\" in p for p in parts):
-            raise InvalidInput("malformed uploads path", kind="invalid-url")
-        return url
+    if not _scheme(url) and ("uploads" in url or url.startswith(("/", "."))):
+        raise InvalidInput(
+            "paths to stored files are not accepted: upload the image (POST /uploads) and "
+            "give its id (subjectUploadId / mapUploadId)",
+            kind="upload-path-not-accepted",
+        )
     try:
         parsed = urlsplit(url)
         ok = parsed.scheme in ("http", "https") and bool(parsed.hostname)
     except ValueError:
         ok = False
     if not ok:
-        raise InvalidInput("image URL must be http(s) or /uploads/...", kind="invalid-url")
+        raise InvalidInput("image URL must be http(s)", kind="invalid-url")
     return url
 
 
-def create(engine: Engine, user_id: int, name: str, subject_image_url: str | None) -> ProjectView:
+def _scheme(url: str) -> str:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:
+        return ""
+
+
+def create(
+    engine: Engine,
+    user_id: int,
+    name: str,
+    subject_image_url: str | None,
+    subject_upload_id: int | None = None,
+) -> ProjectView:
+    """A project with at most one subject: a URL or one of the user's own uploads."""
+    if subject_image_url is not None and subject_upload_id is not None:
+        raise InvalidInput(
+            "give a subject upload or subjectImageUrl, not both", kind="two-subjects"
+        )
     now = utcnow()
     with write_transaction(engine) as conn:
+        if subject_upload_id is not None:
+            uploads.attach(conn, subject_upload_id, user_id)
         project_id = conn.execute(
             insert(P)
             .values(
                 user_id=user_id,
                 name=clean_name(name),
                 subject_image_url=subject_image_url,
+                subject_upload_id=subject_upload_id,
                 created_at=now,
                 updated_at=now,
             )
@@ -124,14 +158,27 @@ def list_for(
 
 
 def update_fields(engine: Engine, project_id: int, user_id: int, **values: Any) -> ProjectView:
-    """Change name and/or subject_image_url (only the keys given)."""
-    allowed = {"name", "subject_image_url"}
+    """Change the name and/or the subject (only the keys given). A project has one subject:
+    setting a URL detaches its upload and attaching an upload clears its URL. The caller
+    releases (``uploads.release``) an upload this detached."""
+    allowed = {"name", "subject_image_url", "subject_upload_id"}
     if not values.keys() <= allowed:
         raise InvalidInput(f"cannot change {sorted(values.keys() - allowed)}")
     if "name" in values:
         values["name"] = clean_name(values["name"])
+    url, upload_id = values.get("subject_image_url"), values.get("subject_upload_id")
+    if url is not None and upload_id is not None:
+        raise InvalidInput(
+            "give a subject upload or subjectImageUrl, not both", kind="two-subjects"
+        )
+    if url is not None:
+        values["subject_upload_id"] = None
+    if upload_id is not None:
+        values["subject_image_url"] = None
     with write_transaction(engine) as conn:
         _get(conn, project_id, user_id)
+        if upload_id is not None:
+            uploads.attach(conn, upload_id, user_id)
         if values:
             conn.execute(update(P).where(P.id == project_id).values(**values, updated_at=utcnow()))
         return _get(conn, project_id, user_id)

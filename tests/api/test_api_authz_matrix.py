@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from api_helpers import Api, Keys, claim_one, write_pose
+from api_helpers import Api, Keys, claim_one, png, write_pose
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import Engine
@@ -87,6 +87,10 @@ class World:
         body = {"name": f"pose {self.unique()}", "category": 1, "keypoints": [[0.5, 0.5]] * 18}
         return int(self.api("POST", "/library/poses", key=self.keys.admin, json=body).json()["id"])
 
+    def upload(self) -> int:
+        files = {"file": ("u.png", png(20 + self.unique(), 20), "image/png")}
+        return int(self.api("POST", "/uploads", key=self.keys.user, files=files).json()["id"])
+
     def spare_user(self) -> accounts.NewKey:
         return accounts.create_user(self.engine, "Spare", f"spare{self.unique()}@example.com")
 
@@ -134,6 +138,16 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/projects/{project_id}/archive"): Row(
         owner_only(200), lambda w: {"project_id": w.project()}
     ),
+    # Uploads are the owner's alone: another user, admins included, finds nothing.
+    ("POST", "/uploads"): Row(
+        everyone(201), request=lambda w: {"files": {"file": ("a.png", png(), "image/png")}}
+    ),
+    ("GET", "/uploads"): Row(everyone(200)),
+    ("GET", "/uploads/{upload_id}"): Row(owner_only(200), lambda w: {"upload_id": w.upload()}),
+    ("GET", "/uploads/{upload_id}/content"): Row(
+        owner_only(200), lambda w: {"upload_id": w.upload()}
+    ),
+    ("DELETE", "/uploads/{upload_id}"): Row(owner_only(204), lambda w: {"upload_id": w.upload()}),
     # Another user (admins included) naming the owner's project: it does not exist for them.
     ("POST", "/generations"): Row(
         owner_only(202),

@@ -95,7 +95,8 @@ def test_admin_creates_updates_and_deletes_poses(api: Api, keys: Keys, library: 
     )
     assert upload.status_code == 201, upload.text
     up = upload.json()
-    assert up["controlnetMapUrl"] == f"/uploads/maps/pose-{up['id']}.png"
+    assert up["controlnetMapUrl"] is None and up["mapUploadId"] is not None
+    assert api("GET", f"/uploads/{up['mapUploadId']}", key=keys.admin).status_code == 200
     assert up["keypoints"] is None
     got = api("GET", up["mapUrl"], key=keys.user)
     assert got.status_code == 200 and got.headers["content-type"] == "image/png"

@@ -41,11 +41,14 @@ def test_create_by_json_and_by_upload(api: Api, keys: Keys, settings: Settings) 
     r = _upload(api, keys.user, png(100, 80))
     assert r.status_code == 201, r.text
     created = r.json()
-    # Stored re-encoded under the uploads folder, named by the project's id only.
-    assert created["subjectImageUrl"] == f"/uploads/subjects/project-{created['id']}.png"
-    stored = settings.effective_uploads_dir / "subjects" / f"project-{created['id']}.png"
+    # Stored as the user's own upload, as sent (PNG stays PNG), named by owner and content.
+    assert created["subjectImageUrl"] is None
+    upload = api("GET", f"/uploads/{created['subjectUploadId']}", key=keys.user).json()
+    assert (upload["width"], upload["height"], upload["contentType"]) == (100, 80, "image/png")
+    sha = upload["sha256"]
+    stored = settings.effective_uploads_dir / str(keys.user_id) / sha[:2] / f"{sha}.png"
     with Image.open(stored) as img:
-        assert img.size == (100, 80) and img.mode == "RGB"
+        assert img.size == (100, 80)
 
 
 @pytest.mark.parametrize(
@@ -65,8 +68,9 @@ def test_bad_subject_uploads_are_422_and_leave_nothing(
     body = problem_of(_upload(api, keys.user, data), 422)
     assert body["kind"] == kind
     assert api("GET", "/projects", key=keys.user).json()["items"] == []
-    subjects = settings.effective_uploads_dir / "subjects"
-    assert not subjects.exists() or not any(subjects.iterdir())
+    assert api("GET", "/uploads", key=keys.user).json()["items"] == []
+    root = settings.effective_uploads_dir
+    assert not root.exists() or not any(p.is_file() for p in root.rglob("*"))
 
 
 def test_pixel_cap_and_upload_size_limits(settings: Settings, engine: Engine, keys: Keys) -> None:
@@ -135,10 +139,11 @@ def test_owner_only_and_pagination(api: Api, keys: Keys) -> None:
 
 
 def test_update_archive_and_delete(api: Api, keys: Keys, settings: Settings) -> None:
-    pid = _upload(api, keys.user, png()).json()["id"]
+    created = _upload(api, keys.user, png()).json()
+    pid, first = created["id"], created["subjectUploadId"]
     r = api("PATCH", f"/projects/{pid}", key=keys.user, json={"name": "Renamed"})
     assert r.json()["name"] == "Renamed"
-    assert r.json()["subjectImageUrl"] == f"/uploads/subjects/project-{pid}.png"
+    assert r.json()["subjectUploadId"] == first
     r = api(
         "PATCH",
         f"/projects/{pid}",
@@ -146,12 +151,17 @@ def test_update_archive_and_delete(api: Api, keys: Keys, settings: Settings) -> 
         files={"subject": ("b.png", png(30, 30), "image/png")},
     )
     assert r.status_code == 200, r.text
+    second = r.json()["subjectUploadId"]
+    # The replaced subject was used by nothing else: its row and file are gone.
+    assert second != first
+    problem_of(api("GET", f"/uploads/{first}", key=keys.user), 404)
     assert api("POST", f"/projects/{pid}/archive", key=keys.user).json()["status"] == "archived"
     listed = api("GET", "/projects", key=keys.user, params={"status": "archived"}).json()
     assert [p["id"] for p in listed["items"]] == [pid]
     assert api("DELETE", f"/projects/{pid}", key=keys.user).status_code == 204
     problem_of(api("GET", f"/projects/{pid}", key=keys.user), 404)
-    assert not (settings.effective_uploads_dir / "subjects" / f"project-{pid}.png").exists()
+    problem_of(api("GET", f"/uploads/{second}", key=keys.user), 404)
+    assert not any(p.is_file() for p in settings.effective_uploads_dir.rglob("*"))
 
 
 def test_archive_and_delete_refused_while_a_generation_is_active(

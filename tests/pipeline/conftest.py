@@ -34,8 +34,8 @@ def origin() -> Iterator[str]:
 def world(settings: Settings, engine: Engine, origin: str) -> World:
     user = accounts.create_user(engine, "Ada", "ada@example.com", Role.ADMIN).account
     seed_library(engine)
-    subject = uploads.store(settings, uploads.SUBJECTS, "test-subject", subject_png())
-    project = projects.create(engine, user.id, "shoot", subject)
+    subject = uploads.store(engine, settings, user.id, subject_png())
+    project = projects.create(engine, user.id, "shoot", None, subject.id)
     with engine.connect() as conn:
         pose_ids = [
             int(i)

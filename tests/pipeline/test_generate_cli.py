@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from posegen import accounts
 from posegen.cli import main
 from posegen.config import Settings
-from posegen.db.models import PoseGeneration, Project, Role
+from posegen.db.models import PoseGeneration, Project, Role, Upload
 from posegen.library import seed_library
 
 
@@ -60,13 +60,15 @@ def test_generate_submits_runs_and_prints_where_the_images_are(
         with Image.open(path) as img:
             assert img.size == (320, 256)
     assert f"generation {out['generationId']} completed" in done.stderr
-    # The subject was validated and copied into the uploads folder the worker reads from.
+    # The subject was validated and stored as the user's own upload, named by its content.
     with engine.connect() as conn:
-        ref = conn.execute(
-            select(Project.subject_image_url).where(Project.name == "posegen generate")
-        ).scalar_one()
-    assert ref.startswith("/uploads/subjects/cli-")
-    assert (settings.effective_uploads_dir / ref.removeprefix("/uploads/")).is_file()
+        row = conn.execute(
+            select(Upload.user_id, Upload.sha256, Project.user_id.label("owner"))
+            .join(Project, Project.subject_upload_id == Upload.id)
+            .where(Project.name == "posegen generate")
+        ).one()
+    assert row.user_id == row.owner
+    assert (settings.effective_uploads_dir / str(row.user_id) / row.sha256[:2]).is_dir()
 
     text = _run(cli_env, "--prompt", "a dancer", "--user", "ada@example.com")
     assert text.returncode == 0, text.stderr
@@ -95,6 +97,9 @@ def test_bad_input_is_one_line_and_queues_nothing(
         (["--prompt", "x", "--subject", str(not_image)], ""),
         (["--prompt", "x", "--subject", str(tmp_path / "missing.png")], "cannot read"),
         (["--prompt", "x", "--user", "nobody@example.com"], "no user with e-mail"),
+        # The API's old path form names no stored file here: a local path that does not exist.
+        (["--prompt", "x", "--subject", "/uploads/subjects/project-1.png"], "cannot read"),
+        (["--prompt", "x", "--subject", "file:///etc/passwd"], "cannot read"),
     ]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_:
@@ -103,3 +108,5 @@ def test_bad_input_is_one_line_and_queues_nothing(
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
     assert _generations(engine) == 0
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Upload)).scalar_one() == 0

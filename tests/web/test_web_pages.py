@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from web_helpers import People, csrf_of, png_bytes, run_until_idle, signed_in_client, submit_library
 
-from posegen import generations_read, projects, queue
+from posegen import generations_read, projects, queue, uploads
 from posegen.config import Settings
 from posegen.db.models import GenerationStatus
 
@@ -83,7 +83,8 @@ def test_form_creates_a_project_and_a_generation_then_the_gallery_and_zip(
     assert created.status_code == 303
     project_id = int(created.headers["location"].rsplit("=", 1)[1])
     project = projects.get(engine, project_id, people.user.account.id)
-    assert project.subject_image_url == f"/uploads/subjects/project-{project_id}.png"
+    assert project.subject_image_url is None
+    assert uploads.get(engine, project.subject_upload_id, people.user.account.id).width > 0
 
     csrf, submission = _form_token(client)
     form = {

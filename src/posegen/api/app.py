@@ -14,6 +14,7 @@ from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
 from posegen.api.limits import BodySizeLimit
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
+from posegen.api.routes import uploads as upload_routes
 from posegen.config import Settings
 from posegen.web import include_web
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     for router in (
         library.router,
         projects.router,
+        upload_routes.router,
         generations.router,
         files.router,
         admin.router,

@@ -76,6 +76,7 @@ class PoseOut(ApiModel):
     tags: list[str]
     keypoints: list[list[float] | None] | None
     controlnet_map_url: str | None
+    map_upload_id: int | None = Field(default=None, description="The admin upload used as map.")
     preview_image_url: str | None
     is_public: bool
     map_url: str = Field(description="API path of the pose map PNG.")
@@ -91,7 +92,10 @@ class PoseWrite(RequestModel):
     )
     tags: Annotated[list[Tag], Field(max_length=30)] | None = None
     keypoints: Keypoints | None = None
-    controlnet_map_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    controlnet_map_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = Field(
+        default=None, description="An http(s) URL; stored files are named by `mapUploadId`."
+    )
+    map_upload_id: Id | None = Field(default=None, description="One of your uploads (admin).")
     preview_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     is_public: bool | None = None
 
@@ -118,6 +122,13 @@ class PoseCreate(PoseWrite):
 
 # --- projects ------------------------------------------------------------------------------
 
+SubjectUrl = Annotated[
+    str, Field(min_length=1, max_length=2048, description="An http(s) URL of the subject image.")
+]
+SubjectUpload = Annotated[
+    int, Field(ge=1, le=MAX_ID, description="One of your uploads (`POST /uploads`).")
+]
+
 
 class ProjectCreate(RequestModel):
     model_config = ConfigDict(
@@ -129,23 +140,40 @@ class ProjectCreate(RequestModel):
     )
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    subject_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    subject_image_url: SubjectUrl | None = None
+    subject_upload_id: SubjectUpload | None = None
 
 
 class ProjectUpdate(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Renamed"}]})
 
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-    subject_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
+    subject_image_url: SubjectUrl | None = None
+    subject_upload_id: SubjectUpload | None = None
 
 
 class ProjectOut(ApiModel):
     id: int
     name: str
     subject_image_url: str | None
+    subject_upload_id: int | None
     status: ProjectStatus
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+# --- uploads -------------------------------------------------------------------------------
+
+
+class UploadOut(ApiModel):
+    id: int
+    sha256: str
+    width: int
+    height: int
+    bytes: int
+    content_type: str
+    created_at: dt.datetime
+    content_url: str = Field(description="API path of the stored bytes.")
 
 
 # --- generations ---------------------------------------------------------------------------

@@ -18,16 +18,18 @@ def upgrade(
     ctx: typer.Context, revision: Annotated[str, typer.Argument(help="Target.")] = "head"
 ) -> None:
     """Apply migrations up to REVISION (default: head)."""
-    engine = state(ctx).engine
-    migrate.upgrade(engine, revision)
+    st = state(ctx)
+    engine = st.engine
+    migrate.upgrade(engine, revision, uploads_dir=st.settings.effective_uploads_dir)
     typer.echo(f"database at {migrate.current(engine)}")
 
 
 @app.command()
 def downgrade(ctx: typer.Context, revision: Annotated[str, typer.Argument()]) -> None:
     """Revert migrations down to REVISION ("base" removes everything)."""
-    engine = state(ctx).engine
-    migrate.downgrade(engine, revision)
+    st = state(ctx)
+    engine = st.engine
+    migrate.downgrade(engine, revision, uploads_dir=st.settings.effective_uploads_dir)
     typer.echo(f"database at {migrate.current(engine) or 'base'}")
 
 

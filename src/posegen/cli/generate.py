@@ -3,7 +3,6 @@ while an in-process worker runs it, and learns where the images are."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -87,9 +86,8 @@ def generate(
     account = accounts.get_by_email(engine, user) if user else _first_admin(engine)
     pose_ids = _pose_ids(engine, poses, all_poses)
     if subject:
-        project_id = projects.create(
-            engine, account.id, "posegen generate", _subject_reference(settings, subject)
-        ).id
+        url, upload_id = _subject_reference(settings, engine, account.id, subject)
+        project_id = projects.create(engine, account.id, "posegen generate", url, upload_id).id
     else:
         project_id = default_project(engine, account.id)
     gid = queue.submit(
@@ -201,7 +199,7 @@ def _ensure_schema(settings: Settings, engine: Engine) -> None:
     if not settings.is_sqlite:
         raise ConfigError("the database schema is not up to date: run `posegen db upgrade`")
     # The embedded default is this user's own file: creating it is what they expect.
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, uploads_dir=settings.effective_uploads_dir)
 
 
 def _first_admin(engine: Engine) -> accounts.Account:
@@ -235,11 +233,13 @@ def _pose_ids(engine: Engine, poses: str | None, all_poses: bool) -> list[int]:
         ]
 
 
-def _subject_reference(settings: Settings, subject: str) -> str:
+def _subject_reference(
+    settings: Settings, engine: Engine, user_id: int, subject: str
+) -> tuple[str | None, int | None]:
     """An http(s) URL as it is (the worker fetches it safely), or a local file validated and
-    copied into the uploads folder under a name made from its content."""
+    stored as the user's own upload (its id): the CLI names files the way the API does."""
     if subject.startswith(("http://", "https://")):
-        return projects.check_image_url(subject)
+        return projects.check_image_url(subject), None
     path = Path(subject).expanduser()
     try:
         size = path.stat().st_size
@@ -248,6 +248,4 @@ def _subject_reference(settings: Settings, subject: str) -> str:
         data = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {subject}: {exc.strerror}") from exc
-    png = uploads.validated_png(settings, data)
-    name = "cli-" + hashlib.sha256(png).hexdigest()[:32]
-    return uploads.store(settings, uploads.SUBJECTS, name, png)
+    return None, uploads.store(engine, settings, user_id, data).id

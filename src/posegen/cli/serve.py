@@ -100,7 +100,7 @@ def up(
 
     st = state(ctx)
     settings, engine = st.settings, st.engine
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, uploads_dir=settings.effective_uploads_dir)
     seeded = seed_library(engine)
     handler = select_handler(settings)  # fails fast on a misconfigured backend
     new_admin = ensure_admin(engine)

@@ -57,6 +57,11 @@ class MapSource:
         return cls("upload", url)
 
     @classmethod
+    def from_upload(cls, relpath: str) -> MapSource:
+        """A stored upload's file below the uploads root (a path posegen made, never a client)."""
+        return cls("upload", relpath)
+
+    @classmethod
     def from_keypoints(cls, keypoints: Any) -> MapSource:
         """Stored keypoints (one person of 18 points, or a list of persons), rendered locally."""
         persons = parse_persons(keypoints)

@@ -42,6 +42,29 @@ def snap_size(size: tuple[int, int]) -> tuple[int, int]:
 
 def decode(data: bytes, max_pixels: int) -> Image.Image:
     """Open and fully decode ``data``; raise ``FetchError`` with a precise kind otherwise."""
+    img = _open(data, max_pixels)
+    _load(img)
+    return img
+
+
+def check(data: bytes, max_pixels: int) -> tuple[str, int, int]:
+    """Prove ``data`` a whole, decodable image; returns its format, width and height.
+
+    Like :func:`decode`, but a JPEG is decoded at 1/8 scale: libjpeg still reads every
+    entropy-coded block (so truncation and corruption are caught) into 1/64 of the memory.
+    """
+    img = _open(data, max_pixels)
+    try:
+        fmt, (width, height) = img.format or "", img.size
+        if fmt == "JPEG":
+            img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+        _load(img)
+        return fmt, width, height
+    finally:
+        img.close()
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data), formats=list(FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -62,13 +85,16 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         raise FetchError(
             f"image is {width}x{height}, over the {max_pixels}-pixel cap", kind="too-many-pixels"
         )
+    return img
+
+
+def _load(img: Image.Image) -> None:
     try:
         img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise FetchError(f"decompression bomb refused: {exc}", kind="decompression-bomb") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise FetchError(f"image data is truncated or corrupt: {exc}", kind="truncated") from exc
-    return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

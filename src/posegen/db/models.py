@@ -118,6 +118,29 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
+class Upload(Base):
+    """An image a user uploaded: owned, content-addressed (one row per owner and content).
+
+    The file lives at ``<uploads>/<user_id>/<sha256[:2]>/<sha256>.<ext>``; nothing a client
+    sends ever names a path. Projects and library poses refer to a row by id.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (
+        UniqueConstraint("user_id", "sha256"),
+        CheckConstraint("bytes >= 0 AND width >= 1 AND height >= 1", name="sizes"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class PoseCategory(Base):
     __tablename__ = "pose_categories"
 
@@ -132,7 +155,8 @@ class PoseLibrary(Base):
     __tablename__ = "pose_library"
     __table_args__ = (
         CheckConstraint(
-            "keypoints IS NOT NULL OR controlnet_map_url IS NOT NULL", name="has_map_source"
+            "keypoints IS NOT NULL OR controlnet_map_url IS NOT NULL OR map_upload_id IS NOT NULL",
+            name="has_map_source",
         ),
     )
 
@@ -147,6 +171,10 @@ class PoseLibrary(Base):
     #: COCO-18 keypoints, normalised 0..1, ``null`` for a missing point.
     keypoints: Mapped[list[Any] | None] = mapped_column(JSON)
     controlnet_map_url: Mapped[str | None] = mapped_column(String(2048))
+    #: An admin's upload used as the map; RESTRICT: an upload in use is never deleted under it.
+    map_upload_id: Mapped[int | None] = mapped_column(
+        ForeignKey("uploads.id", ondelete="RESTRICT"), index=True
+    )
     preview_image_url: Mapped[str | None] = mapped_column(String(2048))
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -158,7 +186,11 @@ class Project(Base):
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
+    #: An http(s) URL (fetched safely by the worker); uploads are named by ``subject_upload_id``.
     subject_image_url: Mapped[str | None] = mapped_column(String(2048))
+    subject_upload_id: Mapped[int | None] = mapped_column(
+        ForeignKey("uploads.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[ProjectStatus] = mapped_column(
         _enum(ProjectStatus, "project_status"), default=ProjectStatus.ACTIVE
     )

@@ -14,10 +14,11 @@ from typing import Any, NamedTuple
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from posegen.controlnet.cache import MapCache, MapResult
 from posegen.controlnet.sources import MapSource, parse_persons
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
-from posegen.exceptions import InvalidInput
+from posegen.exceptions import FetchError, InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -150,15 +151,43 @@ def _sync(engine: Engine) -> SyncReport:
 
 
 def pose_map_source(pose_row: Any) -> MapSource:
-    """The map source of a ``pose_library`` row (ORM object, Row or mapping): its stored
-    keypoints when present (rendered locally), else its ControlNet map URL."""
+    """The map source of a pose (a ``PoseView``/``PoseInfo``, Row or mapping): its stored
+    keypoints when present (rendered locally), else its map upload, else its map URL.
+
+    A map upload is read only through ``map_upload_path``, which the loaders fill in only for an
+    upload an admin owns; a URL column holding a path (a row written before uploads were owned)
+    is never read. Both refusals say the same thing, whoever's file it was.
+    """
     keypoints = _field(pose_row, "keypoints")
     if keypoints:
         return MapSource.from_keypoints(keypoints)
+    if _field(pose_row, "map_upload_id") is not None:
+        path = _field(pose_row, "map_upload_path")
+        if not path:
+            raise FetchError("the pose's map is not available", kind="map-unavailable")
+        return MapSource.from_upload(str(path))
     url = _field(pose_row, "controlnet_map_url")
     if not url:
         raise InvalidInput("the pose has neither keypoints nor a ControlNet map URL")
-    return MapSource.from_url(str(url))
+    source = MapSource.from_url(str(url))
+    if source.kind == "upload":
+        raise FetchError("the pose's map is not available", kind="map-unavailable")
+    return source
+
+
+def load_pose_map(
+    maps: MapCache, pose_row: Any, size: tuple[int, int] | None = None
+) -> MapResult | None:
+    """:func:`pose_map_source` loaded through ``maps``. A map upload that cannot be read fails
+    as ``map-unavailable`` with no detail (its path names the owner and the content hash)."""
+    source = pose_map_source(pose_row)
+    try:
+        return maps.load(source, size)
+    except FetchError as exc:
+        if source.kind != "upload":
+            raise
+        log.warning("map upload unreadable", extra={"kind": exc.kind})
+        raise FetchError("the pose's map is not available", kind="map-unavailable") from exc
 
 
 def _field(row: Any, name: str) -> Any:
@@ -176,6 +205,7 @@ __all__ = [
     "SeedCounts",
     "SyncReport",
     "builtin_library",
+    "load_pose_map",
     "pose_map_source",
     "seed_library",
     "sync_library",

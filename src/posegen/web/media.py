@@ -20,7 +20,7 @@ from posegen.api.zipstream import stream_zip
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
 from posegen.exceptions import InvalidInput, NotFound
-from posegen.library import pose_map_source
+from posegen.library import load_pose_map
 from posegen.storage import make_storage
 from posegen.web.context import Ctx, PageRoute, SignedIn, WebContext
 from posegen.web.generation_pages import owner_filter
@@ -106,7 +106,7 @@ def pose_map(
     if size is not None and size not in MAP_SIZES:
         raise InvalidInput(f"size must be one of {MAP_SIZES}")
     pose = catalog.get_pose(ctx.engine, pose_id, include_private=session.is_admin)
-    result = map_cache(request, ctx).load(pose_map_source(pose), (size, size) if size else None)
+    result = load_pose_map(map_cache(request, ctx), pose, (size, size) if size else None)
     return map_png(pose_id, result)
 
 

@@ -200,14 +200,12 @@ async def create_generation(request: Request, ctx: Ctx, session: SignedIn) -> Re
 
 
 def create_project(ctx: WebContext, session: WebSession, name: str, upload: bytes | None) -> int:
-    """A project with an optional subject image (validated and re-encoded, as in the API)."""
+    """A project with an optional subject image, stored as the user's own upload (as in the API)."""
     assert session.account is not None
-    png = uploads.validated_png(ctx.settings, upload) if upload else None
-    project = projects.create(ctx.engine, session.account.id, name, None)
-    if png is not None:
-        path = uploads.store(ctx.settings, uploads.SUBJECTS, f"project-{project.id}", png)
-        projects.update_fields(ctx.engine, project.id, session.account.id, subject_image_url=path)
-    return project.id
+    user_id = session.account.id
+    projects.clean_name(name)  # before a file is stored for a project that cannot exist
+    upload_id = uploads.store(ctx.engine, ctx.settings, user_id, upload).id if upload else None
+    return projects.create(ctx.engine, user_id, name, None, upload_id).id
 
 
 @router.post("/projects", name="web-create-project")

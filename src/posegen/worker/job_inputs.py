@@ -12,8 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from posegen import uploads
 from posegen.db.engine import read_connection
-from posegen.db.models import PoseLibrary, Project
+from posegen.db.models import PoseLibrary, Project, Role, Upload, User
 
 #: Without a prompt a library pose still needs a subject for the model to draw.
 DEFAULT_SUBJECT_PROMPT = "a person"
@@ -26,20 +27,46 @@ class PoseInfo:
     description: str
     keypoints: list[Any] | None
     controlnet_map_url: str | None
+    map_upload_id: int | None = None
+    #: Set only when an admin owns the map upload (see ``library.pose_map_source``).
+    map_upload_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Subject:
+    """The project's subject: a URL to fetch safely, or an upload's file below the uploads
+    root. ``refused`` when the row names something this generation may not read."""
+
+    url: str | None = None
+    upload_path: str | None = None
+    refused: bool = False
 
 
 @dataclass(frozen=True)
 class JobInputs:
-    subject_image_url: str | None
+    subject: Subject | None
     poses: dict[int, PoseInfo]
 
 
-def load_inputs(engine: Engine, project_id: int, pose_ids: list[int]) -> JobInputs:
-    """The project's subject image reference and the selected poses (missing ones are absent)."""
+MapOwner = User.__table__.alias("map_owner")
+
+
+def load_inputs(engine: Engine, project_id: int, pose_ids: list[int], user_id: int) -> JobInputs:
+    """The project's subject and the selected poses (missing ones are absent), checked again
+    here against ownership: the subject upload must be ``user_id``'s (the generation's user),
+    a map upload an admin's. Whatever wrote the rows, nobody else's file is read."""
     with read_connection(engine) as conn:
-        subject = conn.execute(
-            select(Project.subject_image_url).where(Project.id == project_id)
-        ).scalar_one_or_none()
+        row = conn.execute(
+            select(
+                Project.subject_image_url,
+                Project.subject_upload_id,
+                Upload.user_id,
+                Upload.sha256,
+                Upload.content_type,
+            )
+            .outerjoin(Upload, Upload.id == Project.subject_upload_id)
+            .where(Project.id == project_id)
+        ).first()
         poses: dict[int, PoseInfo] = {}
         if pose_ids:
             rows = conn.execute(
@@ -49,13 +76,46 @@ def load_inputs(engine: Engine, project_id: int, pose_ids: list[int]) -> JobInpu
                     PoseLibrary.description,
                     PoseLibrary.keypoints,
                     PoseLibrary.controlnet_map_url,
-                ).where(PoseLibrary.id.in_(set(pose_ids)))
-            )
-            for row in rows:
-                poses[row.id] = PoseInfo(
-                    row.id, row.name, row.description or "", row.keypoints, row.controlnet_map_url
+                    PoseLibrary.map_upload_id,
+                    Upload.user_id,
+                    Upload.sha256,
+                    Upload.content_type,
+                    MapOwner.c.role,
                 )
-    return JobInputs(subject or None, poses)
+                .outerjoin(Upload, Upload.id == PoseLibrary.map_upload_id)
+                .outerjoin(MapOwner, MapOwner.c.id == Upload.user_id)
+                .where(PoseLibrary.id.in_(set(pose_ids)))
+            )
+            for r in rows:
+                path = None
+                if r.sha256 is not None and r.role == Role.ADMIN.value:
+                    path = uploads.relpath(r.user_id, r.sha256, r.content_type)
+                poses[r.id] = PoseInfo(
+                    r.id,
+                    r.name,
+                    r.description or "",
+                    r.keypoints,
+                    r.controlnet_map_url,
+                    r.map_upload_id,
+                    path,
+                )
+    return JobInputs(_subject(row, user_id), poses)
+
+
+def _subject(row: Any, user_id: int) -> Subject | None:
+    if row is None:
+        return None
+    if row.subject_upload_id is not None:
+        if row.sha256 is None or row.user_id != user_id:
+            return Subject(refused=True)
+        return Subject(upload_path=uploads.relpath(row.user_id, row.sha256, row.content_type))
+    url = (row.subject_image_url or "").strip()
+    if not url:
+        return None
+    if not url.lower().startswith(("http://", "https://")):
+        # A path written before uploads were owned (or by hand): never read from disk.
+        return Subject(refused=True)
+    return Subject(url=url)
 
 
 def build_prompt(request_prompt: str | None, pose: PoseInfo | None) -> str:

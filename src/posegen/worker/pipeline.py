@@ -97,8 +97,8 @@ class _Run:
 
     def _poses(self) -> None:
         job = self.job
-        inputs = load_inputs(self.ctx.engine, job.project_id, list(job.pose_ids))
-        subject = self.h.images.subject(inputs.subject_image_url)
+        inputs = load_inputs(self.ctx.engine, job.project_id, list(job.pose_ids), job.user_id)
+        subject = self.h.images.subject(inputs.subject)
         if subject is not None:
             # Once per generation, not once per pose: every backend gets it at the output size.
             subject = fit_cover(subject, job.width, job.height)

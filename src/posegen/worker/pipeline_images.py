@@ -8,6 +8,7 @@ the caller's to record against that pose.
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections import OrderedDict
 
@@ -16,8 +17,10 @@ from PIL import Image
 from posegen.config import Settings
 from posegen.controlnet import MapCache, load_image
 from posegen.exceptions import FetchError, GeneratorError
-from posegen.library import pose_map_source
-from posegen.worker.job_inputs import PoseInfo
+from posegen.library import load_pose_map
+from posegen.worker.job_inputs import PoseInfo, Subject
+
+log = logging.getLogger(__name__)
 
 #: Fetch failures worth retrying the generation for; the rest (blocked address, not an image,
 #: too large...) will fail the same way again.
@@ -34,12 +37,27 @@ class PipelineImages:
         self._decoded: OrderedDict[str, Image.Image] = OrderedDict()
         self._lock = threading.Lock()
 
-    def subject(self, reference: str | None) -> Image.Image | None:
-        """The project's subject image, or None when it has none."""
-        if not reference:
+    def subject(self, subject: Subject | None) -> Image.Image | None:
+        """The project's subject image, or None when it has none.
+
+        An upload that is not the generation's user's, an upload whose row or file is gone, and
+        a stored path all fail alike (``subject-unavailable``): the user learns nothing about
+        which ids or files exist. The detail goes to the log.
+        """
+        if subject is None:
             return None
+        if subject.refused:
+            log.warning("subject refused: not the generation user's upload, or a stored path")
+            raise _unavailable()
+        if subject.upload_path is not None:
+            try:
+                return load_image(self.settings, subject.upload_path)
+            except FetchError as exc:
+                log.warning("subject upload unreadable", extra={"kind": exc.kind})
+                raise _unavailable() from exc
+        assert subject.url is not None
         try:
-            return load_image(self.settings, reference)
+            return load_image(self.settings, subject.url)
         except FetchError as exc:
             raise GeneratorError(
                 f"subject image: {exc.message}",
@@ -55,7 +73,7 @@ class PipelineImages:
         """
         if pose is None:
             return None
-        result = self.maps.load(pose_map_source(pose), size)
+        result = load_pose_map(self.maps, pose, size)
         if result is None:
             return None
         with self._lock:
@@ -70,3 +88,9 @@ class PipelineImages:
             while len(self._decoded) > _DECODED_ITEMS:
                 self._decoded.popitem(last=False)
         return image
+
+
+def _unavailable() -> GeneratorError:
+    return GeneratorError(
+        "the subject image is not available", transient=False, kind="subject-unavailable"
+    )

@@ -15,7 +15,7 @@ from posegen.api.openapi import problems
 from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
 from posegen.controlnet import MapResult, sources
 from posegen.exceptions import FetchError, InvalidInput, NotFound, PosegenError
-from posegen.library import pose_map_source
+from posegen.library import load_pose_map
 
 router = APIRouter(prefix="/library", tags=["library"])
 
@@ -34,6 +34,7 @@ def pose_out(request: Request, pose: catalog.PoseView) -> PoseOut:
         tags=pose.tags,
         keypoints=pose.keypoints,
         controlnet_map_url=pose.controlnet_map_url,
+        map_upload_id=pose.map_upload_id,
         preview_image_url=pose.preview_image_url,
         is_public=pose.is_public,
         map_url=request.url_for("pose_map", pose_id=pose.id).path,
@@ -91,7 +92,7 @@ def pose_map(request: Request, pose_id: PathId, user: CurrentUser, engine: Engin
     """The ControlNet pose map as PNG (fetched safely and cached, or rendered from keypoints)."""
     pose = catalog.get_pose(engine, pose_id, include_private=is_admin(user))
     try:
-        result = request.app.state.map_cache.load(pose_map_source(pose))
+        result = load_pose_map(request.app.state.map_cache, pose)
     except FetchError as exc:
         # The request was fine; the map it names could not be loaded (a stored row, not input).
         raise MapUnavailable(f"the map of pose {pose_id} could not be loaded: {exc.kind}") from exc
@@ -119,18 +120,42 @@ def _slugify(name: str) -> str:
 
 
 def _columns(body: PoseWrite, has_upload: bool) -> dict[str, Any]:
-    """Columns to write. Stored keypoints win over a map, so a new map clears them."""
+    """Columns to write. A pose has one map source: stored keypoints, a map URL or a map upload;
+    a new one clears the others."""
     values = body.model_dump(exclude_unset=True, exclude={"category"})
-    new_map = has_upload or values.get("controlnet_map_url") is not None
+    given = [
+        name
+        for name, present in (
+            ("keypoints", values.get("keypoints") is not None),
+            ("controlnetMapUrl", values.get("controlnet_map_url") is not None),
+            ("mapUploadId", values.get("map_upload_id") is not None),
+            ("map file", has_upload),
+        )
+        if present
+    ]
+    if len(given) > 1:
+        raise InvalidInput(f"give one map source, not {' and '.join(given)}", kind="two-maps")
     if values.get("keypoints") is not None:
-        if new_map:
-            raise InvalidInput("give keypoints or a map, not both", kind="two-maps")
         sources.parse_persons(values["keypoints"])
-    elif new_map:
-        values["keypoints"] = None
     if values.get("controlnet_map_url") is not None:
         values["controlnet_map_url"] = projects.check_image_url(values["controlnet_map_url"])
+    if given:
+        for column in ("keypoints", "controlnet_map_url", "map_upload_id"):
+            values.setdefault(column, None)
     return values
+
+
+async def _map_upload(
+    engine: EngineDep,
+    settings: SettingsDep,
+    admin_id: int,
+    values: dict[str, Any],
+    upload: bytes | None,
+) -> None:
+    """A multipart ``map`` file becomes the admin's upload; its id goes into ``values``."""
+    if upload is not None:
+        stored = await run_in_threadpool(uploads.store, engine, settings, admin_id, upload)
+        values["map_upload_id"] = stored.id
 
 
 @router.post(
@@ -143,27 +168,15 @@ def _columns(body: PoseWrite, has_upload: bool) -> dict[str, Any]:
 async def create_pose(
     request: Request, admin: AdminUser, engine: EngineDep, settings: SettingsDep
 ) -> PoseOut:
-    """Add a pose (admin): keypoints, a map URL, or a map image upload (multipart)."""
+    """Add a pose (admin): keypoints, a map URL, one of your uploads (`mapUploadId`) or a map
+    image file (multipart; stored as your upload)."""
     body, upload = await forms.read_body(request, PoseCreate, settings, "map")
     values = _columns(body, upload is not None)
     values.setdefault("slug", _slugify(body.name))
-    png = None
-    if upload is not None:
-        png = await run_in_threadpool(uploads.validated_png, settings, upload)
-        # The file is named after the new row's id, so the row comes first with a stand-in path.
-        values["controlnet_map_url"] = "/uploads/maps/storing.png"
-    pose = await run_in_threadpool(lambda: catalog.create_pose(engine, body.category, **values))
-    if png is not None:
-        try:
-            path = await run_in_threadpool(
-                uploads.store, settings, uploads.MAPS, f"pose-{pose.id}", png
-            )
-            pose = await run_in_threadpool(
-                lambda: catalog.update_pose(engine, pose.id, controlnet_map_url=path)
-            )
-        except BaseException:
-            await run_in_threadpool(catalog.delete_pose, engine, pose.id)
-            raise
+    await _map_upload(engine, settings, admin.id, values, upload)
+    pose = await run_in_threadpool(
+        lambda: catalog.create_pose(engine, body.category, owner_id=admin.id, **values)
+    )
     return pose_out(request, pose)
 
 
@@ -176,18 +189,17 @@ async def create_pose(
 async def update_pose(
     request: Request, pose_id: PathId, admin: AdminUser, engine: EngineDep, settings: SettingsDep
 ) -> PoseOut:
-    """Change a pose (admin); only the fields given change."""
+    """Change a pose (admin); only the fields given change. A replaced map upload is removed
+    when nothing else uses it."""
     body, upload = await forms.read_body(request, PoseWrite, settings, "map")
     values = _columns(body, upload is not None)
-    await run_in_threadpool(catalog.get_pose, engine, pose_id, include_private=True)
-    if upload is not None:
-        png = await run_in_threadpool(uploads.validated_png, settings, upload)
-        values["controlnet_map_url"] = await run_in_threadpool(
-            uploads.store, settings, uploads.MAPS, f"pose-{pose_id}", png
-        )
+    before = await run_in_threadpool(catalog.get_pose, engine, pose_id, include_private=True)
+    await _map_upload(engine, settings, admin.id, values, upload)
     pose = await run_in_threadpool(
-        lambda: catalog.update_pose(engine, pose_id, body.category, **values)
+        lambda: catalog.update_pose(engine, pose_id, body.category, owner_id=admin.id, **values)
     )
+    if before.map_upload_id not in (None, pose.map_upload_id):
+        await run_in_threadpool(uploads.release, engine, settings, before.map_upload_id)
     return pose_out(request, pose)
 
 
@@ -195,8 +207,8 @@ async def update_pose(
 def delete_pose(
     pose_id: PathId, admin: AdminUser, engine: EngineDep, settings: SettingsDep
 ) -> Response:
-    """Delete a pose (admin). Results made from it keep their images."""
-    pose = catalog.get_pose(engine, pose_id, include_private=True)
-    catalog.delete_pose(engine, pose_id)
-    uploads.remove(settings, pose.controlnet_map_url, uploads.MAPS)
+    """Delete a pose (admin). Results made from it keep their images; its map upload goes when
+    nothing else uses it."""
+    upload_id = catalog.delete_pose(engine, pose_id)
+    uploads.release(engine, settings, upload_id)
     return Response(status_code=204)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -18,27 +18,31 @@ from posegen.exceptions import InvalidInput
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
-SUBJECT_HELP = "Subject image (PNG, JPEG or WebP); stored re-encoded as PNG."
+SUBJECT_HELP = (
+    "Subject image (PNG, JPEG or WebP): stored as one of your uploads and attached by id."
+)
 
 
 def project_out(p: projects.ProjectView) -> ProjectOut:
     return ProjectOut.model_validate(p, from_attributes=True)
 
 
-async def _subject(settings: SettingsDep, url: str | None, upload: bytes | None) -> bytes | None:
-    if url is not None and upload is not None:
-        raise InvalidInput(
-            "give a subject upload or subjectImageUrl, not both", kind="two-subjects"
-        )
+async def _subject_upload(
+    engine: EngineDep,
+    settings: SettingsDep,
+    user_id: int,
+    values: dict[str, Any],
+    upload: bytes | None,
+) -> None:
+    """A multipart ``subject`` file becomes an owned upload; its id goes into ``values``."""
     if upload is None:
-        return None
-    return await run_in_threadpool(uploads.validated_png, settings, upload)
-
-
-async def _store_subject(settings: SettingsDep, project_id: int, png: bytes) -> str:
-    return await run_in_threadpool(
-        uploads.store, settings, uploads.SUBJECTS, f"project-{project_id}", png
-    )
+        return
+    if values.get("subject_image_url") is not None or values.get("subject_upload_id") is not None:
+        raise InvalidInput(
+            "give one subject: a file, subjectImageUrl or subjectUploadId", kind="two-subjects"
+        )
+    stored = await run_in_threadpool(uploads.store, engine, settings, user_id, upload)
+    values["subject_upload_id"] = stored.id
 
 
 @router.post(
@@ -50,20 +54,19 @@ async def _store_subject(settings: SettingsDep, project_id: int, png: bytes) -> 
 async def create_project(
     request: Request, user: CurrentUser, engine: EngineDep, settings: SettingsDep
 ) -> ProjectOut:
-    """Create a project: JSON `{name, subjectImageUrl?}` or multipart `name` + `subject` file."""
+    """Create a project: JSON `{name, subjectImageUrl? | subjectUploadId?}`, or multipart `name`
+    and a `subject` file (stored as your upload)."""
     body, upload = await forms.read_body(request, ProjectCreate, settings, "subject")
-    url = projects.check_image_url(body.subject_image_url) if body.subject_image_url else None
-    png = await _subject(settings, url, upload)
-    project = await run_in_threadpool(projects.create, engine, user.id, body.name, url)
-    if png is not None:
-        try:
-            path = await _store_subject(settings, project.id, png)
-            project = await run_in_threadpool(
-                lambda: projects.update_fields(engine, project.id, user.id, subject_image_url=path)
-            )
-        except BaseException:
-            await run_in_threadpool(projects.remove, engine, project.id, user.id)
-            raise
+    values = body.model_dump(exclude={"name"})
+    projects.clean_name(body.name)  # before a file is stored for a project that cannot exist
+    if values["subject_image_url"] is not None:
+        values["subject_image_url"] = projects.check_image_url(values["subject_image_url"])
+    await _subject_upload(engine, settings, user.id, values, upload)
+    project = await run_in_threadpool(
+        lambda: projects.create(
+            engine, user.id, body.name, values["subject_image_url"], values["subject_upload_id"]
+        )
+    )
     return project_out(project)
 
 
@@ -100,20 +103,21 @@ async def update_project(
     engine: EngineDep,
     settings: SettingsDep,
 ) -> ProjectOut:
-    """Rename, or replace the subject (by URL or upload); only the fields given change."""
+    """Rename, or replace the subject (URL, upload id or file); only the fields given change.
+    A replaced upload is removed if nothing else uses it."""
     body, upload = await forms.read_body(request, ProjectUpdate, settings, "subject")
     values = body.model_dump(exclude_unset=True)
     if values.get("subject_image_url") is not None:
         values["subject_image_url"] = projects.check_image_url(values["subject_image_url"])
     if values.get("name", "") is None:
         raise InvalidInput("name cannot be null", kind="invalid-name")
-    await run_in_threadpool(projects.get, engine, project_id, user.id)
-    png = await _subject(settings, values.get("subject_image_url"), upload)
-    if png is not None:
-        values["subject_image_url"] = await _store_subject(settings, project_id, png)
+    before = await run_in_threadpool(projects.get, engine, project_id, user.id)
+    await _subject_upload(engine, settings, user.id, values, upload)
     project = await run_in_threadpool(
         lambda: projects.update_fields(engine, project_id, user.id, **values)
     )
+    if before.subject_upload_id not in (None, project.subject_upload_id):
+        await run_in_threadpool(uploads.release, engine, settings, before.subject_upload_id)
     return project_out(project)
 
 
@@ -127,8 +131,9 @@ def archive_project(project_id: PathId, user: CurrentUser, engine: EngineDep) ->
 def delete_project(
     project_id: PathId, user: CurrentUser, engine: EngineDep, settings: SettingsDep
 ) -> Response:
-    """Delete the project, its generations and their files (refused while one is active)."""
+    """Delete the project, its generations and their files (refused while one is active); its
+    subject upload too when no other project or pose uses it."""
     project, generation_ids = projects.remove(engine, project_id, user.id)
-    uploads.remove(settings, project.subject_image_url, uploads.SUBJECTS)
+    uploads.release(engine, settings, project.subject_upload_id)
     remove_results(settings, generation_ids)
     return Response(status_code=204)
