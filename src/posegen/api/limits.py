@@ -1,28 +1,16 @@
-"""Limits: request body size on every route, and per-user submission limits (429 + Retry-After).
+"""Limits at the HTTP edge: request body size on every route.
 
-The per-user counters are read from the database (the index on ``(user_id, created_at)`` serves
-them), not kept in process memory, so they hold across API replicas.
+Per-user submission limits are checked by the queue inside the submit transaction
+(:mod:`posegen.queue.quota`), where they cannot race the insert.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import math
-
 from fastapi import HTTPException
-from sqlalchemy import Engine
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from posegen import generations_read
 from posegen.api.errors import problem
-from posegen.config import Settings
-from posegen.db.types import utcnow
-from posegen.exceptions import RateLimited
-
-WINDOW = dt.timedelta(minutes=1)
-#: Nothing says when an active generation ends; ask clients to come back after a short while.
-ACTIVE_RETRY_AFTER_SECONDS = 5
 
 
 class BodySizeLimit:
@@ -72,25 +60,3 @@ class BodySizeLimit:
             413, "payload-too-large", self._detail(), headers={"Connection": "close"}
         )
         await response(scope, receive, send)
-
-
-def check_submission_limits(engine: Engine, settings: Settings, user_id: int) -> None:
-    """Raise :class:`RateLimited` if the user may not submit another generation now."""
-    now = utcnow()
-    count, oldest = generations_read.submissions_since(engine, user_id, now - WINDOW)
-    if count >= settings.submissions_per_minute:
-        wait = WINDOW.total_seconds()
-        if oldest is not None:
-            wait = (oldest + WINDOW - now).total_seconds()
-        raise RateLimited(
-            f"at most {settings.submissions_per_minute} generations per minute",
-            retry_after=max(1, math.ceil(wait)),
-            kind="too-many-submissions",
-        )
-    active = generations_read.count_active(engine, user_id)
-    if active >= settings.max_active_generations:
-        raise RateLimited(
-            f"at most {settings.max_active_generations} active generations at once",
-            retry_after=ACTIVE_RETRY_AFTER_SECONDS,
-            kind="too-many-active",
-        )

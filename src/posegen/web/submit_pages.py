@@ -19,7 +19,6 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from posegen import catalog, pagination, projects, queue, uploads
-from posegen.api.limits import check_submission_limits
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
 from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
@@ -126,8 +125,8 @@ def submit(ctx: WebContext, session: WebSession, state: FormState) -> int:
     """Validate, apply the per-user limits, enqueue; returns the generation id."""
     assert session.account is not None
     req = build_request(ctx, session, state)
-    check_submission_limits(ctx.engine, ctx.settings, session.account.id)
-    return queue.submit(ctx.engine, ctx.settings, req).generation_id
+    limits = queue.SubmitLimits.from_settings(ctx.settings)
+    return queue.submit(ctx.engine, ctx.settings, req, limits).generation_id
 
 
 def form_values(ctx: WebContext, session: WebSession, category: str | None) -> dict[str, Any]:
