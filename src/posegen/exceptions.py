@@ -82,13 +82,6 @@ class QuotaExceeded(PosegenError):
         self.http_status = http_status
 
 
-class ServerBusy(PosegenError):
-    """The server runs as many requests as it may; the client should retry shortly."""
-
-    kind = "server-busy"
-    http_status = 503
-
-
 class LeaseLost(PosegenError):
     """A fenced worker write matched zero rows: another worker owns the generation now."""
 

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, update
 
 from posegen import pagination
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import GenerationStatus, PoseGeneration, Project, ProjectStatus
+from posegen.db.models import GenerationStatus, PoseGeneration, Project, ProjectStatus, User
 from posegen.db.types import utcnow
-from posegen.exceptions import Conflict, InvalidInput, NotFound
+from posegen.exceptions import Conflict, InvalidInput, NotFound, QuotaExceeded
+from posegen.queue import quota
 
 P = Project
 _ACTIVE = (GenerationStatus.PENDING, GenerationStatus.PROCESSING)
@@ -76,9 +77,20 @@ def check_image_url(url: str) -> str:
     return url
 
 
-def create(engine: Engine, user_id: int, name: str, subject_image_url: str | None) -> ProjectView:
+def create(
+    engine: Engine,
+    user_id: int,
+    name: str,
+    subject_image_url: str | None,
+    *,
+    max_projects: int | None = None,
+) -> ProjectView:
+    """A new project; :class:`QuotaExceeded` (``too-many-projects``) when the user already has
+    ``max_projects`` (archived ones count: they keep their results)."""
     now = utcnow()
     with write_transaction(engine) as conn:
+        if max_projects is not None:
+            _check_project_cap(conn, user_id, max_projects)
         project_id = conn.execute(
             insert(P)
             .values(
@@ -91,6 +103,18 @@ def create(engine: Engine, user_id: int, name: str, subject_image_url: str | Non
             .returning(P.id)
         ).scalar_one()
         return _get(conn, project_id, user_id)
+
+
+def _check_project_cap(conn: Connection, user_id: int, max_projects: int) -> None:
+    # The user's row lock serialises one user's creates on PostgreSQL (SQLite: BEGIN
+    # IMMEDIATE already does), so concurrent creates cannot all see room for one more.
+    conn.execute(select(User.id).where(User.id == user_id).with_for_update())
+    count = conn.execute(select(func.count(P.id)).where(P.user_id == user_id)).scalar_one()
+    if count >= max_projects:
+        raise QuotaExceeded(
+            f"at most {max_projects} projects per user; delete one first",
+            kind="too-many-projects",
+        )
 
 
 def _get(conn: Connection, project_id: int, user_id: int) -> ProjectView:
@@ -167,6 +191,8 @@ def archive(engine: Engine, project_id: int, user_id: int) -> ProjectView:
 def remove(engine: Engine, project_id: int, user_id: int) -> tuple[ProjectView, list[int]]:
     """Delete a project and (by cascade) its generations; returns it and their ids."""
     with write_transaction(engine) as conn:
+        # The quota row before the project: submit takes them in that order too.
+        quota.lock_user(conn, user_id)
         view = _lock(conn, project_id, user_id)
         _refuse_if_active(conn, project_id, "delete")
         generation_ids = list(
@@ -174,6 +200,7 @@ def remove(engine: Engine, project_id: int, user_id: int) -> tuple[ProjectView, 
                 select(PoseGeneration.id).where(PoseGeneration.project_id == project_id)
             ).scalars()
         )
+        quota.forget_results(conn, user_id, generation_ids)
         conn.execute(delete(P).where(P.id == project_id))
     return view, generation_ids
 

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select, update
 
 from posegen.config import Settings
-from posegen.db.models import Project, UserGenerationStats
+from posegen.db.models import GeneratedPose, Project, UserGenerationStats
 from posegen.exceptions import NotFound, PosegenError, QuotaExceeded, RateLimited
 
 WINDOW = dt.timedelta(minutes=1)
@@ -167,3 +167,27 @@ def refusal(
             http_status=413,
         )
     return None
+
+
+def lock_user(conn: Connection, user_id: int) -> None:
+    """Take the user's quota row lock for this transaction (PostgreSQL; SQLite's write
+    transaction already excludes every other writer)."""
+    s = UserGenerationStats
+    conn.execute(select(s.user_id).where(s.user_id == user_id).with_for_update())
+
+
+def forget_results(conn: Connection, user_id: int, generation_ids: list[int]) -> int:
+    """Before deleting these generations: take their stored bytes off the user's count, in the
+    caller's transaction. Returns the bytes freed."""
+    if not generation_ids:
+        return 0
+    total = conn.execute(
+        select(func.sum(GeneratedPose.bytes)).where(GeneratedPose.generation_id.in_(generation_ids))
+    ).scalar_one()
+    freed = int(total or 0)
+    if freed:
+        s = UserGenerationStats
+        conn.execute(
+            update(s).where(s.user_id == user_id).values(result_bytes=s.result_bytes - freed)
+        )
+    return freed

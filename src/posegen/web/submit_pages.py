@@ -202,7 +202,9 @@ def create_project(ctx: WebContext, session: WebSession, name: str, upload: byte
     """A project with an optional subject image (validated and re-encoded, as in the API)."""
     assert session.account is not None
     png = uploads.validated_png(ctx.settings, upload) if upload else None
-    project = projects.create(ctx.engine, session.account.id, name, None)
+    project = projects.create(
+        ctx.engine, session.account.id, name, None, max_projects=ctx.settings.max_projects_per_user
+    )
     if png is not None:
         path = uploads.store(ctx.settings, uploads.SUBJECTS, f"project-{project.id}", png)
         projects.update_fields(ctx.engine, project.id, session.account.id, subject_image_url=path)

@@ -219,11 +219,13 @@ def get_generation(request: Request, generation: GenerationDep) -> GenerationOut
             "content": {"text/event-stream": {"schema": sse.EVENT_SCHEMA}},
         },
         204: {"description": "The generation ended and the client has seen every event."},
-        **problems(404),
+        **problems(404, 429),
     },
 )
 async def generation_events(
+    request: Request,
     generation: GenerationDep,
+    user: CurrentUser,
     engine: EngineDep,
     settings: SettingsDep,
     last_event_id: Annotated[
@@ -236,9 +238,13 @@ async def generation_events(
     if await run_in_threadpool(sse.nothing_left, engine, generation.id, after):
         return Response(status_code=204)
     poll = min(settings.poll_interval_seconds, 1.0)
-    return EventSourceResponse(
-        sse.stream(engine, generation.id, after, poll, settings.sse_max_seconds),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    slots: sse.StreamSlots = request.app.state.stream_slots
+    return slots.guard(
+        user.id,
+        EventSourceResponse(
+            sse.stream(engine, generation.id, after, poll, settings.sse_max_seconds),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -45,6 +46,7 @@ async def _store_subject(settings: SettingsDep, project_id: int, png: bytes) -> 
     "",
     status_code=201,
     response_model=ProjectOut,
+    responses=problems(429),
     openapi_extra=forms.request_body(ProjectCreate, "subject", SUBJECT_HELP),
 )
 async def create_project(
@@ -54,7 +56,13 @@ async def create_project(
     body, upload = await forms.read_body(request, ProjectCreate, settings, "subject")
     url = projects.check_image_url(body.subject_image_url) if body.subject_image_url else None
     png = await _subject(settings, url, upload)
-    project = await run_in_threadpool(projects.create, engine, user.id, body.name, url)
+    project = await run_in_threadpool(
+        partial(projects.create, max_projects=settings.max_projects_per_user),
+        engine,
+        user.id,
+        body.name,
+        url,
+    )
     if png is not None:
         try:
             path = await _store_subject(settings, project.id, png)
