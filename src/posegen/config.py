@@ -106,6 +106,20 @@ class Settings(BaseSettings):
     max_poses_per_request: int = Field(default=200, ge=1)
     max_total_poses: int = Field(default=500, ge=1)
     max_variations: int = Field(default=10, ge=1)
+    #: Per-user caps checked when a project is created / a generation is submitted.
+    max_projects_per_user: int = Field(default=100, ge=1)
+    max_result_bytes_per_user: int = Field(default=10 * 1024**3, ge=1)
+    #: Size estimate of one stored result: width x height x this (PNG), plus a thumbnail.
+    result_bytes_per_pixel: float = Field(default=3.0, gt=0)
+    #: The HTTP server: connections it holds (idle ones included; capped below the descriptor
+    #: limit), requests it runs at once (event streams not counted), and its deadlines.
+    http_max_connections: int = Field(default=2048, ge=16)
+    http_max_requests: int = Field(default=256, ge=1)
+    http_keepalive_seconds: float = Field(default=5.0, gt=0)
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: Event streams one user may hold open at once (429 beyond).
+    sse_max_streams_per_user: int = Field(default=8, ge=1)
     metrics_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     #: How long an API process trusts a key it looked up (a revocation elsewhere waits this long).
     auth_cache_seconds: float = Field(default=5.0, ge=0)

@@ -71,6 +71,17 @@ class RateLimited(PosegenError):
         self.retry_after = retry_after
 
 
+class QuotaExceeded(PosegenError):
+    """A per-user cap on stored things (projects, result bytes); waiting does not lift it."""
+
+    kind = "quota-exceeded"
+    http_status = 429
+
+    def __init__(self, message: str, *, kind: str | None = None, http_status: int = 429) -> None:
+        super().__init__(message, kind=kind)
+        self.http_status = http_status
+
+
 class LeaseLost(PosegenError):
     """A fenced worker write matched zero rows: another worker owns the generation now."""
 

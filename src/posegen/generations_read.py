@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from posegen import pagination
 from posegen.config import Settings
@@ -178,31 +178,6 @@ def find_by_idempotency_key(
             select(G.id, G.request_hash).where(G.user_id == user_id, G.idempotency_key == key)
         ).first()
     return None if row is None else (row.id, row.request_hash)
-
-
-def submissions_since(
-    engine: Engine, user_id: int, since: dt.datetime
-) -> tuple[int, dt.datetime | None]:
-    """How many generations the user created since ``since``, and the oldest of them."""
-    with read_connection(engine) as conn:
-        row = conn.execute(
-            select(func.count(G.id), func.min(G.created_at)).where(
-                G.user_id == user_id, G.created_at >= since
-            )
-        ).one()
-    count, oldest = row
-    if isinstance(oldest, str):  # SQLite loses the column type inside an aggregate
-        oldest = dt.datetime.fromisoformat(oldest).replace(tzinfo=dt.UTC)
-    return int(count), oldest
-
-
-def count_active(engine: Engine, user_id: int) -> int:
-    with read_connection(engine) as conn:
-        return int(
-            conn.execute(
-                select(func.count(G.id)).where(G.user_id == user_id, G.status.in_(ACTIVE_STATUSES))
-            ).scalar_one()
-        )
 
 
 @dataclass(frozen=True)

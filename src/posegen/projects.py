@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exists, func, insert, select, update
 
 from posegen import pagination, uploads
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import GenerationStatus, PoseGeneration, Project, ProjectStatus
+from posegen.db.models import GenerationStatus, PoseGeneration, Project, ProjectStatus, User
 from posegen.db.types import utcnow
-from posegen.exceptions import Conflict, InvalidInput, NotFound
+from posegen.exceptions import Conflict, InvalidInput, NotFound, QuotaExceeded
+from posegen.queue import quota
 
 P = Project
 _ACTIVE = (GenerationStatus.PENDING, GenerationStatus.PROCESSING)
@@ -102,14 +103,20 @@ def create(
     name: str,
     subject_image_url: str | None,
     subject_upload_id: int | None = None,
+    *,
+    max_projects: int | None = None,
 ) -> ProjectView:
-    """A project with at most one subject: a URL or one of the user's own uploads."""
+    """A project with at most one subject: a URL or one of the user's own uploads;
+    :class:`QuotaExceeded` (``too-many-projects``) when the user already has ``max_projects``
+    (archived ones count: they keep their results)."""
     if subject_image_url is not None and subject_upload_id is not None:
         raise InvalidInput(
             "give a subject upload or subjectImageUrl, not both", kind="two-subjects"
         )
     now = utcnow()
     with write_transaction(engine) as conn:
+        if max_projects is not None:
+            _check_project_cap(conn, user_id, max_projects)
         if subject_upload_id is not None:
             uploads.attach(conn, subject_upload_id, user_id)
         project_id = conn.execute(
@@ -125,6 +132,18 @@ def create(
             .returning(P.id)
         ).scalar_one()
         return _get(conn, project_id, user_id)
+
+
+def _check_project_cap(conn: Connection, user_id: int, max_projects: int) -> None:
+    # The user's row lock serialises one user's creates on PostgreSQL (SQLite: BEGIN
+    # IMMEDIATE already does), so concurrent creates cannot all see room for one more.
+    conn.execute(select(User.id).where(User.id == user_id).with_for_update())
+    count = conn.execute(select(func.count(P.id)).where(P.user_id == user_id)).scalar_one()
+    if count >= max_projects:
+        raise QuotaExceeded(
+            f"at most {max_projects} projects per user; delete one first",
+            kind="too-many-projects",
+        )
 
 
 def _get(conn: Connection, project_id: int, user_id: int) -> ProjectView:
@@ -214,6 +233,8 @@ def archive(engine: Engine, project_id: int, user_id: int) -> ProjectView:
 def remove(engine: Engine, project_id: int, user_id: int) -> tuple[ProjectView, list[int]]:
     """Delete a project and (by cascade) its generations; returns it and their ids."""
     with write_transaction(engine) as conn:
+        # The quota row before the project: submit takes them in that order too.
+        quota.lock_user(conn, user_id)
         view = _lock(conn, project_id, user_id)
         _refuse_if_active(conn, project_id, "delete")
         generation_ids = list(
@@ -221,6 +242,7 @@ def remove(engine: Engine, project_id: int, user_id: int) -> tuple[ProjectView, 
                 select(PoseGeneration.id).where(PoseGeneration.project_id == project_id)
             ).scalars()
         )
+        quota.forget_results(conn, user_id, generation_ids)
         conn.execute(delete(P).where(P.id == project_id))
     return view, generation_ids
 

@@ -99,8 +99,11 @@ def write_pose(
     """Store an image (unless ``failed``) and record the pose through the queue, fenced."""
     key = queue.variation_key(pose_id, index)
     image = thumb = None
+    size = None
     if not failed:
-        image, thumb = make_storage(settings).save_result(job.id, key, png(64, 64, (index, 90, 9)))
+        image, thumb, size = make_storage(settings).save_result(
+            job.id, key, png(64, 64, (index, 90, 9))
+        )
     queue.record_pose(
         engine,
         job.id,
@@ -116,5 +119,6 @@ def write_pose(
             duration_ms=5,
             error_kind="generator" if failed else None,
             error_message="backend said no" if failed else None,
+            bytes=size,
         ),
     )

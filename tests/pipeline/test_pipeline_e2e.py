@@ -25,6 +25,7 @@ from posegen.db.models import (
     GenerationStatus,
     PoseGeneration,
     PoseLibrary,
+    UserGenerationStats,
 )
 from posegen.exceptions import GeneratorError
 from posegen.generators import GenerateRequest, GenerateResult
@@ -92,9 +93,17 @@ def test_generations_produce_exactly_the_expected_files(world: World) -> None:
             assert meta["note"] == PREVIEW_NOTE
             assert meta["subject"] is True and meta["poseMap"] is (row.pose_id is not None)
             assert (meta["width"], meta["height"]) == size
+            # The quota counts exactly what the files take.
+            on_disk_bytes = (root / row.image_path).stat().st_size
+            assert row.bytes == on_disk_bytes + (root / row.thumbnail_path).stat().st_size
             expected_files |= {row.image_path, row.thumbnail_path}
     on_disk = {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
     assert on_disk == expected_files
+    with Session(world.engine) as session:
+        stats = session.get(UserGenerationStats, world.user_id)
+    assert stats is not None
+    assert stats.result_bytes == sum((root / f).stat().st_size for f in expected_files)
+    assert stats.reserved_bytes == 0  # every generation ended and gave its estimate back
     # Variations of one pose differ (their seeds differ); each file is distinct.
     assert len({(root / f).read_bytes() for f in expected_files}) == len(expected_files)
 

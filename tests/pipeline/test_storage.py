@@ -35,7 +35,7 @@ def test_save_writes_image_and_bounded_thumbnail(
     store = make_storage(load_settings(data_dir=tmp_path))
     assert isinstance(store, ResultStore)
     png = _png(*size)
-    image_rel, thumb_rel = store.save_result(12345, "p7-v1", png)
+    image_rel, thumb_rel, _ = store.save_result(12345, "p7-v1", png)
 
     assert (image_rel, thumb_rel) == ("000012/12345/p7-v1.png", "000012/12345/p7-v1.thumb.jpg")
     root = tmp_path / "results"
@@ -56,7 +56,7 @@ def test_decoded_image_is_used_when_given_and_rewrite_replaces(tmp_path: Path) -
     first = _png(64, 64, (255, 0, 0))
     store.save_result(1, "text-v0", first)
     second = _png(64, 64, (0, 255, 0))
-    image_rel, thumb_rel = store.save_result(
+    image_rel, thumb_rel, _ = store.save_result(
         1, "text-v0", second, Image.new("RGB", (64, 64), (0, 255, 0))
     )
     assert store.read(image_rel) == second

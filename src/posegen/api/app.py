@@ -12,9 +12,10 @@ from sqlalchemy import Engine
 
 from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
-from posegen.api.limits import BodySizeLimit
+from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.api.routes import uploads as upload_routes
+from posegen.api.sse import StreamSlots
 from posegen.config import Settings
 from posegen.web import include_web
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.engine = the_engine
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.map_cache = MapCache(settings)
+    app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_user)
 
     errors.install(app)
     openapi.install(app)
@@ -75,6 +77,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     include_web(app, settings, the_engine)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestLimits,
+        max_requests=settings.http_max_requests,
+        body_timeout=settings.http_body_timeout_seconds,
+    )
     if settings.cors_origin_list:
         # Added last, so it is outermost: even a 413 carries the CORS headers a browser needs.
         app.add_middleware(

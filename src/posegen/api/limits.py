@@ -1,28 +1,20 @@
-"""Limits: request body size on every route, and per-user submission limits (429 + Retry-After).
+"""Limits at the HTTP edge: request body size and body deadline on every route, and how many
+requests one process runs at once.
 
-The per-user counters are read from the database (the index on ``(user_id, created_at)`` serves
-them), not kept in process memory, so they hold across API replicas.
+Per-user submission limits are checked by the queue inside the submit transaction
+(:mod:`posegen.queue.quota`), where they cannot race the insert.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import math
+import re
 
+import anyio
 from fastapi import HTTPException
-from sqlalchemy import Engine
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from posegen import generations_read
 from posegen.api.errors import problem
-from posegen.config import Settings
-from posegen.db.types import utcnow
-from posegen.exceptions import RateLimited
-
-WINDOW = dt.timedelta(minutes=1)
-#: Nothing says when an active generation ends; ask clients to come back after a short while.
-ACTIVE_RETRY_AFTER_SECONDS = 5
 
 
 class BodySizeLimit:
@@ -74,23 +66,67 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
-def check_submission_limits(engine: Engine, settings: Settings, user_id: int) -> None:
-    """Raise :class:`RateLimited` if the user may not submit another generation now."""
-    now = utcnow()
-    count, oldest = generations_read.submissions_since(engine, user_id, now - WINDOW)
-    if count >= settings.submissions_per_minute:
-        wait = WINDOW.total_seconds()
-        if oldest is not None:
-            wait = (oldest + WINDOW - now).total_seconds()
-        raise RateLimited(
-            f"at most {settings.submissions_per_minute} generations per minute",
-            retry_after=max(1, math.ceil(wait)),
-            kind="too-many-submissions",
-        )
-    active = generations_read.count_active(engine, user_id)
-    if active >= settings.max_active_generations:
-        raise RateLimited(
-            f"at most {settings.max_active_generations} active generations at once",
-            retry_after=ACTIVE_RETRY_AFTER_SECONDS,
-            kind="too-many-active",
-        )
+#: Event streams: long-lived by design, so the request cap does not count them (they have their
+#: own per-user cap, ``sse_max_streams_per_user``).
+STREAM_PATH = re.compile(r"/generations/[0-9]+/events$")
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+class RequestLimits:
+    """Pure ASGI middleware: at most ``max_requests`` requests at once (event streams not
+    counted; 503 ``server-busy`` beyond), and a request body must arrive within
+    ``body_timeout`` seconds of its headers (408 ``request-timeout``, connection closed).
+
+    The body deadline covers the whole body, not the gap between chunks: a client trickling
+    one byte a second would pass any gap timeout. Only reads of the body are timed; once it
+    is complete, waiting for a disconnect (streaming responses do) has no deadline.
+    """
+
+    def __init__(self, app: ASGIApp, max_requests: int, body_timeout: float) -> None:
+        self.app = app
+        self.max_requests = max_requests
+        self.body_timeout = body_timeout
+        # One event loop per process runs every request: a plain counter is enough.
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = anyio.current_time() + self.body_timeout
+        body_done = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                raise HTTPException(
+                    408,
+                    f"request body not received within {self.body_timeout:g} s",
+                    headers={"Connection": "close"},
+                ) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        if STREAM_PATH.search(scope["path"]):
+            await self.app(scope, timed_receive, send)
+            return
+        if self.in_flight >= self.max_requests:
+            response = problem(
+                503,
+                "server-busy",
+                "the server is busy; try again shortly",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+            )
+            await response(scope, receive, send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, timed_receive, send)
+        finally:
+            self.in_flight -= 1

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 
 import anyio
 from fastapi.sse import format_sse_event
 from sqlalchemy import Engine
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from posegen import generations_read
 from posegen.db.models import TERMINAL_STATUSES
+from posegen.exceptions import RateLimited
 from posegen.queue.events import KINDS
 
 #: Comment line sent when nothing happened for a while, so proxies keep the connection open.
@@ -34,6 +38,55 @@ EVENT_SCHEMA = {
         "retry": {"type": "integer", "minimum": 0},
     },
 }
+
+
+#: Retry-After of a refused stream: an open one may end (or time out) soon.
+STREAMS_RETRY_AFTER_SECONDS = 5
+
+
+class StreamSlots:
+    """Event streams each user holds open in this process, capped per user.
+
+    Streams are long-lived, so the server's request cap leaves them out; this cap keeps one
+    user from holding every connection. The count is per API process (every request of a
+    process runs on its one event loop, so no lock is needed).
+    """
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self.open: Counter[int] = Counter()
+
+    def guard(self, user_id: int, response: Response) -> Response:
+        """``response`` holding one of the user's slots until it has been sent (or the client
+        went away); RateLimited (``too-many-streams``) when the user has none left."""
+        if self.open[user_id] >= self.per_user:
+            raise RateLimited(
+                f"at most {self.per_user} open event streams per user",
+                retry_after=STREAMS_RETRY_AFTER_SECONDS,
+                kind="too-many-streams",
+            )
+        self.open[user_id] += 1
+        return _Releasing(response, lambda: self._release(user_id))
+
+    def _release(self, user_id: int) -> None:
+        self.open[user_id] -= 1
+        if self.open[user_id] <= 0:
+            del self.open[user_id]
+
+
+class _Releasing(Response):
+    """Sends ``inner`` and then releases its slot, however the sending ends."""
+
+    def __init__(self, inner: Response, release: Callable[[], None]) -> None:
+        super().__init__(status_code=inner.status_code)
+        self.inner = inner
+        self.release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.release()
 
 
 def event_bytes(event: generations_read.EventRow, generation_id: int) -> bytes:

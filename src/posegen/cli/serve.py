@@ -52,6 +52,7 @@ def serve(
     _require_schema(st.engine)
     bind_host = host or settings.api_host
     bind_port = settings.api_port if port is None else port
+    from posegen.api import server
     from posegen.worker import signals
 
     # uvicorn shuts down gracefully on SIGTERM/SIGINT and then re-raises the signal to the
@@ -62,16 +63,18 @@ def serve(
             from posegen.api.app import create_app
 
             app = create_app(settings, st.engine)
-            uvicorn.run(app, host=bind_host, port=bind_port, log_config=None)
+            server.run(server.make_config(app, settings, bind_host, bind_port))
             return
         # Several processes need an import string; each builds its settings from the environment.
-        uvicorn.run(
-            "posegen.api.app:app_from_environment",
-            factory=True,
-            host=bind_host,
-            port=bind_port,
-            workers=workers,
-            log_config=None,
+        server.run(
+            server.make_config(
+                "posegen.api.app:app_from_environment",
+                settings,
+                bind_host,
+                bind_port,
+                factory=True,
+                workers=workers,
+            )
         )
     finally:
         restore()
@@ -93,6 +96,7 @@ def up(
     ] = None,
 ) -> None:
     """Migrate, seed the pose library, create a first admin key, and run API + worker."""
+    from posegen.api import server as server_config
     from posegen.api.app import create_app
     from posegen.library import seed_library
     from posegen.worker import Worker, signals
@@ -108,9 +112,7 @@ def up(
     bind_port = settings.api_port if port is None else port
 
     worker = Worker(settings, engine, handler, concurrency)
-    config = uvicorn.Config(
-        create_app(settings, engine), host=bind_host, port=bind_port, log_config=None
-    )
+    config = server_config.make_config(create_app(settings, engine), settings, bind_host, bind_port)
     server = uvicorn.Server(config)
     worker_failed = threading.Event()
 

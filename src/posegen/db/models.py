@@ -255,6 +255,8 @@ class PoseGeneration(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    #: Result bytes held against the owner's quota from submit until the generation ends.
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 # Queue indexes live in their own migration revision (0002); declared here so the models are the
@@ -300,6 +302,8 @@ class GeneratedPose(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Bytes of the stored image and thumbnail (counted in the owner's ``result_bytes``).
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class GenerationEvent(Base):
@@ -331,6 +335,16 @@ class UserGenerationStats(Base):
     cancelled: Mapped[int] = mapped_column(BigInteger, default=0)
     poses_completed: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Per-user limits live on this row because the submit transaction already upserts it: its
+    # row lock serialises one user's submits, and active = generations - the terminal counts.
+    #: The per-minute window: when it opened and how many submits it admitted. Deleting
+    #: generations does not touch it.
+    window_started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    window_submissions: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: Bytes of the user's stored results (images and thumbnails).
+    result_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    #: Estimated bytes of the user's active generations, released when each ends.
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 Index(

@@ -20,6 +20,7 @@ from posegen.queue.model import (
     variation_key,
 )
 from posegen.queue.progress import PoseOutcome, PoseWrite
+from posegen.queue.quota import SubmitLimits, estimate_result_bytes
 from posegen.queue.recovery import recover
 from posegen.queue.submit import submit, submit_many
 
@@ -32,9 +33,11 @@ __all__ = [
     "PoseResult",
     "PoseWrite",
     "RecoveryOutcome",
+    "SubmitLimits",
     "SubmitResult",
     "cancel",
     "claim",
+    "estimate_result_bytes",
     "fail_permanent",
     "fail_transient",
     "finish",

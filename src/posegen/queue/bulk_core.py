@@ -29,6 +29,7 @@ LIVE_COLUMNS = (
     G.total_expected_poses,
     G.deadline_at,
     G.lease_expires_at,
+    G.reserved_bytes,
 )
 
 #: (id, lease token, from status, to status, error kind, error message, poses completed,

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, text
 from posegen.db.hot_queries import CLAIM_SCAN
 from posegen.queue import dialect_pg_bulk as bulk
 from posegen.queue.bulk_core import EndRow
+from posegen.queue.quota import SubmitLimits
 from posegen.queue.sql import CLAIM_RETURNING, claim_columns
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,10 @@ class PostgresOps:
     ) -> None:
         bulk.end_rows(conn, items, now, expired_before)
 
-    def submit_one(self, conn: Connection, row: dict[str, Any]) -> int | None:
-        """One submit as one statement (row, rollup, event, NOTIFY); None: not the user's
-        project. ``conn`` must be in autocommit: the statement is the whole transaction."""
-        return bulk.submit_one(conn, row, CHANNEL)
+    def submit_one(self, conn: Connection, row: dict[str, Any], limits: SubmitLimits) -> int | None:
+        """One submit as one statement (limits and rollup, row, event, NOTIFY); None: refused.
+        ``conn`` must be in autocommit: the statement is the whole transaction."""
+        return bulk.submit_one(conn, row, limits, CHANNEL)
 
     def submit_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> list[int]:
         """Many submits as one statement, in the caller's transaction; ids in row order."""

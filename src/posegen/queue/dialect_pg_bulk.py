@@ -13,11 +13,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from posegen.queue import quota
 from posegen.queue.bulk_core import EndRow
 
 _LIVE = (
     "id, lease_token, user_id, status, cancel_requested, attempts, max_attempts, "
-    "poses_completed, poses_failed, total_expected_poses, deadline_at, lease_expires_at"
+    "poses_completed, poses_failed, total_expected_poses, deadline_at, lease_expires_at, "
+    "reserved_bytes"
 )
 
 FENCE = (
@@ -28,7 +30,7 @@ FENCE = (
 _POSE_COLUMNS = (
     "generation_id bigint, variation_key text, pose_id bigint, variation_index int, "
     "status text, image_path text, thumbnail_path text, seed bigint, prompt_used text, "
-    "duration_ms int, error_kind text, error_message text, metadata json"
+    "duration_ms int, error_kind text, error_message text, metadata json, bytes bigint"
 )
 _POSE_NAMES = ", ".join(c.split()[0] for c in _POSE_COLUMNS.split(", "))
 
@@ -63,7 +65,16 @@ INSERT_EVENTS = (
     f"SELECT g, k, d, %(now)s FROM {_EVENTS_FROM}"
 )
 
-_ROLLUP_FIELDS = ("generations", "completed", "partial", "failed", "cancelled", "poses_completed")
+_ROLLUP_FIELDS = (
+    "generations",
+    "completed",
+    "partial",
+    "failed",
+    "cancelled",
+    "poses_completed",
+    "result_bytes",
+    "reserved_bytes",
+)
 _ROLLUP_UPDATE = ", ".join(
     f"{f} = user_generation_stats.{f} + excluded.{f}" for f in _ROLLUP_FIELDS
 )
@@ -168,24 +179,24 @@ _GEN_COLUMNS = (
     "created_at",
     "idempotency_key",
     "request_hash",
+    "reserved_bytes",
 )
 
-# One submit, one statement: the row (only if the project is the user's), the rollup, the
-# ``queued`` event and the NOTIFY. Run in autocommit it is a whole transaction in one round trip.
+# One submit, one statement: the admission upsert of the user's rollup row (every per-user limit
+# in its WHERE, checked under the row lock; see posegen.queue.quota), the row (only if admitted),
+# the ``queued`` event and the NOTIFY. Run in autocommit it is a whole transaction in one round
+# trip; a refused submit inserts nothing and sends no NOTIFY.
 SUBMIT_ONE = (
-    "WITH g AS (INSERT INTO pose_generations ("
+    "WITH q AS ("
+    + quota.admit_sql(lambda name: f"%({name})s")
+    + "), g AS (INSERT INTO pose_generations ("
     + ", ".join(_GEN_COLUMNS)
     + ") SELECT "
     + ", ".join(
         "CAST(%(selected_pose_ids)s AS json)" if c == "selected_pose_ids" else f"%({c})s"
         for c in _GEN_COLUMNS
     )
-    + " FROM projects WHERE id = %(project_id)s AND user_id = %(user_id)s "
-    "RETURNING id, user_id, total_expected_poses, priority, created_at), "
-    "r AS (INSERT INTO user_generation_stats "
-    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, updated_at) "
-    "SELECT user_id, 1, 0, 0, 0, 0, 0, created_at FROM g ON CONFLICT (user_id) DO UPDATE SET "
-    "generations = user_generation_stats.generations + 1, updated_at = excluded.updated_at), "
+    + " FROM q RETURNING id, total_expected_poses, priority, created_at), "
     "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
     "SELECT id, 'queued', json_build_object('status', 'pending', 'completed', 0, 'failed', 0, "
     "'total', total_expected_poses, 'priority', priority), created_at FROM g) "
@@ -193,9 +204,15 @@ SUBMIT_ONE = (
 )
 
 
-def submit_one(conn: Connection, row: dict[str, Any], channel: str) -> int | None:
-    """Insert one generation with its side effects; None when the project is not the user's."""
+def submit_one(
+    conn: Connection, row: dict[str, Any], limits: quota.SubmitLimits, channel: str
+) -> int | None:
+    """Admit and insert one generation with its side effects; None when refused (a limit, or
+    the project is not the user's: :func:`posegen.queue.quota.refusal` says which)."""
     params = {
+        **quota.admit_params(
+            row["user_id"], row["project_id"], row["reserved_bytes"], limits, row["created_at"]
+        ),
         **row,
         "type": str(row["type"]),
         "status": str(row["status"]),
@@ -228,6 +245,7 @@ _RECORD_TYPES = {
     "cancel_requested": "boolean",
     "idempotency_key": "text",
     "request_hash": "text",
+    "reserved_bytes": "bigint",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 
@@ -244,12 +262,15 @@ SUBMIT_ROWS = (
     + ", ".join(f"{c} {t}" for c, t in _RECORD_TYPES.items())
     + ")) WITH ORDINALITY AS v("
     + ", ".join(_RECORD_TYPES)
-    + ", n) ORDER BY n RETURNING id, user_id, total_expected_poses, priority, created_at), "
+    + ", n) ORDER BY n "
+    "RETURNING id, user_id, total_expected_poses, priority, created_at, reserved_bytes), "
     "r AS (INSERT INTO user_generation_stats "
-    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, updated_at) "
-    "SELECT user_id, count(*), 0, 0, 0, 0, 0, max(created_at) FROM g GROUP BY user_id "
-    "ON CONFLICT (user_id) DO UPDATE SET "
+    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, "
+    "reserved_bytes, updated_at) "
+    "SELECT user_id, count(*), 0, 0, 0, 0, 0, sum(reserved_bytes), max(created_at) FROM g "
+    "GROUP BY user_id ON CONFLICT (user_id) DO UPDATE SET "
     "generations = user_generation_stats.generations + excluded.generations, "
+    "reserved_bytes = user_generation_stats.reserved_bytes + excluded.reserved_bytes, "
     "updated_at = excluded.updated_at), "
     "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
     "SELECT id, 'queued', json_build_object('status', 'pending', 'completed', 0, 'failed', 0, "

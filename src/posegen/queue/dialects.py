@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.sql.selectable import TextualSelect
 
 from posegen.queue.bulk_core import EndRow
+from posegen.queue.quota import SubmitLimits
 
 
 class DialectOps(Protocol):
@@ -21,8 +22,11 @@ class DialectOps(Protocol):
     lock_rows: str
 
     @property
-    def submit_one(self) -> Callable[[Connection, dict[str, Any]], int | None] | None:
-        """A whole submit as one statement, where the database can (PostgreSQL)."""
+    def submit_one(
+        self,
+    ) -> Callable[[Connection, dict[str, Any], SubmitLimits], int | None] | None:
+        """A whole submit, limits included, as one statement where the database can
+        (PostgreSQL)."""
 
     @property
     def submit_rows(self) -> Callable[[Connection, Sequence[dict[str, Any]]], list[int]] | None:

@@ -106,6 +106,8 @@ class PoseResult:
     error_kind: str | None = None
     error_message: str | None = None
     meta: dict[str, Any] | None = None
+    #: Bytes of the stored image and thumbnail (the owner's stored-result quota counts them).
+    bytes: int | None = None
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,8 @@ def checkpoint(
         per_job[w.job_id][0 if ok else 1] += 1
         if ok:
             pending.deltas.poses(row.user_id, 1)
+        if w.result.bytes:
+            pending.deltas.stored(row.user_id, w.result.bytes)
         pending.events.append(
             events.Event(
                 w.job_id,
@@ -122,4 +124,5 @@ def _pose_row(w: PoseWrite) -> dict[str, Any]:
         "error_kind": r.error_kind,
         "error_message": r.error_message,
         "metadata": r.meta,  # the column is named "metadata" (its ORM attribute is meta)
+        "bytes": r.bytes,
     }

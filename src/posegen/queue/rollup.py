@@ -15,9 +15,10 @@ from posegen.db.types import UTCDateTime
 # INSERT .. ON CONFLICT DO UPDATE reads the same on SQLite (>= 3.24) and PostgreSQL.
 _UPSERT = text(
     "INSERT INTO user_generation_stats "
-    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, updated_at) "
+    "(user_id, generations, completed, partial, failed, cancelled, poses_completed, "
+    "result_bytes, reserved_bytes, updated_at) "
     "VALUES (:user_id, :generations, :completed, :partial, :failed, :cancelled, "
-    ":poses_completed, :now) "
+    ":poses_completed, :result_bytes, :reserved_bytes, :now) "
     "ON CONFLICT (user_id) DO UPDATE SET "
     "generations = user_generation_stats.generations + excluded.generations, "
     "completed = user_generation_stats.completed + excluded.completed, "
@@ -25,10 +26,22 @@ _UPSERT = text(
     "failed = user_generation_stats.failed + excluded.failed, "
     "cancelled = user_generation_stats.cancelled + excluded.cancelled, "
     "poses_completed = user_generation_stats.poses_completed + excluded.poses_completed, "
+    "result_bytes = user_generation_stats.result_bytes + excluded.result_bytes, "
+    "reserved_bytes = user_generation_stats.reserved_bytes + excluded.reserved_bytes, "
     "updated_at = excluded.updated_at"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
 
-_FIELDS = ("generations", "completed", "partial", "failed", "cancelled", "poses_completed")
+_FIELDS = (
+    "generations",
+    "completed",
+    "partial",
+    "failed",
+    "cancelled",
+    "poses_completed",
+    # The quota counters the submit transaction checks (see posegen.queue.quota).
+    "result_bytes",
+    "reserved_bytes",
+)
 _TERMINAL_FIELD = {
     GenerationStatus.COMPLETED: "completed",
     GenerationStatus.PARTIAL: "partial",
@@ -53,8 +66,17 @@ class Deltas:
     def submitted(self, user_id: int) -> None:
         self.add(user_id, "generations")
 
-    def terminal(self, user_id: int, status: GenerationStatus) -> None:
+    def terminal(self, user_id: int, status: GenerationStatus, reserved_bytes: int = 0) -> None:
+        """A generation ended: count it, and release the result bytes it held."""
         self.add(user_id, _TERMINAL_FIELD[status])
+        self.add(user_id, "reserved_bytes", -reserved_bytes)
+
+    def reserved(self, user_id: int, amount: int) -> None:
+        self.add(user_id, "reserved_bytes", amount)
+
+    def stored(self, user_id: int, amount: int) -> None:
+        """Result files written (positive) or deleted (negative)."""
+        self.add(user_id, "result_bytes", amount)
 
     def poses(self, user_id: int, completed: int) -> None:
         self.add(user_id, "poses_completed", completed)

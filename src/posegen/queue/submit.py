@@ -1,5 +1,8 @@
 """Submit: a new generation is a ``pending`` row, a rollup increment, a ``queued`` event and (on
-PostgreSQL) a NOTIFY, all in one transaction."""
+PostgreSQL) a NOTIFY, all in one transaction, which also checks and counts the user's limits
+(:mod:`posegen.queue.quota`): PostgreSQL does all of it in one autocommit statement; SQLite in one
+``BEGIN IMMEDIATE`` transaction. Further per-submit checks (a credit charge) belong in the same
+transaction: a CTE beside the admission upsert on PostgreSQL, a statement after it on SQLite."""
 
 from __future__ import annotations
 
@@ -7,50 +10,61 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, tuple_
+from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from posegen.config import Settings
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
-from posegen.db.types import utcnow
-from posegen.exceptions import Conflict, InvalidInput, NotFound
-from posegen.queue import events, transitions, tx
+from posegen.db.types import UTCDateTime, utcnow
+from posegen.exceptions import Conflict, InvalidInput, NotFound, PosegenError, RateLimited
+from posegen.queue import events, quota, transitions, tx
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import GenerationRequest, SubmitResult
 
 _INT32 = 2**31 - 1
 
 
-def submit(engine: Engine, settings: Settings, req: GenerationRequest) -> SubmitResult:
+#: A refusal whose reason vanished before it was read (the window rolled over, a generation
+#: ended) is tried again, at most this many times.
+_ADMIT_TRIES = 3
+
+
+def submit(
+    engine: Engine,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits = quota.UNLIMITED,
+) -> SubmitResult:
     """Enqueue one generation; an idempotency key reused with the same body returns the first.
 
+    ``limits`` are checked and counted in the same transaction as the insert, serialised per
+    user (see :mod:`posegen.queue.quota`); a replayed idempotency key counts against nothing.
     Raises :class:`InvalidInput` for a malformed request, :class:`NotFound` when the project is
-    not the user's, and :class:`Conflict` (kind ``idempotency-conflict``) when the key was used
-    for a different request.
+    not the user's, :class:`Conflict` (kind ``idempotency-conflict``) when the key was used for a
+    different request, :class:`RateLimited` (``too-many-submissions``, ``too-many-active``) and
+    :class:`QuotaExceeded` (``result-quota-exceeded``, ``generation-too-large``).
     """
     validate(req)
     if req.idempotency_key is not None:
         found = _existing(engine, req)
         if found is not None:
             return found
-    ops = ops_for(engine)
+    reserved = quota.estimate_result_bytes(
+        settings, req.total_expected_poses, req.width, req.height
+    )
     try:
-        if ops.submit_one is not None:
-            # PostgreSQL: row, rollup, event and NOTIFY in one autocommit statement.
-            with tx.autocommit(engine) as conn:
-                new_id = ops.submit_one(conn, _row(req, settings, utcnow()))
-            if new_id is None:
-                raise NotFound(f"project {req.project_id} not found for user {req.user_id}")
-            gen_id = new_id
-        else:
-            with write_transaction(engine) as conn:
-                if req.idempotency_key is not None:
-                    # Re-check under the write lock: the first lookup ran outside it.
-                    again = _lookup(conn, req)
-                    if again is not None:
-                        return again
-                (gen_id,) = _insert(conn, settings, [req])
+        for _ in range(_ADMIT_TRIES):
+            outcome = _admit_and_insert(engine, settings, req, limits, reserved)
+            if isinstance(outcome, SubmitResult):
+                return outcome
+            if outcome is not None:
+                raise outcome
+        raise RateLimited(
+            "too many concurrent submits; try again",
+            retry_after=1,
+            kind="too-many-submissions",
+        )
     except IntegrityError:
         if req.idempotency_key is None:
             raise
@@ -59,7 +73,50 @@ def submit(engine: Engine, settings: Settings, req: GenerationRequest) -> Submit
         if found is None:
             raise
         return found
+
+
+def _admit_and_insert(
+    engine: Engine,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+) -> SubmitResult | PosegenError | None:
+    """One try: the new generation, or why it was refused (None: no reason any more)."""
+    ops = ops_for(engine)
+    now = utcnow()
+    if ops.submit_one is not None:
+        # PostgreSQL: limits, rollup, row, event and NOTIFY in one autocommit statement.
+        with tx.autocommit(engine) as conn:
+            new_id = ops.submit_one(conn, _row(req, settings, now, reserved), limits)
+            if new_id is not None:
+                return SubmitResult(new_id, True)
+            # Refused. A concurrent submit with the same key may have taken the last slot:
+            # that is a replay, not a refusal.
+            if req.idempotency_key is not None:
+                again = _lookup(conn, req)
+                if again is not None:
+                    return again
+            return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+    with write_transaction(engine) as conn:
+        if req.idempotency_key is not None:
+            # Re-check under the write lock: the first lookup ran outside it.
+            again = _lookup(conn, req)
+            if again is not None:
+                return again
+        admitted = conn.execute(
+            _ADMIT_SQLITE, quota.admit_params(req.user_id, req.project_id, reserved, limits, now)
+        ).first()
+        if admitted is None:
+            # Still under the write lock: the reason read here is the one that refused.
+            return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+        (gen_id,) = _insert(conn, settings, [req], admitted=True)
     return SubmitResult(gen_id, True)
+
+
+_ADMIT_SQLITE = text(quota.admit_sql(lambda name: f":{name}")).bindparams(
+    bindparam("now", type_=UTCDateTime()), bindparam("window_floor", type_=UTCDateTime())
+)
 
 
 def submit_many(engine: Engine, settings: Settings, reqs: Sequence[GenerationRequest]) -> list[int]:
@@ -80,7 +137,7 @@ def submit_many(engine: Engine, settings: Settings, reqs: Sequence[GenerationReq
         # PostgreSQL: rows, rollup, events and NOTIFY in one statement over arrays.
         _check_projects(conn, reqs)
         now = utcnow()
-        return ops.submit_rows(conn, [_row(r, settings, now) for r in reqs])
+        return ops.submit_rows(conn, [_row(r, settings, now, _estimate(settings, r)) for r in reqs])
 
 
 def validate(req: GenerationRequest) -> None:
@@ -108,7 +165,9 @@ def validate(req: GenerationRequest) -> None:
         raise InvalidInput("idempotency key must be 1-200 characters")
 
 
-def _row(req: GenerationRequest, settings: Settings, now: dt.datetime) -> dict[str, Any]:
+def _row(
+    req: GenerationRequest, settings: Settings, now: dt.datetime, reserved: int
+) -> dict[str, Any]:
     """The new row's values, every column given (nothing left to Python-side defaults)."""
     return {
         "user_id": req.user_id,
@@ -134,20 +193,32 @@ def _row(req: GenerationRequest, settings: Settings, now: dt.datetime) -> dict[s
         "created_at": now,
         "idempotency_key": req.idempotency_key,
         "request_hash": req.request_hash,
+        "reserved_bytes": reserved,
     }
 
 
-def _insert(conn: Connection, settings: Settings, reqs: Sequence[GenerationRequest]) -> list[int]:
-    _check_projects(conn, reqs)
+def _insert(
+    conn: Connection,
+    settings: Settings,
+    reqs: Sequence[GenerationRequest],
+    *,
+    admitted: bool = False,
+) -> list[int]:
+    """Insert rows with their events and rollup. ``admitted``: the admission upsert already
+    counted the (single) request on the rollup row and checked its project."""
+    if not admitted:
+        _check_projects(conn, reqs)
     now = utcnow()
-    rows = [_row(r, settings, now) for r in reqs]
+    rows = [_row(r, settings, now, _estimate(settings, r)) for r in reqs]
     result = conn.execute(
         insert(PoseGeneration).returning(PoseGeneration.id, sort_by_parameter_order=True), rows
     )
     ids = [int(i) for i in result.scalars().all()]
     pending = transitions.Pending(notify=True)
-    for gen_id, req in zip(ids, reqs, strict=True):
-        pending.deltas.submitted(req.user_id)
+    for gen_id, req, row in zip(ids, reqs, rows, strict=True):
+        if not admitted:
+            pending.deltas.submitted(req.user_id)
+            pending.deltas.reserved(req.user_id, row["reserved_bytes"])
         pending.events.append(
             events.Event(
                 gen_id,
@@ -157,6 +228,10 @@ def _insert(conn: Connection, settings: Settings, reqs: Sequence[GenerationReque
         )
     pending.write(conn, ops_for(conn))
     return ids
+
+
+def _estimate(settings: Settings, req: GenerationRequest) -> int:
+    return quota.estimate_result_bytes(settings, req.total_expected_poses, req.width, req.height)
 
 
 def _check_projects(conn: Connection, reqs: Sequence[GenerationRequest]) -> None:

@@ -41,6 +41,8 @@ class LiveRow:
     total: int
     deadline_at: dt.datetime | None
     lease_expires_at: dt.datetime | None
+    #: Result bytes held against the owner's quota until the generation ends.
+    reserved_bytes: int = 0
 
     @classmethod
     def from_row(cls, r: Any) -> LiveRow:
@@ -57,6 +59,7 @@ class LiveRow:
             total=int(r.total_expected_poses),
             deadline_at=r.deadline_at,
             lease_expires_at=r.lease_expires_at,
+            reserved_bytes=int(r.reserved_bytes or 0),
         )
 
 
@@ -159,7 +162,7 @@ def end(
         expired_before,
     )
     for row, status, kind, message in rows:
-        pending.deltas.terminal(row.user_id, status)
+        pending.deltas.terminal(row.user_id, status, row.reserved_bytes)
         pending.completions.append(status)
         pending.events.append(
             events.Event(

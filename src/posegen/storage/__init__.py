@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from posegen.config import Settings
-from posegen.storage.base import THUMBNAIL_BOUNDS, ResultStore, check_rel_path, result_names
+from posegen.storage.base import (
+    THUMBNAIL_BOUNDS,
+    ResultStore,
+    StoredResult,
+    check_rel_path,
+    result_names,
+)
 from posegen.storage.local import LocalStorage, Storage, make_thumbnail
 
 __all__ = [
@@ -11,6 +17,7 @@ __all__ = [
     "LocalStorage",
     "ResultStore",
     "Storage",
+    "StoredResult",
     "check_rel_path",
     "make_storage",
     "make_thumbnail",

@@ -9,7 +9,7 @@ implements the same three methods.
 from __future__ import annotations
 
 import re
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -22,6 +22,14 @@ _KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 REL_PATH = re.compile(r"[0-9]{6}/[1-9][0-9]{0,18}/[a-z0-9][a-z0-9_-]{0,99}(\.png|\.thumb\.jpg)")
 
 
+class StoredResult(NamedTuple):
+    """Where a result's files went, and how many bytes they take (the owner's quota counts it)."""
+
+    image: str
+    thumbnail: str
+    bytes: int
+
+
 @runtime_checkable
 class ResultStore(Protocol):
     """Where generated images and thumbnails live."""
@@ -32,8 +40,8 @@ class ResultStore(Protocol):
         variation_key: str,
         png: bytes,
         image: Image.Image | None = None,
-    ) -> tuple[str, str]:
-        """Store the PNG and a thumbnail; returns their relative paths (image, thumbnail).
+    ) -> StoredResult:
+        """Store the PNG and a thumbnail; returns their relative paths and total size.
 
         ``image`` is the decoded picture when the caller has it (saves a decode).
         Writing the same key again replaces both files atomically.

@@ -19,6 +19,7 @@ from posegen.config import Settings
 from posegen.exceptions import InvalidInput, NotFound
 from posegen.storage.base import (
     THUMBNAIL_BOUNDS,
+    StoredResult,
     check_rel_path,
     generation_folder,
     result_names,
@@ -37,7 +38,7 @@ class LocalStorage:
         variation_key: str,
         png: bytes,
         image: Image.Image | None = None,
-    ) -> tuple[str, str]:
+    ) -> StoredResult:
         """Write the PNG and its thumbnail; returns their paths relative to the results dir."""
         image_rel, thumb_rel = result_names(generation_id, variation_key)
         thumb = make_thumbnail(png if image is None else image)
@@ -46,7 +47,7 @@ class LocalStorage:
         _publish(self.root / image_rel, png)
         _publish(self.root / thumb_rel, thumb)
         _fsync_dir(folder)
-        return image_rel, thumb_rel
+        return StoredResult(image_rel, thumb_rel, len(png) + len(thumb))
 
     def open(self, rel_path: str) -> Path:
         """The absolute path of a stored file; only names this store makes, only under its root."""

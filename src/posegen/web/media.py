@@ -54,11 +54,17 @@ async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: i
         # 204 tells EventSource not to reconnect: the client already has every event.
         return Response(status_code=204)
     poll = min(ctx.settings.poll_interval_seconds, 1.0)
-    return StreamingResponse(
-        # The API's stream, with the API's timings: the same events, ids and reconnects.
-        sse.stream(ctx.engine, generation_id, after, poll, ctx.settings.sse_max_seconds),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    assert session.account is not None
+    # The API's per-user cap: dashboard and API streams count together.
+    slots: sse.StreamSlots = request.app.state.stream_slots
+    return slots.guard(
+        session.account.id,
+        StreamingResponse(
+            # The API's stream, with the API's timings: the same events, ids and reconnects.
+            sse.stream(ctx.engine, generation_id, after, poll, ctx.settings.sse_max_seconds),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ),
     )
 
 

@@ -19,7 +19,6 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from posegen import catalog, pagination, projects, queue, uploads
-from posegen.api.limits import check_submission_limits
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
 from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
@@ -126,8 +125,8 @@ def submit(ctx: WebContext, session: WebSession, state: FormState) -> int:
     """Validate, apply the per-user limits, enqueue; returns the generation id."""
     assert session.account is not None
     req = build_request(ctx, session, state)
-    check_submission_limits(ctx.engine, ctx.settings, session.account.id)
-    return queue.submit(ctx.engine, ctx.settings, req).generation_id
+    limits = queue.SubmitLimits.from_settings(ctx.settings)
+    return queue.submit(ctx.engine, ctx.settings, req, limits).generation_id
 
 
 def form_values(ctx: WebContext, session: WebSession, category: str | None) -> dict[str, Any]:
@@ -205,7 +204,9 @@ def create_project(ctx: WebContext, session: WebSession, name: str, upload: byte
     user_id = session.account.id
     projects.clean_name(name)  # before a file is stored for a project that cannot exist
     upload_id = uploads.store(ctx.engine, ctx.settings, user_id, upload).id if upload else None
-    return projects.create(ctx.engine, user_id, name, None, upload_id).id
+    return projects.create(
+        ctx.engine, user_id, name, None, upload_id, max_projects=ctx.settings.max_projects_per_user
+    ).id
 
 
 @router.post("/projects", name="web-create-project")

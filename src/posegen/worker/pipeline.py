@@ -190,7 +190,7 @@ class _Run:
         """Runs on the writer thread: files first, then the checkpoint that points at them."""
         for (index, key, req), result in done:
             try:
-                image_rel, thumb_rel = self.h.storage.save_result(
+                stored = self.h.storage.save_result(
                     self.job.id, key, result.image_png, result.image
                 )
             except OSError as exc:
@@ -212,12 +212,13 @@ class _Run:
                     pose_id=pose_id,
                     variation_index=index,
                     status=PoseStatus.COMPLETED,
-                    image_path=image_rel,
-                    thumbnail_path=thumb_rel,
+                    image_path=stored.image,
+                    thumbnail_path=stored.thumbnail,
                     seed=result.seed,
                     prompt_used=result.prompt,
                     duration_ms=round(result.duration_s * 1000),
                     meta=meta,
+                    bytes=stored.bytes,
                 )
             )
 

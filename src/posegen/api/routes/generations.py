@@ -15,7 +15,6 @@ from posegen import catalog, generations_read, projects, queue
 from posegen.accounts import Account
 from posegen.api import sse
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
-from posegen.api.limits import check_submission_limits
 from posegen.api.openapi import problems
 from posegen.api.schemas import MAX_ID, GenerationCreate, GenerationOut, Page
 from posegen.config import Settings
@@ -117,7 +116,7 @@ IdempotencyKey = Annotated[
     response_model=GenerationOut,
     responses={
         200: {"model": GenerationOut, "description": "Replay of an earlier Idempotency-Key"},
-        **problems(404, 409, 429),
+        **problems(404, 409, 413, 429),
     },
 )
 def create_generation(
@@ -149,7 +148,6 @@ def create_generation(
         missing = catalog.missing_poses(engine, body.pose_ids, include_private=is_admin(user))
         if missing:
             raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
-    check_submission_limits(engine, settings, user.id)
     text = body.text_prompt is not None
     result = queue.submit(
         engine,
@@ -169,6 +167,7 @@ def create_generation(
             idempotency_key=idempotency_key,
             request_hash=digest,
         ),
+        queue.SubmitLimits.from_settings(settings),
     )
     view = generations_read.get_visible(engine, result.generation_id, None)
     response.status_code = 202 if result.created else 200
@@ -220,11 +219,13 @@ def get_generation(request: Request, generation: GenerationDep) -> GenerationOut
             "content": {"text/event-stream": {"schema": sse.EVENT_SCHEMA}},
         },
         204: {"description": "The generation ended and the client has seen every event."},
-        **problems(404),
+        **problems(404, 429),
     },
 )
 async def generation_events(
+    request: Request,
     generation: GenerationDep,
+    user: CurrentUser,
     engine: EngineDep,
     settings: SettingsDep,
     last_event_id: Annotated[
@@ -237,9 +238,13 @@ async def generation_events(
     if await run_in_threadpool(sse.nothing_left, engine, generation.id, after):
         return Response(status_code=204)
     poll = min(settings.poll_interval_seconds, 1.0)
-    return EventSourceResponse(
-        sse.stream(engine, generation.id, after, poll, settings.sse_max_seconds),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    slots: sse.StreamSlots = request.app.state.stream_slots
+    return slots.guard(
+        user.id,
+        EventSourceResponse(
+            sse.stream(engine, generation.id, after, poll, settings.sse_max_seconds),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        ),
     )
 
 

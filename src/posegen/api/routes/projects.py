@@ -49,6 +49,7 @@ async def _subject_upload(
     "",
     status_code=201,
     response_model=ProjectOut,
+    responses=problems(429),
     openapi_extra=forms.request_body(ProjectCreate, "subject", SUBJECT_HELP),
 )
 async def create_project(
@@ -64,7 +65,12 @@ async def create_project(
     await _subject_upload(engine, settings, user.id, values, upload)
     project = await run_in_threadpool(
         lambda: projects.create(
-            engine, user.id, body.name, values["subject_image_url"], values["subject_upload_id"]
+            engine,
+            user.id,
+            body.name,
+            values["subject_image_url"],
+            values["subject_upload_id"],
+            max_projects=settings.max_projects_per_user,
         )
     )
     return project_out(project)
