@@ -19,6 +19,7 @@ from posegen import pagination
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
 from posegen.exceptions import Conflict, InvalidInput, NotFound
+from posegen.pose import pose_json
 
 L = PoseLibrary
 C = PoseCategory
@@ -44,7 +45,8 @@ class PoseView:
     category_id: int
     category_slug: str
     tags: list[str]
-    keypoints: list[Any] | None
+    #: The canonical pose JSON (:mod:`posegen.pose`), None for a map-only pose.
+    keypoints: dict[str, Any] | None
     controlnet_map_url: str | None
     preview_image_url: str | None
     is_public: bool
@@ -190,6 +192,9 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("slug: lowercase letters, digits and '-', 1-100", kind="invalid-slug")
     if "tags" in values:
         values["tags"] = sorted({t.strip().lower() for t in values["tags"] if t.strip()})
+    if values.get("keypoints") is not None:
+        # Every writer stores the one canonical pose shape, whatever shape it was given in.
+        values["keypoints"] = pose_json(values["keypoints"])
     return values
 
 

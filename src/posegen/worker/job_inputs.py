@@ -24,7 +24,8 @@ class PoseInfo:
     id: int
     name: str
     description: str
-    keypoints: list[Any] | None
+    #: The stored pose JSON (:mod:`posegen.pose`), None for a map-only pose.
+    keypoints: Any
     controlnet_map_url: str | None
 
 

@@ -15,8 +15,9 @@ from PIL import Image
 
 from posegen.config import Settings
 from posegen.controlnet import MapCache, load_image
-from posegen.exceptions import FetchError, GeneratorError
+from posegen.exceptions import FetchError, GeneratorError, InvalidInput
 from posegen.library import pose_map_source
+from posegen.pose import Framing, parse_pose
 from posegen.worker.job_inputs import PoseInfo
 
 #: Fetch failures worth retrying the generation for; the rest (blocked address, not an image,
@@ -70,3 +71,14 @@ class PipelineImages:
             while len(self._decoded) > _DECODED_ITEMS:
                 self._decoded.popitem(last=False)
         return image
+
+
+def framing_of(pose: PoseInfo | None) -> Framing | None:
+    """The pose's framing, for fitting the subject; None when it is only a map (or a text
+    request): then nothing is assumed and the subject is fitted for a full body."""
+    if pose is None or not pose.keypoints:
+        return None
+    try:
+        return parse_pose(pose.keypoints).framing
+    except InvalidInput:
+        return None  # its map load reports the bad pose against that pose

@@ -13,9 +13,10 @@ from posegen.api import forms
 from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
-from posegen.controlnet import MapResult, sources
+from posegen.controlnet import MapResult
 from posegen.exceptions import FetchError, InvalidInput, NotFound, PosegenError
 from posegen.library import pose_map_source
+from posegen.pose import pose_json
 
 router = APIRouter(prefix="/library", tags=["library"])
 
@@ -125,7 +126,7 @@ def _columns(body: PoseWrite, has_upload: bool) -> dict[str, Any]:
     if values.get("keypoints") is not None:
         if new_map:
             raise InvalidInput("give keypoints or a map, not both", kind="two-maps")
-        sources.parse_persons(values["keypoints"])
+        values["keypoints"] = pose_json(values["keypoints"])  # 422 invalid-pose, said where
     elif new_map:
         values["keypoints"] = None
     if values.get("controlnet_map_url") is not None:
