@@ -124,7 +124,11 @@ def render(
         raise InvalidInput(f"cannot read {keypoints_file}: {exc.strerror}") from exc
     except ValueError as exc:
         raise InvalidInput(f"{keypoints_file} is not JSON: {exc}") from exc
-    image = render_keypoints(keypoints, width, height)
+    try:
+        image = render_keypoints(keypoints, width, height)
+    except InvalidInput as exc:
+        # A bad pose in the file is bad input to this command, like a file that is not JSON.
+        raise InvalidInput(f"{keypoints_file}: {exc.message}") from exc
     try:
         image.save(output, "PNG")
     except OSError as exc:
