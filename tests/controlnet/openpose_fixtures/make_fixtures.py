@@ -19,6 +19,7 @@ The inputs are seeded, so running it again rewrites the same files.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import random
@@ -193,14 +194,20 @@ def draw(util: Any, case: dict[str, Any]) -> np.ndarray:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="Draw the OpenPose fixtures with the reference.")
+    parser.add_argument("--out", type=Path, default=HERE, help="Folder to write (default: here).")
+    out = parser.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
     util = load_reference()
     all_cases = cases()
     for case in all_cases:
         image = draw(util, case)
         # The canvas is RGB; cv2 writes BGR, so swap to store what the reference returns.
-        cv2.imwrite(str(HERE / f"{case['name']}.png"), image[:, :, ::-1])
-    (HERE / "cases.json").write_text(json.dumps(all_cases, separators=(",", ":")) + "\n")
-    print(f"wrote {len(all_cases)} fixtures to {HERE} (opencv {cv2.__version__})")
+        cv2.imwrite(
+            str(out / f"{case['name']}.png"), image[:, :, ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 9]
+        )
+    (out / "cases.json").write_text(json.dumps(all_cases, separators=(",", ":")) + "\n")
+    print(f"wrote {len(all_cases)} fixtures to {out} (opencv {cv2.__version__})")
 
 
 if __name__ == "__main__":
