@@ -188,7 +188,11 @@ def _category_id(conn: Connection, category: str | int) -> int:
 
 
 def _check(values: dict[str, Any]) -> dict[str, Any]:
-    if "slug" in values and not SLUG.match(values["slug"]):
+    for column in ("name", "description", "tags", "is_public"):
+        if column in values and values[column] is None:
+            # Explicit nulls would reach a NOT NULL column and read as a slug conflict.
+            raise InvalidInput(f"{column} cannot be null", kind="invalid-input")
+    if "slug" in values and not SLUG.match(values["slug"] or ""):  # null is not a slug either
         raise InvalidInput("slug: lowercase letters, digits and '-', 1-100", kind="invalid-slug")
     if "tags" in values:
         values["tags"] = sorted({t.strip().lower() for t in values["tags"] if t.strip()})

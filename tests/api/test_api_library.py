@@ -121,8 +121,23 @@ def test_admin_creates_updates_and_deletes_poses(api: Api, keys: Keys, library: 
         {**payload, "name": "nowhere", "category": "no-such-category"},
         {**payload, "name": "both", "controlnetMapUrl": "https://cdn.example.com/m.png"},
         {**payload, "name": "file url", "keypoints": None, "controlnetMapUrl": "file:///etc/x"},
+        {**payload, "name": "null description", "description": None},
     ):
         problem_of(api("POST", "/library/poses", key=keys.admin, json=broken), 422)
+    # A null slug is made from the name, as an absent one is; a null name is refused.
+    r = api(
+        "POST",
+        "/library/poses",
+        key=keys.admin,
+        json={**payload, "name": "Null Slug", "slug": None},
+    )
+    assert r.status_code == 201 and r.json()["slug"] == "null-slug", r.text
+    problem_of(
+        api("PATCH", f"/library/poses/{r.json()['id']}", key=keys.admin, json={"name": None}), 422
+    )
+    problem_of(
+        api("PATCH", f"/library/poses/{r.json()['id']}", key=keys.admin, json={"slug": None}), 422
+    )
 
     problem_of(api("DELETE", f"/library/poses/{pose['id']}", key=keys.user), 403)
     assert api("DELETE", f"/library/poses/{pose['id']}", key=keys.admin).status_code == 204

@@ -147,7 +147,8 @@ async def create_pose(
     """Add a pose (admin): keypoints, a map URL, or a map image upload (multipart)."""
     body, upload = await forms.read_body(request, PoseCreate, settings, "map")
     values = _columns(body, upload is not None)
-    values.setdefault("slug", _slugify(body.name))
+    if values.get("slug") is None:  # absent or null: made from the name
+        values["slug"] = _slugify(body.name)
     png = None
     if upload is not None:
         png = await run_in_threadpool(uploads.validated_png, settings, upload)
