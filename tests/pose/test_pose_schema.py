@@ -34,6 +34,12 @@ def test_every_accepted_input_shape_gives_one_pose() -> None:
     assert pose_json({"aspect": 0.75, "body": BODY})["canvas"] == [0.75, 1.0]
 
 
+def test_a_list_of_persons_whose_first_point_is_missing() -> None:
+    first = [None, *BODY[1:]]
+    pose = parse_pose([first, BODY])
+    assert len(pose.people) == 2 and pose.people[0].body[0] is None
+
+
 def test_confidence_zero_is_missing_and_framing_is_inferred() -> None:
     body: list[Any] = [None] * 18
     body[0], body[1], body[2], body[5] = [0.5, 0.2, 0.9], [0.5, 0.4], [0.3, 0.45], [0.7, 0.45]

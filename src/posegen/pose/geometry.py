@@ -60,10 +60,9 @@ def placement(pose: Pose, width: int, height: int) -> Placement:
     cw, ch = pose.canvas
     points = [(x * cw, y * ch) for x, y, _c in pose.points()]
     if not points:
-        x0, x1, y0, y1 = 0.0, cw, 0.0, ch
-    else:
-        x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
-        y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
+        return IDENTITY  # nothing to place
+    x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
+    y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
     full = pose.framing == "full_body"
     sides = [x0, cw - x1, y0] + ([ch - y1] if full else [])
     # The authored margin, unless the figure touches or leaves its canvas: then a small one.

@@ -205,8 +205,12 @@ def _people_from_legacy(items: Any, where: str) -> list[Person]:
 
 
 def _is_point_list(items: list[Any]) -> bool:
+    """One person's points (each null or a list of plain values), not a list of persons (whose
+    entries hold points, or nulls for missing ones)."""
     return all(
-        p is None or (isinstance(p, list) and p and not isinstance(p[0], list)) for p in items
+        p is None
+        or (isinstance(p, list) and all(v is not None and not isinstance(v, list) for v in p))
+        for p in items
     )
 
 

@@ -67,7 +67,12 @@ def _point(p: Any) -> list[float] | None:
 def _to_pose(value: Any) -> dict[str, Any] | None:
     if not isinstance(value, list) or not value:
         return None  # already a pose object, or nothing this migration understands
-    persons = [value] if all(p is None or not isinstance(p[0], list) for p in value) else value
+    # One person is a list of points (null or a list of numbers); several, a list of those.
+    one = all(
+        p is None or (isinstance(p, list) and all(isinstance(v, int | float) for v in p))
+        for p in value
+    )
+    persons = [value] if one else value
     try:
         people = []
         for person in persons:
