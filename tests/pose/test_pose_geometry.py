@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw, ImageOps
 
 from posegen.controlnet import render_keypoints
@@ -20,7 +22,7 @@ from posegen.controlnet.render import COLOURS, JOINT_RADIUS
 from posegen.controlnet.validate import normalise
 from posegen.generators.base import fit_map
 from posegen.library import builtin_library
-from posegen.pose import fit_subject, letterbox, parse_pose, place
+from posegen.pose import fit_subject, letterbox, parse_pose, place, placement
 
 SIZES = [(512, 512), (512, 768), (768, 512), (1024, 576)]
 NECK, R_SHOULDER, L_SHOULDER, R_HIP, L_HIP = 1, 2, 5, 8, 11
@@ -195,3 +197,35 @@ def test_centre_crop_used_to_cut_the_head() -> None:
     cropped = ImageOps.fit(_subject(400, 800), (1024, 576))
     assert not _has(cropped, (255, 0, 0))
     assert _has(fit_subject(_subject(400, 800), 1024, 576), (255, 0, 0))
+
+
+_coord = st.floats(min_value=-0.2, max_value=1.2, allow_nan=False)
+_side = st.integers(min_value=1, max_value=32).map(lambda n: n * 64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    points=st.lists(st.one_of(st.none(), st.tuples(_coord, _coord)), min_size=18, max_size=18),
+    canvas=st.tuples(st.integers(200, 1900), st.integers(200, 1900)),
+    size=st.tuples(_side, _side),
+    framing=st.sampled_from(["full_body", "half_body", "portrait"]),
+)
+def test_placement_is_uniform_and_never_cuts_the_figure(
+    points: list[tuple[float, float] | None],
+    canvas: tuple[int, int],
+    size: tuple[int, int],
+    framing: str,
+) -> None:
+    assume(any(p is not None for p in points))  # an empty pose draws nothing anywhere
+    body = [None if p is None else [p[0], p[1]] for p in points]
+    pose = parse_pose({"canvas": list(canvas), "framing": framing, "body": body})
+    w, h = size
+    where = placement(pose, w, h)
+    # One scale for both axes, in pixels: the figure keeps its proportions.
+    px_per_unit_x = where.sx * w / pose.canvas[0]
+    px_per_unit_y = where.sy * h / pose.canvas[1]
+    assert math.isclose(px_per_unit_x, px_per_unit_y, rel_tol=1e-9)
+    # Every point lands on the output (a pixel inside it), whatever the framing: only what lies
+    # beyond the points (the rest of a half body) may fall outside.
+    for x, y, _c in place(pose, w, h).points():
+        assert 0 <= x < 1 and 0 <= y < 1, (x, y)

@@ -20,7 +20,7 @@ from PIL import Image, ImageStat
 
 from posegen.pose.schema import Framing, Person, Point, Pose
 
-#: Margin given to a figure that touches or leaves its authored canvas (fraction of its size).
+#: Margin given to a figure that touches or leaves its authored canvas (fraction of the canvas).
 MIN_MARGIN = 0.03
 #: Subject photos: how much of each dimension may be cropped away (the rest is padded).
 _SIDE_CROP = 0.10
@@ -66,9 +66,10 @@ def placement(pose: Pose, width: int, height: int) -> Placement:
     full = pose.framing == "full_body"
     sides = [x0, cw - x1, y0] + ([ch - y1] if full else [])
     # The authored margin, unless the figure touches or leaves its canvas: then a small one.
-    margin = min(sides) if min(sides) > 0 else MIN_MARGIN * max(x1 - x0, y1 - y0, 1e-9)
+    floor = MIN_MARGIN * max(cw, ch)
+    margin = min(sides) if min(sides) > 0 else floor
     # Half-body and portrait figures leave the frame at the bottom: keep what was authored there.
-    bottom = margin if full else max(min(ch - y1, margin), 0.0)
+    bottom = margin if full else (min(ch - y1, margin) if ch - y1 > 0 else floor)
     box = (x0 - margin, y0 - margin, x1 + margin, y1 + bottom)
     fit_scale = min(width / (box[2] - box[0]), height / (box[3] - box[1]))
     cover_scale = max(width / cw, height / ch)
