@@ -188,7 +188,7 @@ def _canvas(raw: dict[str, Any]) -> tuple[float, float]:
     if not (0 < w <= MAX_CANVAS and 0 < h <= MAX_CANVAS):
         _fail("pose.canvas", f"width and height must be in (0, {MAX_CANVAS:.0f}], not {canvas}")
     if not ASPECT_RANGE[0] <= w / h <= ASPECT_RANGE[1]:
-        _fail("pose.canvas", f"aspect {w / h:.3f} is outside {ASPECT_RANGE}")
+        _fail("pose.canvas", f"aspect (width / height) {w / h:.4g} is outside {ASPECT_RANGE}")
     return (round(w, 6), round(h, 6))
 
 
