@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from api_helpers import Api, Keys, png, problem_of
@@ -54,6 +55,31 @@ def test_map_png_is_served_for_keypoint_poses(api: Api, keys: Keys, library: Non
         assert img.format == "PNG" and img.width >= 64
     assert r.headers["etag"]
     problem_of(api("GET", "/library/poses/999999/map", key=keys.user), 404)
+
+
+def test_library_maps_over_http_are_the_reference_pixels(
+    api: Api, keys: Keys, library: None
+) -> None:
+    # The map a client downloads for a built-in pose (default 512 x 512, the canvas it was
+    # authored on) is what the reference preprocessor draws, pixel for pixel.
+    fixtures = Path(__file__).parents[1] / "controlnet/openpose_fixtures"
+    poses = api("GET", "/library/poses", key=keys.user, params={"limit": 200}).json()["items"]
+    checked = 0
+    for pose in poses:
+        reference = fixtures / f"library-{pose['slug']}.png"
+        inside = all(
+            0 < p[0] < 1 and 0 < p[1] < 1 for p in pose["keypoints"]["people"][0]["body"] if p
+        )
+        if not inside:
+            continue  # moved onto the canvas so it is not cut: not the reference's input
+        got = api("GET", pose["mapUrl"], key=keys.user)
+        with Image.open(io.BytesIO(got.content)) as img, Image.open(reference) as ref:
+            assert img.size == ref.size == (512, 512)
+            assert (
+                np.asarray(img.convert("RGB")).tobytes() == np.asarray(ref.convert("RGB")).tobytes()
+            )
+        checked += 1
+    assert checked >= 25
 
 
 def test_admin_creates_updates_and_deletes_poses(api: Api, keys: Keys, library: None) -> None:
