@@ -19,6 +19,7 @@ from posegen import pagination, uploads
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary, Role, Upload, User
 from posegen.exceptions import Conflict, InvalidInput, NotFound
+from posegen.pose import pose_json
 
 L = PoseLibrary
 C = PoseCategory
@@ -46,7 +47,8 @@ class PoseView:
     category_id: int
     category_slug: str
     tags: list[str]
-    keypoints: list[Any] | None
+    #: The canonical pose JSON (:mod:`posegen.pose`), None for a map-only pose.
+    keypoints: dict[str, Any] | None
     controlnet_map_url: str | None
     preview_image_url: str | None
     is_public: bool
@@ -213,10 +215,17 @@ def _category_id(conn: Connection, category: str | int) -> int:
 
 
 def _check(values: dict[str, Any]) -> dict[str, Any]:
-    if "slug" in values and not SLUG.match(values["slug"]):
+    for column in ("name", "description", "tags", "is_public"):
+        if column in values and values[column] is None:
+            # Explicit nulls would reach a NOT NULL column and read as a slug conflict.
+            raise InvalidInput(f"{column} cannot be null", kind="invalid-input")
+    if "slug" in values and not SLUG.match(values["slug"] or ""):  # null is not a slug either
         raise InvalidInput("slug: lowercase letters, digits and '-', 1-100", kind="invalid-slug")
     if "tags" in values:
         values["tags"] = sorted({t.strip().lower() for t in values["tags"] if t.strip()})
+    if values.get("keypoints") is not None:
+        # Every writer stores the one canonical pose shape, whatever shape it was given in.
+        values["keypoints"] = pose_json(values["keypoints"])
     return values
 
 

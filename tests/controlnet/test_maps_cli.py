@@ -91,6 +91,24 @@ def test_render_writes_the_map(tmp_path: Path, maps_env: dict[str, str]) -> None
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
 
 
+def test_render_takes_todays_lists_and_says_where_a_pose_is_wrong(
+    tmp_path: Path, maps_env: dict[str, str]
+) -> None:
+    source, out = tmp_path / "pose.json", tmp_path / "pose.png"
+    legacy = [[0.5, 0.1 + i * 0.045] for i in range(18)]
+    source.write_text(json.dumps(legacy))
+    run = _posegen(maps_env, "maps", "render", str(source), "-o", str(out), "--height", "768")
+    assert run.returncode == 0, run.stderr
+    with Image.open(out) as img:
+        assert img.size == (512, 768) and img.getbbox() is not None
+
+    source.write_text(json.dumps({"body": legacy, "hands": [[[0.5, 0.5]] * 20, None]}))
+    bad = _posegen(maps_env, "maps", "render", str(source), "-o", str(out))
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    lines = bad.stderr.strip().splitlines()
+    assert lines == [f"error: {source}: pose.hands[0]: needs exactly 21 points, got 20"]
+
+
 def test_library_seed_command_is_idempotent(cli_env: dict[str, str], engine: Engine) -> None:
     first = _posegen(cli_env, "library", "seed", "--json")
     assert first.returncode == 0, first.stderr

@@ -79,6 +79,7 @@ def test_bad_keypoints_are_invalid_input(bad: object) -> None:
 
 def test_too_many_persons_are_refused() -> None:
     person = [[0.5, 0.5], *([None] * 17)]
-    assert len(MapSource.from_keypoints([person] * 16).persons) == 16
+    pose = MapSource.from_keypoints([person] * 16).pose
+    assert pose is not None and len(pose.people) == 16
     with pytest.raises(InvalidInput):
         MapSource.from_keypoints([person] * 17)

@@ -22,17 +22,18 @@ def test_the_library_is_big_and_varied_enough() -> None:
     assert len({p.slug for p in poses}) == len(poses)
     for pose in poses:
         assert pose.name and pose.description and pose.tags
-        present = [p for p in pose.keypoints if p is not None]
-        assert pose.keypoints[1] is not None, f"{pose.slug}: every pose has a neck"
+        body = pose.keypoints["people"][0]["body"]
+        present = [p for p in body if p is not None]
+        assert body[1] is not None, f"{pose.slug}: every pose has a neck"
         assert len(present) >= (8 if pose.category == "portrait" else 10), pose.slug
-        assert all(-0.05 <= x <= 1.05 and -0.05 <= y <= 1.2 for x, y in present), pose.slug
+        assert all(-0.05 <= x <= 1.05 and -0.05 <= y <= 1.2 for x, y, _c in present), pose.slug
 
 
 def test_keypoints_are_plausible_bodies() -> None:
     """Shoulders beside the neck, the head above it, full-body feet below the hips."""
     _cats, poses = builtin_library()
     for pose in poses:
-        kp = pose.keypoints
+        kp = pose.keypoints["people"][0]["body"]
         neck = kp[1]
         assert neck is not None
         if kp[0] is not None:

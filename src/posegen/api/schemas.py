@@ -50,11 +50,23 @@ class Page(ApiModel, Generic[T]):
 
 # --- library -------------------------------------------------------------------------------
 
-Point = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=2, max_length=3)]
-#: OpenPose COCO-18 order; coordinates normalised to 0..1, null for a missing point.
-Keypoints = Annotated[list[Point | None], Field(min_length=18, max_length=18)]
+#: A pose: ``{"canvas": [w, h] (or "aspect"), "framing", "people": [{"body": 18 x [x, y, c] |
+#: null, "hands"?: [left, right] x 21, "face"?: 70}]}``, points normalised to the canvas; or
+#: today's list of 18 ``[x, y]`` points (drawn on a square). Checked by :mod:`posegen.pose`
+#: (422 ``invalid-pose`` naming the bad part); stored and returned in the canonical shape.
+Keypoints = Annotated[
+    dict[str, Any] | list[Any],
+    Field(
+        description="The pose (canvas, framing, people: body 18 points, optional hands 2x21, "
+        "face 70), or a list of 18 [x, y] points normalised to a square.",
+    ),
+]
 Tag = Annotated[str, Field(min_length=1, max_length=50)]
-_EXAMPLE_POINTS: list[Any] = [[0.5, 0.1 + i * 0.04] for i in range(17)] + [None]
+_EXAMPLE_POINTS: dict[str, Any] = {
+    "canvas": [512, 768],
+    "framing": "full_body",
+    "people": [{"body": [[0.5, 0.1 + i * 0.04, 1.0] for i in range(17)] + [None]}],
+}
 
 
 class CategoryOut(ApiModel):
@@ -74,7 +86,7 @@ class PoseOut(ApiModel):
     category_id: int
     category_slug: str
     tags: list[str]
-    keypoints: list[list[float] | None] | None
+    keypoints: dict[str, Any] | None = Field(description="The pose, canonical shape.")
     controlnet_map_url: str | None
     map_upload_id: int | None = Field(default=None, description="The admin upload used as map.")
     preview_image_url: str | None

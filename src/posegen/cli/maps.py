@@ -109,19 +109,26 @@ def clear(ctx: typer.Context) -> None:
 
 @app.command()
 def render(
-    keypoints_file: Annotated[Path, typer.Argument(help="JSON: 18 [x, y] points or persons.")],
+    keypoints_file: Annotated[
+        Path, typer.Argument(help="JSON: a pose (canvas, framing, people) or 18 [x, y] points.")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="PNG to write.")],
     width: Annotated[int, typer.Option(min=64, max=4096)] = 512,
     height: Annotated[int, typer.Option(min=64, max=4096)] = 512,
 ) -> None:
-    """Render COCO-18 keypoints (normalised 0..1) as an OpenPose map."""
+    """Render a pose as an OpenPose map, placed undistorted on the output size (body, and
+    hands and face when the pose has them)."""
     try:
         keypoints = json.loads(keypoints_file.read_text())
     except OSError as exc:
         raise InvalidInput(f"cannot read {keypoints_file}: {exc.strerror}") from exc
     except ValueError as exc:
         raise InvalidInput(f"{keypoints_file} is not JSON: {exc}") from exc
-    image = render_keypoints(keypoints, width, height)
+    try:
+        image = render_keypoints(keypoints, width, height)
+    except InvalidInput as exc:
+        # A bad pose in the file is bad input to this command, like a file that is not JSON.
+        raise InvalidInput(f"{keypoints_file}: {exc.message}") from exc
     try:
         image.save(output, "PNG")
     except OSError as exc:

@@ -22,7 +22,7 @@ from posegen.controlnet.diskcache import DiskCache, Usage
 from posegen.controlnet.fetch import Fetcher, FetchPolicy
 from posegen.controlnet.localfiles import read_upload, upload_stat
 from posegen.controlnet.memory import MemoryLRU
-from posegen.controlnet.render import render_keypoints
+from posegen.controlnet.render import render_pose
 from posegen.controlnet.singleflight import Flights, HostLocks
 from posegen.controlnet.sources import MapSource, sha256_text
 from posegen.controlnet.stats import Counters
@@ -184,8 +184,8 @@ class MapCache:
     def _produce(self, source: MapSource, target: Size | None) -> bytes:
         max_pixels = self.settings.image_max_pixels
         if source.kind == "keypoints":
-            assert target is not None
-            return to_png(render_keypoints([list(p) for p in source.persons], *target))
+            assert target is not None and source.pose is not None
+            return to_png(render_pose(source.pose, *target))
         if source.kind == "upload":
             data, _st = read_upload(
                 self.settings.effective_uploads_dir, source.value, self.settings.fetch_max_bytes

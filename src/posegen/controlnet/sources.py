@@ -8,21 +8,16 @@ share one entry and different resources never collide (the seed used a 32-bit ha
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from posegen.exceptions import FetchError, InvalidInput
+from posegen.exceptions import FetchError
+from posegen.pose import Pose, parse_pose
 
 SourceKind = Literal["url", "upload", "keypoints", "none"]
 
-#: COCO-18 has eighteen keypoints; see ``render.py`` for their order.
-KEYPOINT_COUNT = 18
-#: More people than any pose map needs; bounds the cost of rendering one row.
-MAX_PERSONS = 16
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
@@ -31,18 +26,16 @@ _PCT_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 _PATH_SAFE = "/:@!$&'()*+,;=%"
 _QUERY_SAFE = _PATH_SAFE + "?"
 
-Point = tuple[float, float] | None
-
 
 @dataclass(frozen=True)
 class MapSource:
     """One map source. Build with :meth:`from_url` or :meth:`from_keypoints`."""
 
     kind: SourceKind
-    #: Canonical URL, the upload path as given, or canonical keypoints JSON.
+    #: Canonical URL, the upload path as given, or the pose's canonical JSON.
     value: str
-    #: Persons of COCO-18 points (keypoints sources only).
-    persons: tuple[tuple[Point, ...], ...] = ()
+    #: The pose (keypoints sources only).
+    pose: Pose | None = None
 
     @classmethod
     def from_url(cls, url: str) -> MapSource:
@@ -63,17 +56,16 @@ class MapSource:
 
     @classmethod
     def from_keypoints(cls, keypoints: Any) -> MapSource:
-        """Stored keypoints (one person of 18 points, or a list of persons), rendered locally."""
-        persons = parse_persons(keypoints)
-        canon = json.dumps([list(map(_point_json, p)) for p in persons], separators=(",", ":"))
-        return cls("keypoints", canon, persons)
+        """A stored pose in any accepted shape (:mod:`posegen.pose`), rendered locally."""
+        pose = parse_pose(keypoints)
+        return cls("keypoints", pose.canonical(), pose)
 
     def url_key(self) -> str:
         """SHA-256 of the canonical URL (URL sources)."""
         return sha256_text(self.value)
 
     def keypoints_key(self, width: int, height: int) -> str:
-        """SHA-256 of the canonical keypoints JSON and the size they are rendered at."""
+        """SHA-256 of the canonical pose JSON and the size it is rendered at."""
         return sha256_text(f"{self.value}|{width}x{height}")
 
 
@@ -146,52 +138,6 @@ def _remove_dot_segments(path: str) -> str:
             out.append(seg)
     result = "/".join(out)
     return result if result.startswith("/") or not path.startswith("/") else "/" + result
-
-
-def parse_persons(keypoints: Any) -> tuple[tuple[Point, ...], ...]:
-    """Accept one person (18 points) or a list of persons; each point ``[x, y]``, ``[x, y, c]``
-    or ``null``. Coordinates are normalised to 0..1; a confidence of 0 marks a missing point."""
-    if isinstance(keypoints, dict):
-        keypoints = keypoints.get("keypoints", keypoints.get("persons"))
-    if not isinstance(keypoints, list) or not keypoints:
-        raise InvalidInput("keypoints must be a list of 18 points or a list of persons")
-    people = [keypoints] if _is_person(keypoints) else keypoints
-    if len(people) > MAX_PERSONS:
-        raise InvalidInput(f"at most {MAX_PERSONS} persons per pose map, not {len(people)}")
-    persons = []
-    for person in people:
-        if not isinstance(person, list) or len(person) != KEYPOINT_COUNT:
-            raise InvalidInput(f"each person needs exactly {KEYPOINT_COUNT} keypoints")
-        persons.append(tuple(_parse_point(p) for p in person))
-    return tuple(persons)
-
-
-def _is_person(items: list[Any]) -> bool:
-    return len(items) == KEYPOINT_COUNT and all(
-        p is None or (isinstance(p, list | tuple) and p and not isinstance(p[0], list | tuple))
-        for p in items
-    )
-
-
-def _parse_point(p: Any) -> Point:
-    if p is None:
-        return None
-    if not isinstance(p, list | tuple) or len(p) not in (2, 3):
-        raise InvalidInput(f"a keypoint is [x, y], [x, y, confidence] or null, not {p!r}")
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in p):
-        raise InvalidInput(f"keypoint values must be numbers: {p!r}")
-    if not all(math.isfinite(v) for v in p):
-        raise InvalidInput(f"keypoint values must be finite: {p!r}")
-    if len(p) == 3 and p[2] <= 0:
-        return None
-    x, y = float(p[0]), float(p[1])
-    if not (-1.0 <= x <= 2.0 and -1.0 <= y <= 2.0):
-        raise InvalidInput(f"keypoints are normalised to 0..1; {p!r} is far outside")
-    return (round(x, 6), round(y, 6))
-
-
-def _point_json(p: Point) -> list[float] | None:
-    return None if p is None else [p[0], p[1]]
 
 
 def upload_relpath(path: str) -> str:

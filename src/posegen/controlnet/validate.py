@@ -13,6 +13,7 @@ import warnings
 from PIL import Image, UnidentifiedImageError
 
 from posegen.exceptions import FetchError
+from posegen.pose.geometry import letterbox
 
 FORMATS = ("PNG", "JPEG", "WEBP")
 # Process-wide on purpose: nowhere in posegen should a bomb warning be merely printed.
@@ -115,11 +116,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def fit(img: Image.Image, size: tuple[int, int] | None) -> Image.Image:
-    """Resize to ``size`` (or the image's own size), snapped to multiples of 64."""
+    """Letterbox to ``size`` (or the image's own size), snapped to multiples of 64: a map
+    stretched to another aspect is a different pose, so it is scaled uniformly and padded black."""
     target = snap_size(size or img.size)
     if img.size == target:
         return img
-    return img.resize(target, Image.Resampling.LANCZOS)
+    return letterbox(img, *target)
 
 
 def to_png(img: Image.Image) -> bytes:

@@ -168,8 +168,9 @@ class PoseLibrary(Base):
         ForeignKey("pose_categories.id", ondelete="RESTRICT"), index=True
     )
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
-    #: COCO-18 keypoints, normalised 0..1, ``null`` for a missing point.
-    keypoints: Mapped[list[Any] | None] = mapped_column(JSON)
+    #: The pose in its canonical JSON shape (:mod:`posegen.pose.schema`): canvas, framing,
+    #: people of COCO-18 body points (+ optional hands, face), normalised to the canvas.
+    keypoints: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     controlnet_map_url: Mapped[str | None] = mapped_column(String(2048))
     #: An admin's upload used as the map; RESTRICT: an upload in use is never deleted under it.
     map_upload_id: Mapped[int | None] = mapped_column(

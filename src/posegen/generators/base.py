@@ -11,6 +11,8 @@ from typing import Any, Protocol, runtime_checkable
 from PIL import Image
 
 from posegen.exceptions import GeneratorError
+from posegen.pose import fit_subject as fit_subject  # the subject fit every backend shares
+from posegen.pose import letterbox
 
 
 @dataclass(frozen=True)
@@ -96,19 +98,7 @@ def encode_png(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def fit_cover(image: Image.Image, width: int, height: int) -> Image.Image:
-    """Scale and centre-crop ``image`` to exactly ``width`` x ``height`` (RGB)."""
-    from PIL import ImageOps
-
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    if rgb.size == (width, height):
-        return rgb
-    return ImageOps.fit(rgb, (width, height), method=Image.Resampling.BILINEAR)
-
-
 def fit_map(pose_map: Image.Image, width: int, height: int) -> Image.Image:
-    """The pose map at exactly the output size (maps are snapped to multiples of 64)."""
-    rgb = pose_map if pose_map.mode == "RGB" else pose_map.convert("RGB")
-    if rgb.size == (width, height):
-        return rgb
-    return rgb.resize((width, height), Image.Resampling.NEAREST)
+    """The pose map at exactly the output size, letterboxed (black bars, aspect kept): a map
+    stretched to another aspect shows the model a differently built person."""
+    return letterbox(pose_map, width, height)

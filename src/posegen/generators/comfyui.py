@@ -27,8 +27,8 @@ from posegen.generators.base import (
     GenerateResult,
     SequentialBatch,
     encode_png,
-    fit_cover,
     fit_map,
+    fit_subject,
     timeout_error,
 )
 from posegen.generators.comfyui_progress import Follower
@@ -72,7 +72,7 @@ class ComfyUIGenerator(SequentialBatch):
             budget = min(budget, left)
         deadline = time.monotonic() + budget
         subject = (
-            fit_cover(req.subject, req.width, req.height)
+            fit_subject(req.subject, req.width, req.height)
             if req.subject is not None
             else Image.new("RGB", (req.width, req.height), _NEUTRAL)
         )

@@ -25,8 +25,8 @@ from posegen.exceptions import ConfigError, GeneratorError
 from posegen.generators.base import (
     GenerateRequest,
     GenerateResult,
-    fit_cover,
     fit_map,
+    fit_subject,
     timeout_error,
 )
 
@@ -200,7 +200,7 @@ class DiffusersGenerator:
         }
         if first.subject is not None:
             pipe, mode = loaded.img2img, "img2img"
-            kwargs["image"] = [fit_cover(first.subject, width, height)] * n
+            kwargs["image"] = [fit_subject(first.subject, width, height)] * n
             kwargs["control_image"] = [control] * n
             kwargs["strength"] = s.diffusers_strength
         else:

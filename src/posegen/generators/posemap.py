@@ -16,8 +16,8 @@ from posegen.generators.base import (
     GenerateResult,
     SequentialBatch,
     encode_png,
-    fit_cover,
     fit_map,
+    fit_subject,
 )
 
 PREVIEW_NOTE = "preview render: the pose skeleton drawn over the subject image, not a model output"
@@ -41,7 +41,7 @@ class PosemapGenerator(SequentialBatch):
         width, height = req.width, req.height
         accent = _seed_colour(req.seed)
         if req.subject is not None:
-            canvas = fit_cover(req.subject, width, height).point(_DIM_LUT)
+            canvas = fit_subject(req.subject, width, height).point(_DIM_LUT)
         else:
             canvas = Image.new("RGB", (width, height), tuple(64 + c // 8 for c in accent))
         if req.pose_map is not None:

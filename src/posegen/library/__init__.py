@@ -1,6 +1,7 @@
 """The built-in pose library: categories and poses with hand-authored COCO-18 keypoints,
 shipped in the package (``builtin_poses.json``) and loaded idempotently into the database.
-Maps are rendered from the keypoints locally, so the library works offline."""
+Each pose records the canvas it was authored on (512 x 512) and its framing, so it is drawn
+undistorted at any output size. Maps are rendered locally, so the library works offline."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from posegen.controlnet.cache import MapCache, MapResult
-from posegen.controlnet.sources import MapSource, parse_persons
+from posegen.controlnet.sources import MapSource
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
 from posegen.exceptions import FetchError, InvalidInput
+from posegen.pose import pose_json
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,8 @@ class BuiltinPose:
     category: str
     description: str
     tags: tuple[str, ...]
-    keypoints: list[list[float] | None]
+    #: The canonical pose JSON (:mod:`posegen.pose`): canvas it was authored on, framing, points.
+    keypoints: dict[str, Any]
 
 
 class SeedCounts(NamedTuple):
@@ -58,7 +61,7 @@ class SyncReport:
 
 
 def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
-    """The shipped categories and poses, checked (keypoints parse, categories exist)."""
+    """The shipped categories and poses, checked (poses parse, categories exist)."""
     raw = json.loads(resources.files(__package__).joinpath(DATA_FILE).read_text("utf-8"))
     categories = [
         BuiltinCategory(c["slug"], c["name"], c["description"]) for c in raw["categories"]
@@ -68,7 +71,6 @@ def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
     for p in raw["poses"]:
         if p["category"] not in known:
             raise InvalidInput(f"pose {p['slug']} names unknown category {p['category']}")
-        parse_persons(p["keypoints"])
         poses.append(
             BuiltinPose(
                 p["slug"],
@@ -76,7 +78,7 @@ def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
                 p["category"],
                 p["description"],
                 tuple(p["tags"]),
-                p["keypoints"],
+                pose_json(p["keypoints"]),
             )
         )
     return categories, poses

@@ -25,7 +25,8 @@ class PoseInfo:
     id: int
     name: str
     description: str
-    keypoints: list[Any] | None
+    #: The stored pose JSON (:mod:`posegen.pose`), None for a map-only pose.
+    keypoints: Any
     controlnet_map_url: str | None
     map_upload_id: int | None = None
     #: Set only when an admin owns the map upload (see ``library.pose_map_source``).

@@ -24,12 +24,13 @@ from posegen.db.models import PoseStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import FetchError, GeneratorError, InvalidInput
 from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator
-from posegen.generators.base import fit_cover
+from posegen.generators.base import fit_subject
+from posegen.pose import Framing
 from posegen.queue import ClaimedJob, PoseResult, variation_key
 from posegen.storage import ResultStore, make_storage
 from posegen.worker.job_inputs import PoseInfo, build_prompt, load_inputs, pick_seed
 from posegen.worker.pipeline_clock import OverheadClock, PoseObserver
-from posegen.worker.pipeline_images import TRANSIENT_FETCH_KINDS, PipelineImages
+from posegen.worker.pipeline_images import TRANSIENT_FETCH_KINDS, PipelineImages, framing_of
 from posegen.worker.pipeline_writes import DEFAULT_DEPTH, AheadWriter
 
 if TYPE_CHECKING:
@@ -99,9 +100,8 @@ class _Run:
         job = self.job
         inputs = load_inputs(self.ctx.engine, job.project_id, list(job.pose_ids), job.user_id)
         subject = self.h.images.subject(inputs.subject)
-        if subject is not None:
-            # Once per generation, not once per pose: every backend gets it at the output size.
-            subject = fit_cover(subject, job.width, job.height)
+        # Fitted once per framing, not once per pose: every backend gets it at the output size.
+        fitted: dict[Framing | None, Image.Image] = {}
         slots: Sequence[int | None] = list(job.pose_ids) if job.pose_ids else [None]
         for pose_id in slots:
             pending = [
@@ -117,7 +117,13 @@ class _Run:
             if pose_id is not None and pose is None:
                 self._fail_all(pose_id, pending, "pose-missing", f"pose {pose_id} no longer exists")
                 continue
-            requests = self._requests(pose_id, pose, pending, subject)
+            pose_subject = None
+            if subject is not None:
+                framing = framing_of(pose)
+                if framing not in fitted:
+                    fitted[framing] = fit_subject(subject, job.width, job.height, framing)
+                pose_subject = fitted[framing]
+            requests = self._requests(pose_id, pose, pending, pose_subject)
             if requests is None:
                 continue
             step = max(1, self.h.generator.max_batch)

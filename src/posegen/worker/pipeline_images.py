@@ -16,8 +16,9 @@ from PIL import Image
 
 from posegen.config import Settings
 from posegen.controlnet import MapCache, load_image
-from posegen.exceptions import FetchError, GeneratorError
+from posegen.exceptions import FetchError, GeneratorError, InvalidInput
 from posegen.library import load_pose_map
+from posegen.pose import Framing, parse_pose
 from posegen.worker.job_inputs import PoseInfo, Subject
 
 log = logging.getLogger(__name__)
@@ -94,3 +95,14 @@ def _unavailable() -> GeneratorError:
     return GeneratorError(
         "the subject image is not available", transient=False, kind="subject-unavailable"
     )
+
+
+def framing_of(pose: PoseInfo | None) -> Framing | None:
+    """The pose's framing, for fitting the subject; None when it is only a map (or a text
+    request): then nothing is assumed and the subject is fitted for a full body."""
+    if pose is None or not pose.keypoints:
+        return None
+    try:
+        return parse_pose(pose.keypoints).framing
+    except InvalidInput:
+        return None  # its map load reports the bad pose against that pose

@@ -13,9 +13,10 @@ from posegen.api import forms
 from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
-from posegen.controlnet import MapResult, sources
+from posegen.controlnet import MapResult
 from posegen.exceptions import FetchError, InvalidInput, NotFound, PosegenError
 from posegen.library import load_pose_map
+from posegen.pose import pose_json
 
 router = APIRouter(prefix="/library", tags=["library"])
 
@@ -136,7 +137,7 @@ def _columns(body: PoseWrite, has_upload: bool) -> dict[str, Any]:
     if len(given) > 1:
         raise InvalidInput(f"give one map source, not {' and '.join(given)}", kind="two-maps")
     if values.get("keypoints") is not None:
-        sources.parse_persons(values["keypoints"])
+        values["keypoints"] = pose_json(values["keypoints"])  # 422 invalid-pose, said where
     if values.get("controlnet_map_url") is not None:
         values["controlnet_map_url"] = projects.check_image_url(values["controlnet_map_url"])
     if given:
@@ -172,7 +173,8 @@ async def create_pose(
     image file (multipart; stored as your upload)."""
     body, upload = await forms.read_body(request, PoseCreate, settings, "map")
     values = _columns(body, upload is not None)
-    values.setdefault("slug", _slugify(body.name))
+    if values.get("slug") is None:  # absent or null: made from the name
+        values["slug"] = _slugify(body.name)
     await _map_upload(engine, settings, admin.id, values, upload)
     pose = await run_in_threadpool(
         lambda: catalog.create_pose(engine, body.category, owner_id=admin.id, **values)
