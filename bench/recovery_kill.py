@@ -44,15 +44,24 @@ TARGET_P50_S, TARGET_MAX_S = 1.0, 3.0
 G = PoseGeneration
 
 
+#: Alembic keeps its context in module globals: one migration at a time across threads.
+_MIGRATING = threading.Lock()
+
+
+def migrate_one(url: str) -> None:
+    with _MIGRATING:
+        migrate(url)
+
+
 @contextlib.contextmanager
 def database(kind: str, admin_url: str, workdir: Path) -> Iterator[str]:
     if kind == "sqlite":
         url = f"sqlite:///{workdir / 'posegen.db'}"
-        migrate(url)
+        migrate_one(url)
         yield url
         return
     with scratch_database(admin_url, "posegen_bench_kill") as url:
-        migrate(url)
+        migrate_one(url)
         yield url
 
 
@@ -252,7 +261,7 @@ def restart_benchmark(workers: int = 2) -> dict[str, Any]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         url = server.get_uri()
-        migrate(url)
+        migrate_one(url)
         with engine_for(url) as engine:
             ids = submit(engine, 2000)
             env = {k: v for k, v in os.environ.items() if not k.startswith("POSEGEN_")}

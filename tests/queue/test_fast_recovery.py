@@ -5,6 +5,7 @@ a dropped PostgreSQL session and real ``flock`` locks; fencing keeps it exactly-
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -108,6 +109,27 @@ def test_dead_worker_generations_are_requeued_and_the_attempt_counts(engine, slo
     assert recover_dead_workers(engine, s, "runner").requeued == 0
     assert len(queue.claim(engine, s, "next", 5)) == 2
     assert_rollup_matches(engine)
+
+
+def test_posegen_recover_once_requeues_a_dead_workers_generations(
+    engine, slow_lease, owner, cli_env
+):
+    s = slow_lease
+    kind = liveness.FLOCK if engine.dialect.name == "sqlite" else liveness.PG_ADVISORY
+    dead = _fake_dead_worker(engine, s, kind)
+    gen = queue.submit(engine, s, owner.request()).generation_id
+    assert len(queue.claim(engine, s, dead, 1)) == 1
+    rec = subprocess.run(
+        [sys.executable, "-m", "posegen", "recover", "--once"],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert rec.returncode == 0, rec.stderr
+    out = json.loads(rec.stdout)
+    assert (out["requeued"], out["dead_workers_requeued"]) == (0, 1)  # the lease is still live
+    assert row(engine, gen).status == S.PENDING
 
 
 def test_workers_without_a_liveness_lock_are_left_to_their_lease(engine, slow_lease, owner):
