@@ -291,14 +291,14 @@ def restart_benchmark(workers: int = 2) -> dict[str, Any]:
                 def claimed_since() -> dict[str, Any]:
                     rows = conn.execute(
                         text(
-                            "SELECT data->>'worker' AS w, min(created_at) AS t "
+                            "SELECT data->>'worker' AS w, min(created_at) AS first_at "
                             "FROM generation_events WHERE kind = 'started' AND created_at > :b "
                             "GROUP BY 1"
                         ),
                         {"b": back},
                     ).all()
                     conn.commit()
-                    return {str(r.w): r.t for r in rows}
+                    return {str(r.w): r.first_at for r in rows}
 
                 wait(
                     lambda: all(any(t in w for w in claimed_since()) for t in tags),
