@@ -304,6 +304,17 @@ def main() -> None:
 
     with psycopg.connect(libpq(args.admin_url)) as conn:
         pg_version = server_version(conn)
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+        ).fetchone()
+    # Procrastinate's pool is sized to the concurrency: on a shared server, opening more
+    # connections than are free would lock everyone else out ("too many clients").
+    free = int(row[0]) if row else 0
+    if "procrastinate" in runs and args.concurrency + 1 + 20 > free:
+        raise SystemExit(
+            f"only {free} free connections on the server; Procrastinate's pool needs "
+            f"--concurrency + 1 = {args.concurrency + 1} plus headroom: lower --concurrency"
+        )
     load_start = round(os.getloadavg()[0], 2)
     systems = {"posegen": run_posegen, "procrastinate": run_procrastinate, "pgqueuer": run_pgqueuer}
     order = [n for n in ("posegen", "procrastinate", "pgqueuer", "sqlite") if n in runs]

@@ -76,7 +76,7 @@ def procrastinate_app(url: str, pool_size: int | None = None) -> tuple[Any, Any]
     connections. Submitters keep the default."""
     import procrastinate
 
-    pool = {} if pool_size is None else {"min_size": pool_size, "max_size": pool_size}
+    pool = {} if pool_size is None else {"max_size": pool_size}
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq(url), **pool))
 
     @app.task(name="noop", queue="bench")
