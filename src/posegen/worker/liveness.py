@@ -126,8 +126,9 @@ class SessionLock:
         return self._held.wait(timeout)
 
     def close(self) -> None:
+        """Stop and end the session (which releases the lock) within about half a second."""
         self._stop.set()
-        self._thread.join(timeout=max(5.0, 2 * self._poll))
+        self._thread.join(timeout=5.0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -162,7 +163,9 @@ class SessionLock:
             self._held.set()
             self._on_work()  # claim again now, and anything queued while we were away
             while not self._stop.is_set():
-                for note in conn.notifies(timeout=self._poll, stop_after=1):
+                # Short waits whatever the poll interval: a stopping worker ends its session
+                # (and frees its lock) at once.
+                for note in conn.notifies(timeout=min(self._poll, 0.5), stop_after=1):
                     if note.channel == RECOVER_CHANNEL:
                         if note.pid != conn.info.backend_pid:
                             self._on_recover()
