@@ -132,6 +132,38 @@ def test_posegen_recover_once_requeues_a_dead_workers_generations(
     assert row(engine, gen).status == S.PENDING
 
 
+def test_after_a_postgres_restart_old_workers_get_time_to_take_their_locks_back(
+    engine, slow_lease, owner, monkeypatch
+):
+    """Every session lock vanishes in a restart: a worker registered before the server started
+    is not judged until the grace has passed; one registered since is judged at once."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("a PostgreSQL restart")
+    from posegen.queue import dead_workers
+
+    s = slow_lease
+    old, new = (_fake_dead_worker(engine, s, liveness.PG_ADVISORY) for _ in range(2))
+    with engine.begin() as conn:
+        conn.execute(
+            update(WorkerRow)
+            .where(WorkerRow.id == old)
+            .values(started_at=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        )
+    gens = [queue.submit(engine, s, owner.request()).generation_id for _ in range(2)]
+    queue.claim(engine, s, old, 1)
+    queue.claim(engine, s, new, 1)
+    # as if the server had started a moment ago
+    monkeypatch.setattr(dead_workers, "PG_RESTART_GRACE_SECONDS", 10.0 * 365 * 24 * 3600)
+    assert recover_dead_workers(engine, s, "runner").requeued == 1
+    assert [(st, by) for st, by, _ in _statuses(engine, gens)] == [
+        (S.PROCESSING, old),
+        (S.PENDING, None),
+    ]
+    monkeypatch.setattr(dead_workers, "PG_RESTART_GRACE_SECONDS", 0.0)
+    assert recover_dead_workers(engine, s, "runner").requeued == 1
+    assert row(engine, gens[0]).status == S.PENDING
+
+
 def test_workers_without_a_liveness_lock_are_left_to_their_lease(engine, slow_lease, owner):
     """Behind PgBouncer (or with the check off) a worker registers no lock: never judged dead."""
     s = slow_lease
