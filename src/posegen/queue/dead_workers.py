@@ -101,7 +101,7 @@ def _postgres(engine: Engine, settings: Settings, runner: str) -> RecoveryOutcom
     started = utcnow()
     with write_transaction(engine) as conn:
         confirmed = [str(w) for w in conn.execute(_PG_CONFIRM, {"ids": dead}).scalars()]
-        outcome, pending = _requeue(conn, settings, confirmed)
+        outcome, pending = _requeue(conn, confirmed)
     pending.count_metrics()
     return _finish(engine, runner, started, confirmed, outcome)
 
@@ -127,14 +127,12 @@ def _sqlite(engine: Engine, settings: Settings, runner: str) -> RecoveryOutcome:
             return RecoveryOutcome(0, 0, 0, ran=False)
         started = utcnow()
         with write_transaction(engine) as conn:
-            outcome, pending = _requeue(conn, settings, dead)
+            outcome, pending = _requeue(conn, dead)
     pending.count_metrics()
     return _finish(engine, runner, started, dead, outcome)
 
 
-def _requeue(
-    conn: Connection, settings: Settings, dead: Sequence[str]
-) -> tuple[RecoveryOutcome, transitions.Pending]:
+def _requeue(conn: Connection, dead: Sequence[str]) -> tuple[RecoveryOutcome, transitions.Pending]:
     """Move the dead workers' ``processing`` rows, locked and re-checked in this transaction."""
     pending = transitions.Pending()
     if not dead:

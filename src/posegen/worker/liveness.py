@@ -116,6 +116,7 @@ class SessionLock:
         self._poll = poll
         self._held = threading.Event()
         self._stop = threading.Event()
+        self._warned = False
         self._thread = threading.Thread(target=self._run, name="posegen-liveness", daemon=True)
         self._thread.start()
 
@@ -133,34 +134,38 @@ class SessionLock:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self._session()
+                if not self._session():
+                    # Our previous session still holds it: the server has not yet noticed that
+                    # connection is gone. Until we have it, claims stay paused.
+                    self._complain("liveness lock still held by an old session; retrying")
             except psycopg.Error as exc:
-                # Claims pause (``held`` is False) and polling keeps the rest going.
-                log.warning(
-                    "liveness session lost; reconnecting",
-                    extra={"worker": self._id, "error": str(exc)},
-                )
+                # Claims pause (``held`` is False); heartbeats and polling carry on.
+                self._complain("liveness session lost; reconnecting", str(exc))
             finally:
                 self._held.clear()
             self._stop.wait(RECONNECT_SECONDS)
 
-    def _session(self) -> None:
+    def _complain(self, message: str, error: str | None = None) -> None:
+        """One warning per outage, not one per retry."""
+        (log.debug if self._warned else log.warning)(
+            message, extra={"worker": self._id, "error": error}
+        )
+        self._warned = True
+
+    def _session(self) -> bool:
+        """One session; False when the lock could not be taken."""
         with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
             got = conn.execute(
                 f"SELECT pg_try_advisory_lock({liveness.PG_KEY_SQL.format('%s')})",
                 (self._id,),
             ).fetchone()
             if not got or not got[0]:
-                # Our previous session still holds it: the server has not yet noticed that
-                # connection is gone. Try again shortly; until then claims stay paused.
-                log.warning(
-                    "liveness lock still held by an old session", extra={"worker": self._id}
-                )
-                return
+                return False
             conn.execute("LISTEN " + CHANNEL)
             conn.execute("LISTEN " + RECOVER_CHANNEL)
             conn.execute("SELECT pg_notify(%s, '')", (RECOVER_CHANNEL,))
             self._held.set()
+            self._warned = False
             self._on_work()  # claim again now, and anything queued while we were away
             while not self._stop.is_set():
                 # Short waits whatever the poll interval: a stopping worker ends its session
@@ -171,3 +176,4 @@ class SessionLock:
                             self._on_recover()
                     else:
                         self._on_work()
+        return True
