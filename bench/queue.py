@@ -6,9 +6,13 @@ Measured per system: submit rate (one job per transaction, and in batches), drai
 pickup to last completion, from the database's own timestamps, so process start-up is not
 counted), and pickup latency p50/p95 with an idle worker (jobs submitted one at a time).
 Also posegen's drain rate on SQLite. Each system gets its own scratch database, dropped after.
+The systems run interleaved (order rotated each repetition) for ``--reps`` repetitions; the
+table and the JSON line give the median and min-max of each figure. The rivals are configured
+as their documentation recommends for throughput: PgQueuer on asyncpg (``AsyncpgDriver``),
+Procrastinate's worker with a connection pool sized to its concurrency (+1 for LISTEN).
 
-    .venv/bin/python bench/queue.py                  # 20,000 jobs each
-    .venv/bin/python bench/queue.py --jobs 2000      # quicker
+    .venv/bin/python bench/queue.py                  # 20,000 jobs each, 3 interleaved reps
+    .venv/bin/python bench/queue.py --jobs 2000 --latency-jobs 50      # quicker
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path
 
 import argparse
 import signal
+import statistics
 import subprocess
 import tempfile
 import time
@@ -285,6 +290,7 @@ def main() -> None:
     p.add_argument("--latency-jobs", type=int, default=200)
     p.add_argument("--gap", type=float, default=0.02, help="seconds between latency submits")
     p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions of every system")
     p.add_argument(
         "--only",
         choices=["posegen", "procrastinate", "pgqueuer", "sqlite"],
@@ -296,25 +302,45 @@ def main() -> None:
         args.single = min(2000, args.jobs // 10)
     runs = args.only or ["posegen", "procrastinate", "pgqueuer", "sqlite"]
 
-    results: dict[str, dict[str, Any]] = {}
     with psycopg.connect(libpq(args.admin_url)) as conn:
         pg_version = server_version(conn)
-    for name, fn in (
-        ("posegen", run_posegen),
-        ("procrastinate", run_procrastinate),
-        ("pgqueuer", run_pgqueuer),
-    ):
-        if name in runs:
-            print(f"running {name} ({args.jobs} jobs)...", flush=True)
+        row = conn.execute(
+            "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+        ).fetchone()
+    # Procrastinate's pool is sized to the concurrency: on a shared server, opening more
+    # connections than are free would lock everyone else out ("too many clients").
+    free = int(row[0]) if row else 0
+    if "procrastinate" in runs and args.concurrency + 1 + 20 > free:
+        raise SystemExit(
+            f"only {free} free connections on the server; Procrastinate's pool needs "
+            f"--concurrency + 1 = {args.concurrency + 1} plus headroom: lower --concurrency"
+        )
+    load_start = round(os.getloadavg()[0], 2)
+    systems = {"posegen": run_posegen, "procrastinate": run_procrastinate, "pgqueuer": run_pgqueuer}
+    order = [n for n in ("posegen", "procrastinate", "pgqueuer", "sqlite") if n in runs]
+    samples: dict[str, list[dict[str, Any]]] = {}
+    loads: list[float] = []
+    for rep in range(args.reps):
+        # Interleaved and rotated: no system always runs first (cold caches) or last (a busier
+        # machine), and a burst of load from other work hits every system alike.
+        k = rep % len(order)
+        for name in order[k:] + order[:k]:
+            print(f"rep {rep + 1}/{args.reps}: {name} ({args.jobs} jobs)...", flush=True)
+            if name == "sqlite":
+                samples.setdefault("posegen_sqlite", []).append(run_posegen_sqlite(args))
+                continue
             with scratch_database(args.admin_url, f"bench_queue_{name}") as url:
-                results[name] = fn(url, args)
-    if "sqlite" in runs:
-        print("running posegen on SQLite...", flush=True)
-        results["posegen_sqlite"] = run_posegen_sqlite(args)
+                samples.setdefault(name, []).append(systems[name](url, args))
+        loads.append(round(os.getloadavg()[0], 2))
+    results = {name: spread(runs_) for name, runs_ in samples.items()}
+
+    def cell(f: dict[str, Any], key: str) -> str:
+        v = f.get(key)
+        return "-" if v is None else f"{v['median']} ({v['min']}-{v['max']})"
 
     rows = [
         (
-            "system",
+            "system (median, min-max)",
             "submit 1/tx /s",
             "submit batch /s",
             "drain /s",
@@ -326,40 +352,81 @@ def main() -> None:
         rows.append(
             (
                 name,
-                str(f.get("submit_single_per_s", "-")),
-                str(f.get("submit_batch_per_s", "-")),
-                str(f["drain_per_s"]),
-                str(f.get("pickup_p50_ms", "-")),
-                str(f.get("pickup_p95_ms", "-")),
+                cell(f, "submit_single_per_s"),
+                cell(f, "submit_batch_per_s"),
+                cell(f, "drain_per_s"),
+                cell(f, "pickup_p50_ms"),
+                cell(f, "pickup_p95_ms"),
             )
         )
     print()
     table(rows)
     ratios: dict[str, float] = {}
     ours = results.get("posegen")
+
+    def med(name: str, key: str) -> float:
+        return float(results[name][key]["median"])
+
     for other in ("procrastinate", "pgqueuer"):
         if ours and other in results:
             ratios[f"drain_vs_{other}"] = round(
-                ours["drain_per_s"] / results[other]["drain_per_s"], 2
+                med("posegen", "drain_per_s") / med(other, "drain_per_s"), 2
             )
             ratios[f"submit_single_vs_{other}"] = round(
-                ours["submit_single_per_s"] / results[other]["submit_single_per_s"], 2
+                med("posegen", "submit_single_per_s") / med(other, "submit_single_per_s"), 2
             )
+            ratios[f"pickup_p50_vs_{other}"] = round(
+                med("posegen", "pickup_p50_ms") / med(other, "pickup_p50_ms"), 2
+            )
+    targets: dict[str, Any] = {}
+    if ours and "pgqueuer" in results:
+        targets["drain_at_least_1.5x_pgqueuer"] = ratios["drain_vs_pgqueuer"] >= 1.5
+        targets["submit_single_at_least_pgqueuer"] = ratios["submit_single_vs_pgqueuer"] >= 1.0
+    peers = [n for n in ("procrastinate", "pgqueuer") if n in results]
+    if ours and peers:
+        fastest = min(med(n, "pickup_p50_ms") for n in peers)
+        targets["pickup_p50_no_slower_than_fastest_peer"] = (
+            med("posegen", "pickup_p50_ms") <= fastest
+        )
     print()
     for k, v in ratios.items():
         print(f"{k}: {v}x")
+    for k, v in targets.items():
+        print(f"target {k}: {'met' if v else 'MISSED'}")
     emit(
         {
             "benchmark": "queue",
             "jobs": args.jobs,
+            "reps": args.reps,
             "concurrency": args.concurrency,
             "pgqueuer_batch": args.pgqueuer_batch,
+            "pgqueuer_driver": "asyncpg",
+            "procrastinate_pool": args.concurrency + 1,
             "postgres": pg_version,
             **machine(),
+            "loadavg_1m": load_start,
+            "loadavg_1m_after_each_rep": loads,
             "results": results,
             "ratios": ratios,
+            "targets": targets,
         }
     )
+
+
+def spread(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure's median, min and max over the repetitions."""
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        if not values or not isinstance(values[0], (int, float)):
+            continue
+        out[key] = {
+            "median": round(statistics.median(values), 2),
+            "min": min(values),
+            "max": max(values),
+            "runs": values,
+        }
+    return out
 
 
 if __name__ == "__main__":

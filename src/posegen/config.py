@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(default=60.0, gt=0)
     recovery_interval_seconds: float = Field(default=30.0, gt=0)
     recovery_batch_size: int = Field(default=100, ge=1)
+    #: How often each worker probes its peers' liveness locks (0 = off: leases only).
+    dead_worker_check_seconds: float = Field(default=1.0, ge=0)
     max_attempts: int = Field(default=3, ge=1)
     #: Hard deadline of one generation = base + per_pose * total poses.
     deadline_base_seconds: float = Field(default=300.0, gt=0)

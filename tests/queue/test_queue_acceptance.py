@@ -220,5 +220,12 @@ def test_cli_submit_burst_and_recover_once(engine, owner, worker_env):
     assert {(r.status, r.poses_completed) for r in statuses(engine)} == {(S.COMPLETED, 4)}
     rec = run(worker_env, "recover", "--once")
     assert rec.returncode == 0, rec.stderr
-    assert json.loads(rec.stdout) == {"ran": True, "requeued": 0, "failed": 0, "cancelled": 0}
+    assert json.loads(rec.stdout) == {
+        "ran": True,
+        "requeued": 0,
+        "failed": 0,
+        "cancelled": 0,
+        "dead_workers_requeued": 0,
+        "dead_workers_failed": 0,
+    }
     assert_rollup_matches(engine)

@@ -104,7 +104,8 @@ def recover(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="One pass, then exit.")] = False,
 ) -> None:
-    """Requeue (or fail) generations whose lease expired; every recovery interval, or once."""
+    """Requeue (or fail) generations whose lease expired or whose worker died; every recovery
+    interval, or once."""
     st = state(ctx)
     settings, engine = st.settings, st.engine
     _require_schema(engine)
@@ -114,6 +115,8 @@ def recover(
     try:
         while True:
             out = queue.recover(engine, settings, runner)
+            # Dead workers' generations too (their liveness lock is free), lease or not.
+            dead = queue.recover_dead_workers(engine, settings, runner)
             typer.echo(
                 json.dumps(
                     {
@@ -121,6 +124,8 @@ def recover(
                         "requeued": out.requeued,
                         "failed": out.failed,
                         "cancelled": out.cancelled,
+                        "dead_workers_requeued": dead.requeued,
+                        "dead_workers_failed": dead.failed + dead.cancelled,
                     }
                 )
             )

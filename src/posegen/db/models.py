@@ -368,6 +368,9 @@ class Worker(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: The lock the worker holds for its life ('pg-advisory' | 'flock'), which recovery probes
+    #: to requeue a dead worker's generations in seconds; NULL: none (its leases decide).
+    liveness: Mapped[str | None] = mapped_column(String(20))
 
 
 class RecoveryRun(Base):

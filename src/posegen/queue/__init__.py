@@ -8,6 +8,7 @@ SQLAlchemy ``Engine`` and works the same on SQLite and PostgreSQL; what differs 
 from posegen.queue.batch import BatchResult, record_pose, record_poses, write_batch
 from posegen.queue.cancel import cancel
 from posegen.queue.claim import claim, pending_exists
+from posegen.queue.dead_workers import recover_dead_workers
 from posegen.queue.finish import fail_permanent, fail_transient, finish, finish_many
 from posegen.queue.lease import heartbeat, heartbeat_many, release, release_many
 from posegen.queue.model import (
@@ -48,6 +49,7 @@ __all__ = [
     "record_pose",
     "record_poses",
     "recover",
+    "recover_dead_workers",
     "release",
     "release_many",
     "submit",

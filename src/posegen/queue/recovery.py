@@ -51,7 +51,7 @@ def recover(engine: Engine, settings: Settings, runner: str) -> RecoveryOutcome:
         raise
     finally:
         if ran or error:
-            _record(engine, runner, started, requeued, failed + cancelled, error)
+            record_run(engine, runner, started, requeued, failed + cancelled, error)
     return RecoveryOutcome(requeued, failed, cancelled, ran)
 
 
@@ -130,7 +130,7 @@ def _one_batch(engine: Engine, settings: Settings) -> tuple[bool, _Batch]:
     return True, batch
 
 
-def _record(
+def record_run(
     engine: Engine,
     runner: str,
     started: dt.datetime,

@@ -21,8 +21,9 @@ from posegen.config import Settings
 from posegen.exceptions import PosegenError
 from posegen.metrics import prom
 from posegen.queue import ClaimedJob, tx
+from posegen.queue.dead_workers import recover_dead_workers
 from posegen.queue.dialects import ops_for
-from posegen.worker import registry
+from posegen.worker import liveness, registry
 from posegen.worker.attempt import run_attempt
 from posegen.worker.context import JobContext, JobHandler
 from posegen.worker.pool import JobThreads
@@ -69,6 +70,9 @@ class Worker:
         self._writer: BatchWriter | None = None
         #: The main loop's own connection for claims (opened on first use).
         self._claim_conn: Connection | None = None
+        #: The lock peers probe to see this worker is alive (None: leases only).
+        self._liveness: liveness.Holder | None = None
+        self._recover_now = threading.Event()
 
     # --- public -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -83,14 +87,23 @@ class Worker:
 
     def run(self) -> None:
         """Work until stopped (or, in burst mode, until nothing is left). Blocking."""
-        registry.register(self.engine, self.id, self.concurrency)
+        self._liveness = liveness.hold(
+            self.settings, self.engine, self.id, self._wake.set, self._recover_now.set
+        )
+        try:
+            kind = self._liveness.kind if self._liveness else None
+            registry.register(self.engine, self.id, self.concurrency, kind)
+        except BaseException:
+            if self._liveness is not None:
+                self._liveness.close()
+            raise
         log.info("worker started", extra={"worker": self.id, "concurrency": self.concurrency})
         self._writer = BatchWriter(self.engine, ops_for(self.engine).writer_threads)
         threads = JobThreads(self.concurrency)
         side = [self._side("heartbeat", self._heartbeat_loop)]
         if self.run_recovery:
             side.append(self._side("recovery", self._recovery_loop))
-        if self.settings.listen_notify:
+        if self.settings.listen_notify and not (self._liveness and self._liveness.listens):
             # Not joined: it notices the stop within one poll interval and holds nothing.
             self._side("listen", self._listen)
         try:
@@ -100,6 +113,7 @@ class Worker:
             self._drain()
             threads.close()
             self._side_stop.set()
+            self._recover_now.set()
             for t in side:
                 t.join(timeout=5)
             self._writer.close()
@@ -107,6 +121,8 @@ class Worker:
                 registry.stopped(self.engine, self.id)
             except _DB_ERRORS:
                 log.warning("could not mark the worker stopped", exc_info=True)
+            if self._liveness is not None:
+                self._liveness.close()
             log.info("worker stopped", extra={"worker": self.id, **self.stats})
 
     # --- main loop ----------------------------------------------------------------------------
@@ -117,7 +133,10 @@ class Worker:
             # With a backlog, wait for half the slots before claiming again: one claim per
             # batch instead of one per finished job. Without one, claim at once (latency).
             self._want = want = max(1, self.concurrency // 2) if backlog else 1
-            if free >= want:
+            # Without its liveness lock (session lost), work claimed now would be requeued by
+            # a peer at once: wait until the lock is back.
+            held = self._liveness is None or self._liveness.held()
+            if free >= want and held:
                 try:
                     if self._claim_conn is None:
                         self._claim_conn = tx.claimer_connection(self.engine)
@@ -240,22 +259,46 @@ class Worker:
                 log.warning("heartbeat failed", extra={"error": str(exc)})
 
     def _recovery_loop(self) -> None:
+        check = self.settings.dead_worker_check_seconds
+        next_lease_pass = 0.0
         while True:
-            try:
-                out = queue.recover(self.engine, self.settings, self.id)
-                if out.requeued or out.failed or out.cancelled:
-                    log.info(
-                        "recovered expired leases",
-                        extra={
-                            "requeued": out.requeued,
-                            "failed": out.failed,
-                            "cancelled": out.cancelled,
-                        },
-                    )
-            except _DB_ERRORS as exc:
-                log.warning("recovery pass failed", extra={"error": str(exc)})
-            if self._side_stop.wait(self.settings.recovery_interval_seconds):
+            if check > 0:
+                self._dead_worker_pass()
+            if time.monotonic() >= next_lease_pass:
+                self._lease_pass()
+                next_lease_pass = time.monotonic() + self.settings.recovery_interval_seconds
+            wait = next_lease_pass - time.monotonic()
+            if check > 0:
+                wait = min(wait, check)
+            # Woken early by a peer's NOTIFY (a worker took its lock) or by the stop.
+            self._recover_now.wait(max(0.0, wait))
+            self._recover_now.clear()
+            if self._side_stop.is_set():
                 return
+
+    def _dead_worker_pass(self) -> None:
+        try:
+            out = recover_dead_workers(self.engine, self.settings, self.id)
+        except _DB_ERRORS as exc:
+            log.warning("dead-worker check failed", extra={"error": str(exc)})
+            return
+        if out.requeued:
+            self._wake.set()  # this worker may take them itself, without waiting for a poll
+
+    def _lease_pass(self) -> None:
+        try:
+            out = queue.recover(self.engine, self.settings, self.id)
+            if out.requeued or out.failed or out.cancelled:
+                log.info(
+                    "recovered expired leases",
+                    extra={
+                        "requeued": out.requeued,
+                        "failed": out.failed,
+                        "cancelled": out.cancelled,
+                    },
+                )
+        except _DB_ERRORS as exc:
+            log.warning("recovery pass failed", extra={"error": str(exc)})
 
     def _listen(self) -> None:
         ops_for(self.engine).listen(

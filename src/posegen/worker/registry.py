@@ -21,7 +21,9 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def register(engine: Engine, worker_id: str, concurrency: int) -> None:
+def register(engine: Engine, worker_id: str, concurrency: int, liveness: str | None = None) -> None:
+    """``liveness``: the kind of lock the worker holds for its life (see
+    :mod:`posegen.queue.liveness`); None when it holds none and only its leases tell."""
     now = utcnow()
     with write_transaction(engine) as conn:
         conn.execute(
@@ -33,6 +35,7 @@ def register(engine: Engine, worker_id: str, concurrency: int) -> None:
                 in_flight=0,
                 started_at=now,
                 last_seen_at=now,
+                liveness=liveness,
             )
         )
 
