@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
 from posegen.api.limits import BodySizeLimit
+from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.config import Settings
 from posegen.web import include_web
@@ -73,14 +74,22 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     include_web(app, settings, the_engine)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Outside the body limit, so even a 413 carries X-Request-ID and is traced.
+    app.add_middleware(RequestContext)
     if settings.cors_origin_list:
         # Added last, so it is outermost: even a 413 carries the CORS headers a browser needs.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            expose_headers=["Retry-After", "Location"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
+            expose_headers=["Retry-After", "Location", "X-Request-ID"],
         )
     return app
 

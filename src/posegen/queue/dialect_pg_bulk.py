@@ -168,6 +168,7 @@ _GEN_COLUMNS = (
     "created_at",
     "idempotency_key",
     "request_hash",
+    "traceparent",
 )
 
 # One submit, one statement: the row (only if the project is the user's), the rollup, the
@@ -228,6 +229,7 @@ _RECORD_TYPES = {
     "cancel_requested": "boolean",
     "idempotency_key": "text",
     "request_hash": "text",
+    "traceparent": "text",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

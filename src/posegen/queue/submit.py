@@ -15,6 +15,7 @@ from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import utcnow
 from posegen.exceptions import Conflict, InvalidInput, NotFound
+from posegen.observe import tracing
 from posegen.queue import events, transitions, tx
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import GenerationRequest, SubmitResult
@@ -22,6 +23,9 @@ from posegen.queue.model import GenerationRequest, SubmitResult
 _INT32 = 2**31 - 1
 
 
+@tracing.traced(
+    "posegen.submit", lambda r: {"posegen.generation_id": r.generation_id, "created": r.created}
+)
 def submit(engine: Engine, settings: Settings, req: GenerationRequest) -> SubmitResult:
     """Enqueue one generation; an idempotency key reused with the same body returns the first.
 
@@ -62,6 +66,7 @@ def submit(engine: Engine, settings: Settings, req: GenerationRequest) -> Submit
     return SubmitResult(gen_id, True)
 
 
+@tracing.traced("posegen.submit_many", lambda ids: {"count": len(ids)})
 def submit_many(engine: Engine, settings: Settings, reqs: Sequence[GenerationRequest]) -> list[int]:
     """Enqueue many generations in one transaction (operators' bulk submit, load tests).
 
@@ -134,6 +139,7 @@ def _row(req: GenerationRequest, settings: Settings, now: dt.datetime) -> dict[s
         "created_at": now,
         "idempotency_key": req.idempotency_key,
         "request_hash": req.request_hash,
+        "traceparent": req.traceparent or tracing.traceparent(),
     }
 
 
