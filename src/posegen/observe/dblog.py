@@ -77,13 +77,14 @@ class GenerationLogHandler(logging.Handler):
         self._rows.put(row)
 
     def _admit(self, gen_id: int, level: int) -> bool:
+        limit = MAX_LINES_PER_GENERATION * (2 if level >= logging.WARNING else 1)
         with self._count_lock:
-            n = self._counts.pop(gen_id, 0) + 1
-            self._counts[gen_id] = n
+            kept = self._counts.pop(gen_id, 0)
+            admitted = kept < limit
+            self._counts[gen_id] = kept + 1 if admitted else kept
             if len(self._counts) > _TRACKED:
                 self._counts.popitem(last=False)
-        limit = MAX_LINES_PER_GENERATION * (2 if level >= logging.WARNING else 1)
-        return n <= limit
+        return admitted
 
     def close(self) -> None:
         self._rows.put(None)
@@ -114,12 +115,17 @@ class GenerationLogHandler(logging.Handler):
         try:
             with write_transaction(self._engine) as conn:
                 conn.execute(insert(GenerationLog), rows)
+            return
         except Exception:
-            # A generation deleted meanwhile (foreign key), or the database away: these lines
-            # are lost here but were printed on stderr.
-            logging.getLogger(__name__).warning(
-                "could not store %d generation log lines", len(rows), exc_info=True
-            )
+            if len(rows) == 1:
+                # A generation deleted meanwhile (foreign key), or the database away: the line
+                # is lost here but was printed on stderr.
+                logging.getLogger(__name__).warning(
+                    "could not store a generation log line", exc_info=True
+                )
+                return
+        for row in rows:  # one bad row (a deleted generation) must not cost the others
+            self._insert([row])
 
 
 def attach(engine: Engine) -> GenerationLogHandler:
