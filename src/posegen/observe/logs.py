@@ -110,6 +110,19 @@ def _text_value(value: Any) -> str:
     return text
 
 
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a line is logged (it may be replaced later,
+    as pytest's capture does for in-process command runs)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def resolve_format(fmt: LogFormat, stream: TextIO) -> Literal["json", "text"]:
     """``auto``: text on a terminal, JSON otherwise (a fleet's log collector)."""
     if fmt != "auto":
@@ -131,7 +144,9 @@ def configure_logging(
     """
     global _installed
     out = stream if stream is not None else sys.stderr
-    handler = logging.StreamHandler(out)
+    handler: logging.StreamHandler[TextIO] = (
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
     handler.addFilter(ContextFilter())
     chosen = resolve_format(fmt, out)
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
