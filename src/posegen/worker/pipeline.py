@@ -229,32 +229,37 @@ class _Run:
                 "backendMs": _ms(backend_s),
                 "storageMs": _ms(storage_s),
             }
-            started = time.perf_counter()
-            with observe.span("posegen.pose.write", variation_key=key):
-                self.ctx.record_pose(
-                    PoseResult(
-                        variation_key=key,
-                        pose_id=pose_id,
-                        variation_index=index,
-                        status=PoseStatus.COMPLETED,
-                        image_path=image_rel,
-                        thumbnail_path=thumb_rel,
-                        seed=result.seed,
-                        prompt_used=result.prompt,
-                        duration_ms=round(result.duration_s * 1000),
-                        meta=meta,
-                    )
+            self._record(
+                PoseResult(
+                    variation_key=key,
+                    pose_id=pose_id,
+                    variation_index=index,
+                    status=PoseStatus.COMPLETED,
+                    image_path=image_rel,
+                    thumbnail_path=thumb_rel,
+                    seed=result.seed,
+                    prompt_used=result.prompt,
+                    duration_ms=round(result.duration_s * 1000),
+                    meta=meta,
                 )
-            log.info(
-                WRITE_LINE,
-                extra={
-                    "variation_key": key,
-                    "map_ms": _ms(map_s),
-                    "backend_ms": _ms(backend_s),
-                    "storage_ms": _ms(storage_s),
-                    "write_ms": _ms(time.perf_counter() - started),
-                },
             )
+
+    def _record(self, result: PoseResult) -> None:
+        """The fenced write of a finished pose, timed and logged with its timings."""
+        started = time.perf_counter()
+        with observe.span("posegen.pose.write", variation_key=result.variation_key):
+            self.ctx.record_pose(result)
+        timings = (result.meta or {}).get("timings", {})
+        log.info(
+            WRITE_LINE,
+            extra={
+                "variation_key": result.variation_key,
+                "map_ms": timings.get("mapMs"),
+                "backend_ms": timings.get("backendMs"),
+                "storage_ms": timings.get("storageMs"),
+                "write_ms": _ms(time.perf_counter() - started),
+            },
+        )
 
     def _fail_all(
         self, pose_id: int | None, pending: Sequence[tuple[int, str]], kind: str, message: str
