@@ -3,7 +3,11 @@ claim, run and poses form one trace through the traceparent stored on its row.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from fastapi.testclient import TestClient
@@ -150,3 +154,67 @@ def test_the_api_request_span_is_the_parent_of_submit_and_continues_a_caller_tra
     assert request.attributes["user_id"] == user.account.id
     assert request.attributes["http.route"] == "/api/pose-generator/generations"
     assert _stored_traceparent(engine, r.json()["id"]).split("-")[1] == caller_trace
+
+
+def test_without_an_endpoint_the_sdk_is_never_loaded(cli_env: dict[str, str]) -> None:
+    """A whole command (the CLI sets up tracing) runs without importing the SDK."""
+    code = (
+        "import sys; from posegen.cli import main\n"
+        "try:\n    main(['recover', '--once'])\nexcept SystemExit as e:\n    assert not e.code\n"
+        "assert not [m for m in sys.modules if m.startswith('opentelemetry.sdk')]\n"
+    )
+    env = {k: v for k, v in cli_env.items() if not k.startswith("OTEL_")}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_spans_go_over_otlp_when_an_endpoint_is_set(cli_env: dict[str, str]) -> None:
+    """A real OTLP/HTTP receiver on 127.0.0.1 gets the recovery pass of ``posegen recover``."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    bodies: list[tuple[str, bytes]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            bodies.append((self.path, self.rfile.read(length)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {
+            **cli_env,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_port}",
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "posegen", "recover", "--once"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bodies and all(path == "/v1/traces" for path, _ in bodies)
+    names, services = [], set()
+    for _, body in bodies:
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource_spans in request.resource_spans:
+            for attr in resource_spans.resource.attributes:
+                if attr.key == "service.name":
+                    services.add(attr.value.string_value)
+            for scope in resource_spans.scope_spans:
+                names.extend(s.name for s in scope.spans)
+    assert names == ["posegen.recovery"] and services == {"posegen-recover"}
