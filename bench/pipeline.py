@@ -203,6 +203,19 @@ def run_engine(
                     "overhead_mean_ms": round(statistics.fmean(ms), 3),
                 }
             )
+        # The submit's share: the span and the traceparent travel in the submit's one statement.
+        # Blocks of 20 submits alternate between the two modes, so drift hits both alike.
+        per_mode: dict[str, list[float]] = {"off": [], "in-memory": []}
+        for _ in range(args.submit_blocks):
+            for kind, times in per_mode.items():
+                with tracer(kind):
+                    for _ in range(20):
+                        started = time.perf_counter()
+                        submit(all_poses[:1], 1)
+                        times.append((time.perf_counter() - started) * 1000)
+        for kind, times in per_mode.items():
+            out.append({"engine": name, "submit": kind, "submit_p50_ms": statistics.median(times),
+                        "submits": len(times)})  # fmt: skip
         return out
     finally:
         engine.dispose()
@@ -216,6 +229,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="image width and height")
     parser.add_argument("--concurrency", type=int, default=1, help="worker concurrency")
     parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument(
+        "--submit-blocks", type=int, default=10, help="blocks of 20 submits per tracing mode"
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_ADMIN_URL)
     args = parser.parse_args()
 
@@ -229,6 +245,8 @@ def main() -> None:
                 url = stack.enter_context(scratch_database(args.postgres_url, "posegen_pipeline"))
             migrate(url)
             results.extend(run_engine(name, url, data_dir, args))
+    submits = [r for r in results if "submit" in r]
+    results = [r for r in results if "submit" not in r]
 
     keys = ["poses", "wall_s", "poses_per_s", "wall_ms_per_pose", "backend_p50_ms",
             "overhead_p50_ms", "overhead_p99_ms", "overhead_mean_ms", "spans_per_pose"]  # fmt: skip
@@ -254,6 +272,10 @@ def main() -> None:
             f"{on['overhead_mean_ms'] - off['overhead_mean_ms']:+.3f} ms "
             f"({on['spans_per_pose']} spans per pose)"
         )
+    for r in submits:
+        figures[f"{r['engine']}_submit_p50_ms_tracing_{r['submit']}"] = round(r["submit_p50_ms"], 3)
+        print(f"{r['engine']}: submit p50 {r['submit_p50_ms']:.3f} ms, tracing {r['submit']} "
+              f"({r['submits']} submits)")  # fmt: skip
     cost = span_cost()
     figures["span_ns_off"] = round(cost["off"], 1)
     figures["span_ns_in_memory"] = round(cost["in-memory"], 1)

@@ -146,7 +146,7 @@ def setup_tracing(service: str, trace_file: Path | None = None) -> bool:
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
     )
-    if not endpoint and trace_file is None:
+    if (not endpoint and trace_file is None) or _env_true("OTEL_SDK_DISABLED"):
         return False
     try:
         from opentelemetry.sdk.resources import Resource
@@ -174,6 +174,10 @@ def setup_tracing(service: str, trace_file: Path | None = None) -> bool:
     install(provider)
     atexit.register(provider.shutdown)
     return True
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() == "true"
 
 
 def _file_exporter(path: Path) -> SpanExporter:
