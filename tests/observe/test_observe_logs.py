@@ -21,6 +21,15 @@ from posegen.observe.logs import JsonFormatter, TextFormatter, configure_logging
 SRC = Path(__file__).resolve().parents[2] / "src" / "posegen"
 
 
+@pytest.fixture(autouse=True)
+def _root_level_restored() -> Iterator[None]:
+    """configure_logging sets the root level; later tests expect it as it was."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
+
+
 @pytest.fixture
 def captured() -> Iterator[tuple[logging.Logger, io.StringIO, logging.Handler]]:
     """A logger writing JSON lines into a buffer through the handler the CLI installs."""
