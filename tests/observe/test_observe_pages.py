@@ -153,3 +153,24 @@ def test_the_stored_log_is_bounded_per_generation(
     assert kept == [f"line {i}" for i in range(5)] + [f"trouble {i}" for i in range(5)]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(GenerationLog)).scalar_one() == 10
+
+
+def test_a_burst_of_lines_is_stored_whole_across_batches(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_library(engine)
+    user = accounts.create_user(engine, "Bea", "bea@example.com")
+    gid = _generation(engine, settings, user.account.id)
+    monkeypatch.setattr(dblog, "MAX_LINES_PER_GENERATION", 5000)
+    logger = logging.getLogger("posegen.test.burst")
+    handler = dblog.GenerationLogHandler(engine, interval=0.2)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        for i in range(1234):  # more than two full batches of 500
+            logger.info("burst %d", i, extra={"generation_id": gid, "i": i})
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    lines = dblog.lines(engine, gid, limit=2000)
+    assert [line["fields"]["i"] for line in lines] == list(range(1234))

@@ -2,8 +2,9 @@
 
 A logging handler takes every record at INFO or above that carries a ``generation_id`` (from
 ``extra`` or the log context) and hands it to a background thread, which inserts what has
-gathered in one statement every ``interval`` seconds: logging never waits on the database, and a
-busy worker costs one insert per interval, not one per line. The log is bounded: this process
+gathered in one statement every ``interval`` seconds, or every 500 lines when they come faster:
+logging never waits on the database, and a busy worker costs one insert per batch, not one per
+line. Past a backlog of 50,000 lines (the database far behind) new lines are not kept. The log is bounded: this process
 keeps at most :data:`MAX_LINES_PER_GENERATION` lines per generation (the first ones; later
 lines at WARNING or above still go in, up to twice that), and rows go with their generation.
 If the database is unreachable the lines are dropped (they are still on stderr).
@@ -32,6 +33,8 @@ MAX_LINES_PER_GENERATION = 1000
 #: Generations whose line counts a process remembers (older ones start counting again).
 _TRACKED = 10_000
 _BATCH = 500
+#: Lines waiting for the database beyond which new ones are not kept.
+_MAX_BACKLOG = 50_000
 
 _THREAD_NAME = "posegen-dblog"
 
@@ -74,6 +77,8 @@ class GenerationLogHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return
+        if self._rows.qsize() >= _MAX_BACKLOG:
+            return  # the database is far behind: keep memory bounded (stderr has the line)
         self._rows.put(row)
 
     def _admit(self, gen_id: int, level: int) -> bool:
@@ -92,17 +97,20 @@ class GenerationLogHandler(logging.Handler):
         super().close()
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
+        while True:
             first = self._rows.get()
             if first is None:
                 return
-            rows = [first]
-            # Gather for one interval (or one full batch): one insert for all of them.
-            time.sleep(self._interval)
+            rows, stop = [first], False
+            # Gather for one interval or one full batch, whichever comes first: a backlog is
+            # written batch after batch at the database's speed, a trickle once an interval.
+            deadline = time.monotonic() + self._interval
             while len(rows) < _BATCH:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
                 try:
-                    nxt = self._rows.get_nowait()
+                    nxt = self._rows.get(timeout=left)
                 except stdqueue.Empty:
                     break
                 if nxt is None:
@@ -110,6 +118,8 @@ class GenerationLogHandler(logging.Handler):
                     break
                 rows.append(nxt)
             self._insert(rows)
+            if stop:
+                return
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         try:
