@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None
 
+    # --- logs and traces ------------------------------------------------------------------
+    #: ``auto``: text on a terminal, JSON lines otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    #: Append every finished span to this file as JSON lines (debugging, tests); OTLP export
+    #: is switched on by the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``.
+    trace_file: Path | None = None
+
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:

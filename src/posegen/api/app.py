@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
 from posegen.api.limits import BodySizeLimit, RequestLimits
+from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.api.routes import uploads as upload_routes
 from posegen.api.sse import StreamSlots
@@ -82,14 +83,22 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         max_requests=settings.http_max_requests,
         body_timeout=settings.http_body_timeout_seconds,
     )
+    # Outside the body limit, so even a 413 carries X-Request-ID and is traced.
+    app.add_middleware(RequestContext)
     if settings.cors_origin_list:
         # Added last, so it is outermost: even a 413 carries the CORS headers a browser needs.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origin_list,
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-            expose_headers=["Retry-After", "Location"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "X-Request-ID",
+            ],
+            expose_headers=["Retry-After", "Location", "X-Request-ID"],
         )
     return app
 

@@ -15,7 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
-from posegen import accounts
+from posegen import accounts, observe
 from posegen.accounts import Account
 from posegen.config import Settings
 from posegen.db.models import Role
@@ -120,6 +120,7 @@ async def _authenticated(
         account = await run_in_threadpool(_lookup, request.app.state.engine, cache, api_key)
     if account is None:
         raise Unauthorized("invalid or revoked API key")
+    observe.bind(user_id=account.id)  # the rest of the request's log lines name the user
     return account
 
 

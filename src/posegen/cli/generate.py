@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine, select
 
 from posegen import accounts, generations_read, projects, queue, uploads
-from posegen.cli.app import state
+from posegen.cli.app import keep_generation_logs, state
 from posegen.cli.worker import default_project, listed_pose_ids
 from posegen.config import Settings
 from posegen.db import migrate
@@ -78,6 +78,7 @@ def generate(
     if not poses and not all_poses and not prompt:
         raise InvalidInput("give --poses, --all-poses or a --prompt for a text generation")
     _ensure_schema(settings, engine)
+    keep_generation_logs(ctx, engine)
     handler: JobHandler | None = None
     if worker:
         from posegen.worker.pipeline import make_handler

@@ -13,10 +13,11 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from posegen import accounts
-from posegen.cli.app import state
+from posegen.cli.app import keep_generation_logs, log_secrets, state
 from posegen.config import Settings
 from posegen.db import migrate
 from posegen.db.models import Role
@@ -50,6 +51,7 @@ def serve(
     st = state(ctx)
     settings = st.settings
     _require_schema(st.engine)
+    keep_generation_logs(ctx, st.engine)
     bind_host = host or settings.api_host
     bind_port = settings.api_port if port is None else port
     from posegen.api import server
@@ -68,7 +70,7 @@ def serve(
         # Several processes need an import string; each builds its settings from the environment.
         server.run(
             server.make_config(
-                "posegen.api.app:app_from_environment",
+                "posegen.cli.serve:app_in_child_process",
                 settings,
                 bind_host,
                 bind_port,
@@ -78,6 +80,23 @@ def serve(
         )
     finally:
         restore()
+
+
+def app_in_child_process() -> FastAPI:
+    """``serve --workers N``: each API process is a fresh interpreter, so it sets up its own
+    logs and traces (as the CLI did in the parent) before building the app."""
+    from posegen import observe
+    from posegen.api.app import create_app
+    from posegen.config import load_settings
+    from posegen.db.engine import make_engine
+    from posegen.observe import dblog
+
+    settings = load_settings()
+    observe.configure_logging(settings.log_format, secrets=log_secrets(settings))
+    observe.setup_tracing("posegen-serve", settings.trace_file)
+    engine = make_engine(settings)
+    dblog.attach(engine)
+    return create_app(settings, engine)
 
 
 def ensure_admin(engine: Engine) -> accounts.NewKey | None:
@@ -108,6 +127,7 @@ def up(
     seeded = seed_library(engine)
     handler = select_handler(settings)  # fails fast on a misconfigured backend
     new_admin = ensure_admin(engine)
+    keep_generation_logs(ctx, engine)
     bind_host = host or settings.api_host
     bind_port = settings.api_port if port is None else port
 

@@ -11,7 +11,7 @@ import typer
 from sqlalchemy import Engine, insert, select
 
 from posegen import accounts, queue
-from posegen.cli.app import state
+from posegen.cli.app import keep_generation_logs, state
 from posegen.db import migrate
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationType, PoseLibrary, Project
@@ -45,6 +45,7 @@ def worker(
     settings, engine = st.settings, st.engine
     _require_schema(engine)
     handler = select_handler(settings)
+    keep_generation_logs(ctx, engine)
     w = Worker(settings, engine, handler, concurrency, burst)
     # Handlers first: anything that can see this process as up (the metrics port) may signal it.
     restore = signals.install(w.stop)

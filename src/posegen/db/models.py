@@ -1,4 +1,4 @@
-"""The data model of DESIGN.md, identical on SQLite and PostgreSQL.
+"""The data model (tables, columns, indexes), identical on SQLite and PostgreSQL.
 
 Table and column names are part of the interface (operators' SQL relies on them). Indexes are
 chosen from the hot queries; live-state indexes are partial so they stay tiny on a table of
@@ -258,6 +258,8 @@ class PoseGeneration(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     #: Result bytes held against the owner's quota from submit until the generation ends.
     reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    #: W3C traceparent of the submit's span: the worker continues that trace (NULL: untraced).
+    traceparent: Mapped[str | None] = mapped_column(String(64))
 
 
 # Queue indexes live in their own migration revision (0002); declared here so the models are the
@@ -320,6 +322,27 @@ class GenerationEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GenerationLog(Base):
+    """Log lines about one generation (from every process that touched it), for the dashboard.
+
+    Bounded: each process keeps at most ``posegen.observe.dblog.MAX_LINES_PER_GENERATION`` lines
+    per generation; rows go with their generation.
+    """
+
+    __tablename__ = "generation_logs"
+    __table_args__ = (Index("ix_generation_logs_generation_id_id", "generation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_generations.id", ondelete="CASCADE")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    level: Mapped[str] = mapped_column(String(16))
+    logger: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(Text)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class UserGenerationStats(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -13,6 +14,7 @@ from posegen.db.engine import read_connection
 from posegen.db.models import GeneratedPose, GenerationStatus, GenerationType, PoseGeneration
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.metrics import prom
+from posegen.observe import tracing
 from posegen.queue import events, tx
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import ClaimedJob
@@ -50,6 +52,7 @@ def claim(
         "deadline_per_pose": settings.deadline_per_pose_seconds,
     }
     bind = conn if conn is not None else engine
+    started_ns = time.time_ns()
     if ops.claim_writes_events:
         # One statement (lease + started events): it commits alone, with no BEGIN/COMMIT trips.
         with tx.autocommit(bind) as c:
@@ -61,6 +64,20 @@ def claim(
     if not rows:
         return []
     prom.CLAIMS.inc(len(rows))
+    if tracing.enabled():
+        # One statement claimed them all; each generation's trace gets the claim as a span.
+        ended_ns = time.time_ns()
+        for r in rows:
+            tracing.record_span(
+                "posegen.claim",
+                r["traceparent"],
+                started_ns,
+                ended_ns,
+                **{"posegen.generation_id": int(r["id"]), "batch": len(rows)},
+                worker=worker_id,
+                attempt=int(r["attempts"]),
+                lease_token=int(r["lease_token"]),
+            )
     # Only resumed generations have checkpoints; a first claim costs no extra query.
     resumed = [int(r["id"]) for r in rows if r["poses_completed"] + r["poses_failed"] > 0]
     done = _done_keys(engine, resumed) if resumed else {}
@@ -84,6 +101,7 @@ def claim(
             done_keys=frozenset(done.get(int(r["id"]), ())),
             priority=int(r["priority"]),
             total_expected_poses=int(r["total_expected_poses"]),
+            traceparent=r["traceparent"],
         )
         for r in rows
     ]

@@ -180,6 +180,7 @@ _GEN_COLUMNS = (
     "idempotency_key",
     "request_hash",
     "reserved_bytes",
+    "traceparent",
 )
 
 # One submit, one statement: the admission upsert of the user's rollup row (every per-user limit
@@ -246,6 +247,7 @@ _RECORD_TYPES = {
     "idempotency_key": "text",
     "request_hash": "text",
     "reserved_bytes": "bigint",
+    "traceparent": "text",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

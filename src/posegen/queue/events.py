@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 from posegen.db.types import utcnow
 from posegen.queue.dialects import ops_for
 
-#: The event kinds clients may see, in INTERFACES.md order.
+#: The event kinds clients may see, in the order the README's HTTP API section lists them.
 KINDS = ("queued", "started", "pose", "retrying", "completed", "partial", "failed", "cancelled")
 
 

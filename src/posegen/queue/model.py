@@ -43,6 +43,8 @@ class GenerationRequest:
     idempotency_key: str | None = None
     #: SHA-256 of the canonical request body, compared when an idempotency key is reused.
     request_hash: str | None = None
+    #: W3C traceparent to store with the row; None: the current span's (if tracing is on).
+    traceparent: str | None = None
 
     @property
     def total_expected_poses(self) -> int:
@@ -81,6 +83,8 @@ class ClaimedJob:
     done_keys: frozenset[str] = field(default_factory=frozenset)
     priority: int = 0
     total_expected_poses: int = 0
+    #: The submit's trace context: the worker's spans for this generation continue it.
+    traceparent: str | None = None
 
     def variation_keys(self) -> list[tuple[int | None, int, str]]:
         """Every (pose_id, variation index, key) this generation must produce, in order."""

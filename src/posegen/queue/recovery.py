@@ -18,6 +18,7 @@ from posegen.db.hot_queries import RECOVERY_SCAN
 from posegen.db.models import GenerationStatus, RecoveryRun
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.metrics import prom
+from posegen.observe import tracing
 from posegen.queue import transitions
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import RecoveryOutcome
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 MAX_BATCHES_PER_PASS = 50
 
 
+@tracing.traced(
+    "posegen.recovery",
+    lambda o: {"requeued": o.requeued, "failed": o.failed, "cancelled": o.cancelled, "ran": o.ran},
+)
 def recover(engine: Engine, settings: Settings, runner: str) -> RecoveryOutcome:
     """Run one recovery pass; records a ``recovery_runs`` row when this runner got the lock."""
     started = utcnow()

@@ -18,6 +18,7 @@ from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.exceptions import Conflict, InvalidInput, NotFound, PosegenError, RateLimited
+from posegen.observe import tracing
 from posegen.queue import events, quota, transitions, tx
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import GenerationRequest, SubmitResult
@@ -30,6 +31,9 @@ _INT32 = 2**31 - 1
 _ADMIT_TRIES = 3
 
 
+@tracing.traced(
+    "posegen.submit", lambda r: {"posegen.generation_id": r.generation_id, "created": r.created}
+)
 def submit(
     engine: Engine,
     settings: Settings,
@@ -119,6 +123,7 @@ _ADMIT_SQLITE = text(quota.admit_sql(lambda name: f":{name}")).bindparams(
 )
 
 
+@tracing.traced("posegen.submit_many", lambda ids: {"count": len(ids)})
 def submit_many(engine: Engine, settings: Settings, reqs: Sequence[GenerationRequest]) -> list[int]:
     """Enqueue many generations in one transaction (operators' bulk submit, load tests).
 
@@ -194,6 +199,7 @@ def _row(
         "idempotency_key": req.idempotency_key,
         "request_hash": req.request_hash,
         "reserved_bytes": reserved,
+        "traceparent": req.traceparent or tracing.traceparent(),
     }
 
 

@@ -72,7 +72,7 @@ class LocalStorage:
         return count
 
 
-#: The default store; INTERFACES.md calls it ``Storage(settings)``.
+#: The default store under its interface name: ``Storage(settings)`` is the local store.
 Storage = LocalStorage
 
 

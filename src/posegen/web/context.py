@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from starlette.responses import RedirectResponse, Response
 
-from posegen import __version__
+from posegen import __version__, observe
 from posegen.config import Settings
 from posegen.exceptions import Forbidden, PosegenError
 from posegen.metrics.ttlcache import TTLCache
@@ -73,6 +73,7 @@ async def _signed_in(
 ) -> WebSession:
     if session is None or session.account is None:
         raise SignInRequired
+    observe.bind(user_id=session.account.id)  # the page's log lines name the user
     return session
 
 

@@ -15,12 +15,24 @@ from starlette.responses import RedirectResponse, Response
 from posegen import catalog, generations_read, pagination, projects, queue
 from posegen.db.models import GenerationStatus, PoseStatus
 from posegen.exceptions import InvalidInput
-from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
+from posegen.observe import dblog, timeline
+from posegen.web.context import (
+    PREFIX,
+    Admin,
+    Ctx,
+    PageRoute,
+    SignedIn,
+    WebContext,
+    check_csrf,
+    render,
+)
 from posegen.web.session import WebSession
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 PAGE_SIZE = 25
+#: Log lines shown on a generation's log page (a process keeps up to 1000 per generation).
+LOG_LINES = 2000
 
 
 def owner_filter(session: WebSession) -> int | None:
@@ -109,7 +121,28 @@ def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[st
         "done": sum(1 for r in results if r.status == PoseStatus.COMPLETED),
         "active": view.status in generations_read.ACTIVE_STATUSES,
         "terminal": _terminal_names(),
+        # How the run went: per-pose timings for everyone, the trace id for operators.
+        "timings": timeline.pose_timings(ctx.engine, generation_id),
+        "trace_id": timeline.trace_id(ctx.engine, generation_id) if session.is_admin else None,
     }
+
+
+@router.get("/generations/{generation_id:int}/log", name="web-generation-log")
+async def generation_log(
+    request: Request, ctx: Ctx, session: Admin, generation_id: int
+) -> Response:
+    """Operators: the log lines every process wrote about this generation, oldest first."""
+
+    def load() -> dict[str, Any]:
+        view = generations_read.get_visible(ctx.engine, generation_id, None)
+        return {
+            "g": view,
+            "lines": dblog.lines(ctx.engine, generation_id, limit=LOG_LINES),
+            "limit": LOG_LINES,
+            "trace_id": timeline.trace_id(ctx.engine, generation_id),
+        }
+
+    return render(request, "generation_log.html", await run_in_threadpool(load), session=session)
 
 
 @router.get("/generations/{generation_id:int}", name="web-generation")

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from starlette.requests import Request
 from starlette.responses import Response
 
-from posegen import accounts
+from posegen import accounts, observe
 from posegen.accounts import Account
 from posegen.config import Settings
 from posegen.db.engine import read_connection
@@ -87,6 +87,7 @@ class SessionManager:
     """Signs, reads and checks session cookies and CSRF tokens."""
 
     def __init__(self, secret: str, engine: Engine) -> None:
+        observe.add_secret(secret)  # whatever logs it, the secret never reaches a log line
         self._engine = engine
         self._cookies = URLSafeTimedSerializer(secret, salt="posegen.web.session")
         self._csrf = URLSafeSerializer(secret, salt="posegen.web.csrf")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from posegen import queue
+from posegen import observe, queue
 from posegen.config import Settings
 from posegen.exceptions import PosegenError
 from posegen.metrics import prom
@@ -87,6 +87,8 @@ class Worker:
 
     def run(self) -> None:
         """Work until stopped (or, in burst mode, until nothing is left). Blocking."""
+        # Every line this worker's threads log names it (threads get a copy: observe.carry).
+        scope = observe.context.enter(worker=self.id)
         self._liveness = liveness.hold(
             self.settings, self.engine, self.id, self._wake.set, self._recover_now.set
         )
@@ -124,6 +126,7 @@ class Worker:
             if self._liveness is not None:
                 self._liveness.close()
             log.info("worker stopped", extra={"worker": self.id, **self.stats})
+            observe.context.leave(scope)
 
     # --- main loop ----------------------------------------------------------------------------
     def _loop(self, threads: JobThreads) -> None:
@@ -180,14 +183,25 @@ class Worker:
             self._in_flight[job.id] = ctx
         self.stats["claimed"] += 1
         prom.WORKER_IN_FLIGHT.inc()
-        threads.submit(lambda: self._run_job(job, ctx))
+        threads.submit(observe.carry(lambda: self._run_job(job, ctx)))
 
     def _run_job(self, job: ClaimedJob, ctx: JobContext) -> None:
         try:
             assert self._writer is not None
-            outcome = run_attempt(
-                self.settings, self.engine, self.handler, job, ctx, self._writer, self._stopping
-            )
+            with (
+                observe.log_context(
+                    generation_id=job.id, user_id=job.user_id, lease_token=job.lease_token
+                ),
+                observe.span(
+                    "posegen.generation", job.traceparent, attempt=job.attempts, worker=self.id
+                ) as span,
+            ):
+                log.info("generation claimed", extra={"attempt": job.attempts})
+                outcome = run_attempt(
+                    self.settings, self.engine, self.handler, job, ctx, self._writer, self._stopping
+                )
+                observe.set_attributes(span, outcome=outcome, **{"posegen.generation_id": job.id})
+                log.info("attempt ended", extra={"outcome": outcome})
             self.stats[outcome] += 1
         except Exception:
             log.exception("job bookkeeping failed", extra={"generation_id": job.id})
@@ -230,7 +244,7 @@ class Worker:
 
     # --- side threads -------------------------------------------------------------------------
     def _side(self, name: str, target: Callable[[], None]) -> threading.Thread:
-        t = threading.Thread(target=target, name=f"posegen-{name}", daemon=True)
+        t = threading.Thread(target=observe.carry(target), name=f"posegen-{name}", daemon=True)
         t.start()
         return t
 

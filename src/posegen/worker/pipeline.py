@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
+from posegen import observe
 from posegen.config import Settings
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
@@ -25,6 +26,7 @@ from posegen.db.types import utcnow
 from posegen.exceptions import FetchError, GeneratorError, InvalidInput
 from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator
 from posegen.generators.base import fit_subject
+from posegen.observe.timeline import WRITE_LINE
 from posegen.pose import Framing
 from posegen.queue import ClaimedJob, PoseResult, variation_key
 from posegen.storage import ResultStore, make_storage
@@ -85,6 +87,7 @@ class _Run:
         self.ctx = ctx
         self.clock = OverheadClock(handler.generator.name, handler.on_pose)
         self.writer = AheadWriter(handler.write_depth)
+        self.map_s = 0.0
 
     def execute(self) -> None:
         try:
@@ -123,14 +126,18 @@ class _Run:
                 if framing not in fitted:
                     fitted[framing] = fit_subject(subject, job.width, job.height, framing)
                 pose_subject = fitted[framing]
-            requests = self._requests(pose_id, pose, pending, pose_subject)
-            if requests is None:
-                continue
-            step = max(1, self.h.generator.max_batch)
-            for start in range(0, len(requests), step):
-                if start and self.ctx.should_stop():
-                    return
-                self._generate(pose_id, requests[start : start + step])
+            with (
+                observe.log_context(pose_id=pose_id),
+                observe.span("posegen.pose", pose_id=pose_id, variations=len(pending)),
+            ):
+                requests = self._requests(pose_id, pose, pending, pose_subject)
+                if requests is None:
+                    continue
+                step = max(1, self.h.generator.max_batch)
+                for start in range(0, len(requests), step):
+                    if start and self.ctx.should_stop():
+                        return
+                    self._generate(pose_id, requests[start : start + step])
 
     def _requests(
         self,
@@ -141,8 +148,10 @@ class _Run:
     ) -> list[tuple[int, str, GenerateRequest]] | None:
         """The pose's requests, or None when its map failed (recorded as failed poses)."""
         job = self.job
+        started = time.perf_counter()
         try:
-            pose_map = self.h.images.pose_map(pose, (job.width, job.height))
+            with observe.span("posegen.pose.map"):
+                pose_map = self.h.images.pose_map(pose, (job.width, job.height))
         except (FetchError, InvalidInput) as exc:
             if exc.kind in TRANSIENT_FETCH_KINDS:
                 raise GeneratorError(
@@ -150,6 +159,8 @@ class _Run:
                 ) from exc
             self._fail_all(pose_id, pending, exc.kind, f"pose map: {exc.message}")
             return None
+        # Shared by the pose's variations; stored with each (the dashboard's per-pose timings).
+        self.map_s = time.perf_counter() - started
         prompt = build_prompt(job.prompt, pose)
         return [
             (
@@ -175,7 +186,8 @@ class _Run:
         reqs = [dataclasses.replace(r, deadline=deadline) for _, _, r in chunk]
         started = self.clock.backend_starts()
         try:
-            results = self.h.generator.generate_batch(reqs)
+            with observe.span("posegen.pose.backend", backend=self.h.generator.name, images=n):
+                results = self.h.generator.generate_batch(reqs)
         except GeneratorError as exc:
             self.clock.backend_ends(started, n)
             if exc.transient:
@@ -185,20 +197,24 @@ class _Run:
         self.clock.backend_ends(started, n)
         backend_s = (time.perf_counter() - started) / n
         done = list(zip(chunk, results, strict=True))
-        self.writer.submit(lambda: self._store_all(pose_id, done, backend_s))
+        map_s = self.map_s
+        self.writer.submit(observe.carry(lambda: self._store_all(pose_id, done, backend_s, map_s)))
 
     def _store_all(
         self,
         pose_id: int | None,
         done: list[tuple[tuple[int, str, GenerateRequest], GenerateResult]],
         backend_s: float,
+        map_s: float,
     ) -> None:
         """Runs on the writer thread: files first, then the checkpoint that points at them."""
         for (index, key, req), result in done:
+            started = time.perf_counter()
             try:
-                stored = self.h.storage.save_result(
-                    self.job.id, key, result.image_png, result.image
-                )
+                with observe.span("posegen.pose.storage", variation_key=key):
+                    stored = self.h.storage.save_result(
+                        self.job.id, key, result.image_png, result.image
+                    )
             except OSError as exc:
                 raise GeneratorError(
                     f"cannot store the result: {exc.strerror or exc}",
@@ -212,7 +228,14 @@ class _Run:
                 steps=result.steps,
                 backendSeconds=round(backend_s, 6),
             )
-            self.ctx.record_pose(
+            storage_s = time.perf_counter() - started
+            # The write's own time cannot be inside the row it writes: it is in the log line.
+            meta["timings"] = {
+                "mapMs": _ms(map_s),
+                "backendMs": _ms(backend_s),
+                "storageMs": _ms(storage_s),
+            }
+            self._record(
                 PoseResult(
                     variation_key=key,
                     pose_id=pose_id,
@@ -227,6 +250,23 @@ class _Run:
                     bytes=stored.bytes,
                 )
             )
+
+    def _record(self, result: PoseResult) -> None:
+        """The fenced write of a finished pose, timed and logged with its timings."""
+        started = time.perf_counter()
+        with observe.span("posegen.pose.write", variation_key=result.variation_key):
+            self.ctx.record_pose(result)
+        timings = (result.meta or {}).get("timings", {})
+        log.info(
+            WRITE_LINE,
+            extra={
+                "variation_key": result.variation_key,
+                "map_ms": timings.get("mapMs"),
+                "backend_ms": timings.get("backendMs"),
+                "storage_ms": timings.get("storageMs"),
+                "write_ms": _ms(time.perf_counter() - started),
+            },
+        )
 
     def _fail_all(
         self, pose_id: int | None, pending: Sequence[tuple[int, str]], kind: str, message: str
@@ -252,7 +292,7 @@ class _Run:
                 self.ctx.record_pose(result)
 
         # Through the writer too: one thread writes this generation's checkpoints, in order.
-        self.writer.submit(write)
+        self.writer.submit(observe.carry(write))
 
     def _deadline(self, n: int) -> float:
         """Monotonic deadline for a call of ``n`` images: the per-image timeout, capped by the
@@ -260,3 +300,7 @@ class _Run:
         budget = self.h.settings.generator_timeout_seconds * n
         left = (self.job.deadline_at - utcnow()).total_seconds()
         return time.monotonic() + max(0.0, min(budget, left))
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -20,6 +21,8 @@ from posegen.api.schemas import MAX_ID, GenerationCreate, GenerationOut, Page
 from posegen.config import Settings
 from posegen.db.models import GenerationStatus, GenerationType, ProjectStatus
 from posegen.exceptions import Conflict, Forbidden, InvalidInput
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
@@ -168,6 +171,10 @@ def create_generation(
             request_hash=digest,
         ),
         queue.SubmitLimits.from_settings(settings),
+    )
+    log.info(
+        "generation submitted",
+        extra={"generation_id": result.generation_id, "new": result.created},
     )
     view = generations_read.get_visible(engine, result.generation_id, None)
     response.status_code = 202 if result.created else 200
