@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
+from posegen.api.input_guard import InputGuard
 from posegen.api.limits import BodySizeLimit
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.config import Settings
@@ -72,6 +73,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # The dashboard and gallery under /ui (session cookie sign-in; same core reads as the API).
     include_web(app, settings, the_engine)
 
+    # Inside the body limit, so the bodies it reads to check are already capped.
+    app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origin_list:
         # Added last, so it is outermost: even a 413 carries the CORS headers a browser needs.

@@ -29,6 +29,25 @@ class ApiModel(BaseModel):
 class RequestModel(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # JSON bodies are checked by the input guard; multipart fields arrive here unchecked, and
+        # PostgreSQL text cannot hold NUL (the insert would fail as a 500).
+        if _has_nul(value):
+            raise ValueError("text must not contain NUL characters")
+        return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
 
 class Problem(BaseModel):
     """An RFC 9457 problem document; ``kind`` repeats the last segment of ``type``."""
