@@ -7,11 +7,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine, delete, func, select, text
 
-from posegen import accounts, projects
+from posegen import accounts, failures, projects
 from posegen.config import load_settings
 from posegen.db import migrate
 from posegen.db.engine import make_engine
-from posegen.db.models import ApiKey, Base, Project, User
+from posegen.db.models import ApiKey, Base, PoseGeneration, Project, User
 
 #: Every table whose model asks SQLite for AUTOINCREMENT.
 ID_TABLES = [
@@ -40,6 +40,18 @@ def test_sqlite_rebuild_keeps_rows_and_references(tmp_path: Path) -> None:
         project = projects.create(engine, made.account.id, "kept", None)
         with engine.begin() as conn:  # delete the newest user: its id must not come back
             conn.execute(delete(User).where(User.id == other.account.id))
+            conn.execute(  # a failure recorded before: raw text in error_message
+                text(
+                    "INSERT INTO pose_generations (user_id, project_id, type, selected_pose_ids, "
+                    "variations, total_expected_poses, width, height, status, priority, "
+                    "poses_completed, poses_failed, attempts, max_attempts, run_after, "
+                    "lease_token, cancel_requested, created_at, error_kind, error_message) "
+                    "VALUES (:u, :p, 'library', '[1]', 1, 1, 512, 512, 'failed', 0, 0, 0, 1, 3, "
+                    "'2026-01-01 00:00:00', 1, 0, '2026-01-01 00:00:00', 'blocked-address', "
+                    "'host resolved to 10.0.0.7')"
+                ),
+                {"u": made.account.id, "p": project.id},
+            )
 
         migrate.upgrade(engine)
 
@@ -52,6 +64,10 @@ def test_sqlite_rebuild_keeps_rows_and_references(tmp_path: Path) -> None:
                 assert "AUTOINCREMENT" in sql, table
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").first() is None
             assert conn.execute(select(func.count()).select_from(ApiKey)).scalar_one() == 1
+            failed = conn.execute(
+                select(PoseGeneration.error_message, PoseGeneration.error_detail)
+            ).one()
+            assert failed == (failures.SENTENCES["blocked-address"], "host resolved to 10.0.0.7")
             indexes = conn.execute(
                 text("SELECT count(*) FROM sqlite_master WHERE type = 'index'")
             ).scalar_one()
@@ -63,6 +79,8 @@ def test_sqlite_rebuild_keeps_rows_and_references(tmp_path: Path) -> None:
 
         migrate.downgrade(engine, "0002")
         with engine.connect() as conn:
+            message = conn.exec_driver_sql("SELECT error_message FROM pose_generations")
+            assert message.scalar_one() == "host resolved to 10.0.0.7"
             sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'users'")
             assert "AUTOINCREMENT" not in sql.scalar_one()
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").first() is None

@@ -232,7 +232,10 @@ class GenerationOut(ApiModel):
     max_attempts: int
     cancel_requested: bool
     error_kind: str | None
+    #: A sentence for the owner, chosen by ``error_kind``; never raw exception text.
     error_message: str | None
+    #: The raw failure text, for admins only (absent for everyone else).
+    error_detail: str | None = None
     created_at: dt.datetime
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
@@ -251,6 +254,8 @@ class ResultOut(ApiModel):
     duration_ms: int | None
     error_kind: str | None
     error_message: str | None
+    #: The raw failure text, for admins only (absent for everyone else).
+    error_detail: str | None = None
     image_url: str | None
     thumbnail_url: str | None
     created_at: dt.datetime

@@ -51,6 +51,8 @@ def upgrade() -> None:
     # Error detail first: the SQLite rebuild copies each table's current definition.
     op.add_column("pose_generations", sa.Column("error_detail", sa.Text(), nullable=True))
     op.add_column("generated_poses", sa.Column("error_detail", sa.Text(), nullable=True))
+    for table in ("pose_generations", "generated_poses"):
+        _split_error_text(table)
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite(autoincrement=True)
     op.create_table(
@@ -87,8 +89,38 @@ def downgrade() -> None:
     op.drop_table("web_sessions")
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite(autoincrement=False)
+    for table in ("pose_generations", "generated_poses"):
+        op.execute(
+            f"UPDATE {table} SET error_message = error_detail WHERE error_detail IS NOT NULL"
+        )
     op.drop_column("generated_poses", "error_detail")
     op.drop_column("pose_generations", "error_detail")
+
+
+def _split_error_text(table: str) -> None:
+    """Existing failures: the raw text becomes the detail, the message the sentence for its kind.
+
+    The sentences come from today's table (``posegen.failures``): they are what users of this
+    version are meant to read, and one UPDATE with a CASE touches each failed row once.
+    """
+    from posegen import failures
+
+    params: dict[str, str] = {"fallback": failures.FALLBACK}
+    whens = []
+    for i, (kind, sentence) in enumerate(failures.SENTENCES.items()):
+        params[f"k{i}"], params[f"s{i}"] = kind, sentence
+        whens.append(f"WHEN error_kind = :k{i} THEN :s{i}")
+    for i, (prefix, sentence) in enumerate(failures.PREFIXES.items()):
+        params[f"p{i}"], params[f"ps{i}"] = prefix + "%", sentence
+        whens.append(f"WHEN error_kind LIKE :p{i} THEN :ps{i}")
+    op.get_bind().execute(
+        sa.text(
+            f"UPDATE {table} SET error_detail = error_message, "
+            f"error_message = CASE {' '.join(whens)} ELSE :fallback END "
+            "WHERE error_kind IS NOT NULL"
+        ),
+        params,
+    )
 
 
 def _id_line(table: str, autoincrement: bool) -> str:
