@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     #: Bearer token Prometheus sends to scrape ``/metrics`` (admin API keys work too).
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None
+    #: Serve Swagger UI at ``/docs``; off by default because it loads its assets from a CDN.
+    api_docs: bool = False
 
     @field_validator("database_url")
     @classmethod

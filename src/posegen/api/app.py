@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
-from posegen.api.input_guard import InputGuard
+from posegen.api.input_guard import InputGuard, NoSniff
 from posegen.api.limits import BodySizeLimit
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.config import Settings
@@ -43,7 +43,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             "with live progress. Authenticate with `Authorization: Bearer <API key>`."
         ),
         lifespan=lifespan,
-        docs_url="/docs",
+        # Swagger UI loads its script and styles from a CDN: off unless POSEGEN_API_DOCS asks.
+        docs_url="/docs" if settings.api_docs else None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -85,6 +86,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
             expose_headers=["Retry-After", "Location"],
         )
+    # Outermost, so CORS preflights and 413s carry it too.
+    app.add_middleware(NoSniff)
     return app
 
 

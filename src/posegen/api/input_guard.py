@@ -121,6 +121,30 @@ class InputGuard:
         await self.app(scope, _replay_then({"type": "http.request", "body": body}, receive), send)
 
 
+class NoSniff:
+    """Pure ASGI middleware: ``X-Content-Type-Options: nosniff`` on every response (API, pages,
+    static files, images, errors), so no browser runs an upload or an error body as script."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_header(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != NOSNIFF[0]]
+                message = {**message, "headers": [*headers, NOSNIFF]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_header)
+
+
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
 def _replay_then(first: Message, receive: Receive) -> Receive:
     """A receive that hands back ``first`` once, then reads on (disconnects, for streams)."""
     sent = False

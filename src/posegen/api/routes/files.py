@@ -10,10 +10,11 @@ import contextlib
 from collections.abc import Iterable
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from posegen import generations_read
+from posegen.api.conditional import private_file
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.routes.generations import GenerationDep
@@ -81,29 +82,32 @@ def list_results(
             "description": "The image (PNG) or its thumbnail (JPEG).",
             "content": {"image/png": {}, "image/jpeg": {}},
         },
+        304: {"description": "Not modified: `If-None-Match` named the current `ETag`."},
         **problems(404),
     },
 )
 def result_file(
+    request: Request,
     generation: GenerationDep,
     result_id: PathId,
     what: Literal["image", "thumbnail"],
     engine: EngineDep,
     settings: SettingsDep,
-) -> FileResponse:
-    """Download one result image or its thumbnail."""
+) -> Response:
+    """Download one result image or its thumbnail (``ETag``; 304 on a matching
+    ``If-None-Match``)."""
     row = generations_read.result(engine, generation.id, result_id)
     rel = row.image_path if what == "image" else row.thumbnail_path
     if rel is None:
         raise NotFound(f"result {result_id} has no {what}")
     path = make_storage(settings).open(rel)
     suffix = "png" if what == "image" else "jpg"
-    return FileResponse(
+    return private_file(
+        request,
         path,
-        media_type=_MEDIA[what],
+        _MEDIA[what],
+        max_age=3600,
         filename=f"generation-{generation.id}-{row.variation_key}.{suffix}",
-        content_disposition_type="inline",
-        headers={"Cache-Control": "private, max-age=3600"},
     )
 
 
