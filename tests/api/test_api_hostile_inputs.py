@@ -194,5 +194,8 @@ def test_valid_bodies_and_nesting_pass(hostile: tuple[TestClient, list[Route]]) 
         nested = [nested]
     assert json_problem(json.dumps(nested).encode()) is None
     assert json_problem(json.dumps([nested]).encode()) is not None
+    assert json_problem(json.dumps({"a": [1] * 100_000, "b": nested[0]}).encode()) is None
+    assert json_problem(json.dumps([[1]] * 70_000 + [nested]).encode()) is not None  # 2nd chunk
+    assert json_problem(b'{"a": "\\\\u0000"}') is None  # an escaped backslash, then "u0000"
     assert json_problem(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') is None
     assert target_problem("/api/pose-generator/projects/" + str(2**63 - 1), b"") is None

@@ -16,7 +16,9 @@ the app unchanged; other bodies (multipart uploads, images) stream through untou
 
 from __future__ import annotations
 
+import operator
 import re
+from itertools import accumulate, count
 from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import Headers
@@ -29,33 +31,42 @@ from posegen.api.errors import problem
 #: Deepest nesting of arrays and objects a JSON body may have.
 MAX_JSON_DEPTH = 32
 
-# A JSON string token (escapes included) or one bracket. Strings are matched whole so brackets
-# and escapes inside them are never counted.
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+# A JSON string (escapes included), written unrolled so a long string is one C-speed match.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# Depth by running sum, all in C: keep only brackets, map openers to 2 and closers to 0, then
+# depth after k brackets = (sum of the first k values) - k.
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+_UP_DOWN = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_CHUNK = 1 << 16
 # ``\u0000`` preceded by an even number of backslashes (an odd number escapes the backslash).
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _DIGITS = re.compile(r"[0-9]+")
+_NUL = ("nul-byte", "text must not contain NUL characters")
 
 
 def json_problem(body: bytes) -> tuple[str, str] | None:
     """``(kind, detail)`` when a JSON body is too deep or carries a NUL; None when it is fine.
 
-    Malformed JSON is left to the app's own parser (which answers 422 for it).
+    Linear and in C (a Python loop over tokens cost 0.35 s for a 1 MB string): substring tests
+    first, then a regular expression for strings and a running sum over the brackets. Malformed
+    JSON is left to the app's own parser (422).
     """
     if b"\x00" in body:
-        return "nul-byte", "text must not contain NUL characters"
+        return _NUL
+    if b"\\u0000" in body:  # cheap test first; then only inside strings, escapes counted
+        if any(_JSON_NUL.search(m.group()) for m in _JSON_STRING.finditer(body)):
+            return _NUL
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return None
+    shape = _JSON_STRING.sub(b"", body) if b'"' in body else body
+    brackets = shape.translate(None, _NOT_BRACKETS).translate(_UP_DOWN)
     depth = 0
-    for token in _JSON_TOKENS.finditer(body):
-        text = token.group()
-        if text[:1] == b'"':
-            if b"\\" in text and _JSON_NUL.search(text):
-                return "nul-byte", "text must not contain NUL characters"
-        elif text in (b"[", b"{"):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return "json-too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
-        else:
-            depth -= 1
+    # In chunks, so a hostile body stops at its first too-deep chunk rather than at its end.
+    for start in range(0, len(brackets), _CHUNK):
+        running = list(map(operator.sub, accumulate(brackets[start : start + _CHUNK]), count(1)))
+        if depth + max(running) > MAX_JSON_DEPTH:
+            return "json-too-deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        depth += running[-1]
     return None
 
 
@@ -114,7 +125,7 @@ class InputGuard:
         if kind == "json":
             found = json_problem(body)
         elif b"\x00" in body or b"%00" in body:
-            found = ("nul-byte", "text must not contain NUL characters")
+            found = _NUL
         if found is not None:
             await problem(422, found[0], found[1])(scope, receive, send)
             return
