@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api_helpers import Keys
+from api_helpers import Keys, png
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -199,3 +199,35 @@ def test_valid_bodies_and_nesting_pass(hostile: tuple[TestClient, list[Route]]) 
     assert json_problem(b'{"a": "\\\\u0000"}') is None  # an escaped backslash, then "u0000"
     assert json_problem(b'{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}') is None
     assert target_problem("/api/pose-generator/projects/" + str(2**63 - 1), b"") is None
+
+
+def test_multipart_fields_are_checked_too(hostile: tuple[TestClient, list[Route]]) -> None:
+    """Multipart bodies stream past the guard (they carry images); their text fields are
+    checked where they are read: NUL by the request models, deep JSON text before parsing."""
+    client, _ = hostile
+    image = ("s.png", png(), "image/png")
+    named = client.post(
+        "/api/pose-generator/projects", data={"name": "a\x00b"}, files={"subject": image}
+    )
+    refused(named, "invalid-input", "multipart project name with NUL")
+    deep = client.post(
+        "/api/pose-generator/library/poses",
+        data={
+            "slug": "deep",
+            "name": "deep",
+            "categorySlug": "standing",
+            "keypoints": "[" * 5000 + "]" * 5000,
+        },
+        files={"map": ("m.png", png(), "image/png")},
+    )
+    refused(deep, "json-too-deep", "multipart keypoints nested 5000 deep")
+    page = client.get("/ui/generations/new")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    dashboard = client.post(
+        "/ui/projects",
+        data={"csrf_token": token.group(1), "name": "a\x00b"},
+        files={"subject": ("", b"", "application/octet-stream")},
+        follow_redirects=False,
+    )
+    assert dashboard.status_code == 422, dashboard.text[:300]
