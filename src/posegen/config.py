@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     #: Bearer token Prometheus sends to scrape ``/metrics`` (admin API keys work too).
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None
+    #: Serve Swagger UI at ``/docs``; off by default because it loads its assets from a CDN.
+    api_docs: bool = False
 
     # --- logs and traces ------------------------------------------------------------------
     #: ``auto``: text on a terminal, JSON lines otherwise.

@@ -63,6 +63,8 @@ class GenerationView:
     completed_at: dt.datetime | None
     error_kind: str | None
     error_message: str | None
+    #: Raw failure text: admins only (the owner sees ``error_message``, a sentence per kind).
+    error_detail: str | None = None
 
     @property
     def percent(self) -> float:
@@ -102,6 +104,7 @@ _COLUMNS = (
     G.completed_at,
     G.error_kind,
     G.error_message,
+    G.error_detail,
 )
 
 
@@ -131,6 +134,7 @@ def _view(row: Any) -> GenerationView:
         completed_at=row.completed_at,
         error_kind=row.error_kind,
         error_message=row.error_message,
+        error_detail=row.error_detail,
     )
 
 
@@ -221,6 +225,8 @@ class ResultRow:
     error_kind: str | None
     error_message: str | None
     created_at: dt.datetime
+    #: Raw failure text: admins only.
+    error_detail: str | None = None
 
 
 def _result(r: Any) -> ResultRow:
@@ -238,6 +244,7 @@ def _result(r: Any) -> ResultRow:
         r.error_kind,
         r.error_message,
         r.created_at,
+        r.error_detail,
     )
 
 
@@ -255,6 +262,7 @@ _RESULT_COLUMNS = (
     GeneratedPose.error_kind,
     GeneratedPose.error_message,
     GeneratedPose.created_at,
+    GeneratedPose.error_detail,
 )
 
 

@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, and_, or_
 from sqlalchemy.orm import InstrumentedAttribute
 
+from posegen import bounds
 from posegen.exceptions import InvalidInput
 
 T = TypeVar("T")
@@ -48,8 +49,11 @@ def decode(cursor: str, *types: type) -> tuple[Any, ...]:
                 stamp = dt.datetime.fromisoformat(value)
                 if stamp.tzinfo is None:
                     raise ValueError("naive timestamp")
-                out.append(stamp)
+                out.append(bounds.bounded_timestamp(stamp))
             elif kind is int and isinstance(value, int) and not isinstance(value, bool):
+                # A hand-made cursor may carry any integer; beyond BIGINT it overflows the bind.
+                if not bounds.is_bigint(value):
+                    raise ValueError("integer out of range")
                 out.append(value)
             else:
                 raise ValueError("wrong type")

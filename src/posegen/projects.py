@@ -65,6 +65,8 @@ def clean_name(name: str) -> str:
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput("a project name needs 1-200 characters", kind="invalid-name")
+    if "\x00" in name:  # PostgreSQL text cannot hold NUL (a multipart form is not JSON-checked)
+        raise InvalidInput("a project name must not contain NUL characters", kind="nul-byte")
     return name
 
 

@@ -41,6 +41,51 @@ EXAMPLES = {GenerationMode.POSITIVE: 10, GenerationMode.NEGATIVE: 5}
 METHOD_ORDER = {"GET": 0, "POST": 1, "PATCH": 2, "PUT": 2, "DELETE": 4}
 
 
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+#: Hostile shapes (each gave a bare 500 before): every operation gets each of them, through
+#: schemathesis so its checks (no 5xx, documented status, problem+json) apply to the answers.
+HUGE = 2**64
+HOSTILE_PATH = (HUGE, 2**63, "1\x00")
+HOSTILE_QUERY = (
+    {"cursor": "WyIyMDI0LTAxLTAxVDAwOjAwOjAwKzAwOjAwIiwgMTg0NDY3NDQwNzM3MDk1NTE2MTZd"},
+    {"cursor": "WyIwMDAxLTAxLTAxVDAwOjAwOjAwKzE0OjAwIiwgMl0"},  # year 0 once in UTC
+    {"from": "0000-01-01", "to": "99999-01-01"},
+    {"from": "0001-01-01T00:00:00+14:00"},
+    {"to": "99999999999999999999"},
+    {"userId": HUGE, "projectId": HUGE, "limit": HUGE},
+    {"q": "a\x00b", "category": "\x00", "tag": "\x00", "status": "\x00"},
+)
+HOSTILE_BODIES = (
+    _nested(40),
+    {"name": "a\x00b", "email": "a@b.c", "prompt": "x\x00", "slug": "s\x00"},
+    {"projectId": HUGE, "poseIds": [HUGE], "seed": HUGE},
+)
+
+
+def _hostile_cases(operation: APIOperation) -> list[schemathesis.Case]:
+    names = {p.name for p in operation.path_parameters}
+    fill = {n: ("image" if n == "what" else "pg_abc" if n == "prefix" else 1) for n in names}
+    cases = [
+        operation.Case(path_parameters={**fill, n: bad})
+        for n in names
+        if n not in ("what", "prefix")
+        for bad in HOSTILE_PATH
+    ]
+    cases += [operation.Case(path_parameters=fill, query=query) for query in HOSTILE_QUERY]
+    if operation.body:
+        cases += [
+            operation.Case(path_parameters=fill, body=body, media_type="application/json")
+            for body in HOSTILE_BODIES
+        ]
+    return cases
+
+
 def _order(operation: APIOperation) -> int:
     if operation.path.endswith(("/archive", "/cancel")) and operation.method.upper() == "POST":
         return 3
@@ -99,3 +144,6 @@ def test_openapi_fuzz(settings: Settings, engine: Engine, keys: Keys, library: N
             except Unsatisfiable:
                 # Nothing to make invalid (no parameters, no body): only positive cases exist.
                 assert mode is GenerationMode.NEGATIVE, operation.label
+        for case in _hostile_cases(operation):
+            response = case.call_and_validate(headers=headers, checks=CHECKS)
+            assert response.status_code < 500, (operation.label, case.query, case.body)

@@ -86,3 +86,20 @@ def test_transparency_is_composited_on_black() -> None:
 
 def test_snap() -> None:
     assert [snap(n) for n in (1, 31, 32, 95, 96, 512, 1000)] == [64, 64, 64, 64, 128, 512, 1024]
+
+
+def test_a_thin_image_is_not_scaled_past_the_cap() -> None:
+    """100,000 pixels wide and 1 high is under a 100,000-pixel cap, but snapping each side to
+    64 would make it 99,968 x 64 (6.4 megapixels): refused, with the size it would have had."""
+    buf = io.BytesIO()
+    Image.new("L", (100_000, 1), 200).save(buf, "PNG")
+    with pytest.raises(FetchError) as err:
+        normalise(buf.getvalue(), 100_000)
+    assert err.value.kind == "too-many-pixels"
+    assert "99968x64" in err.value.message
+    # Asked for an explicit size over the cap, too.
+    square = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(square, "PNG")
+    with pytest.raises(FetchError):
+        normalise(square.getvalue(), 100_000, size=(4096, 4096))
+    assert len(normalise(square.getvalue(), 100_000, size=(256, 256))) > 0

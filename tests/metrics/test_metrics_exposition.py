@@ -143,3 +143,54 @@ def test_several_processes_behind_one_port_are_summed(tmp_path):
         text=True,
     ).stdout
     assert samples(out)[("posegen_claims_total", ())] == 5
+
+
+def test_worker_metrics_need_the_metrics_token(cli_env):
+    """With POSEGEN_METRICS_TOKEN set, the worker's port answers only scrapes that send it."""
+    port = free_port()
+    env = {**cli_env, "POSEGEN_METRICS_TOKEN": "scrape-s3cret"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "posegen", "worker", "--metrics-port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "worker metrics never came up"
+            try:
+                refused = httpx.get(url, timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert refused.status_code == 401 and "posegen_" not in refused.text
+        assert refused.headers["www-authenticate"] == "Bearer"
+        wrong = httpx.get(url, headers={"Authorization": "Bearer nope"}, timeout=5)
+        assert wrong.status_code == 401
+        ok = httpx.get(url, headers={"Authorization": "Bearer scrape-s3cret"}, timeout=5)
+        assert ok.status_code == 200 and "# TYPE posegen_claims_total " in ok.text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
+def test_worker_refuses_an_open_metrics_port_off_loopback(cli_env):
+    """Binding the metrics port to the network without a token is refused at start (exit 2)."""
+    env = {**cli_env, "POSEGEN_API_HOST": "0.0.0.0"}
+    env.pop("POSEGEN_METRICS_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "posegen", "worker", "--metrics-port", str(free_port())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "POSEGEN_METRICS_TOKEN" in lines[0], done.stderr

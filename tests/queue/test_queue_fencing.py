@@ -14,7 +14,7 @@ from queue_helpers import (
 )
 from sqlalchemy import func, select
 
-from posegen import queue
+from posegen import failures, queue
 from posegen.db.models import GeneratedPose, GenerationEvent, GenerationStatus, PoseStatus
 from posegen.exceptions import InvalidInput, LeaseLost
 from posegen.metrics import prom
@@ -149,13 +149,14 @@ def test_pose_rows_keep_every_field_of_the_result(engine, settings, owner):
         ).all()
     got = [
         (r.variation_key, r.pose_id, r.variation_index, r.status, r.image_path, r.thumbnail_path,
-         r.seed, r.prompt_used, r.duration_ms, r.error_kind, r.error_message,
+         r.seed, r.prompt_used, r.duration_ms, r.error_kind, r.error_message, r.error_detail,
          r._mapping["metadata"])
         for r in rows
     ]  # fmt: skip
     assert got == [
         (f"p{p}-v0", p, 0, PoseStatus.COMPLETED, "results/1/a.png", "results/1/a.thumb.webp",
-         42, "a dancer", 1234, None, None, {"backend": "test", "steps": 2}),
-        (f"p{p}-v1", p, 1, PoseStatus.FAILED, None, None, None, None, None, "nsfw", "blocked",
-         None),
+         42, "a dancer", 1234, None, None, None, {"backend": "test", "steps": 2}),
+        # The owner reads a sentence for the kind; the raw text is kept as the detail.
+        (f"p{p}-v1", p, 1, PoseStatus.FAILED, None, None, None, None, None, "nsfw",
+         failures.FALLBACK, "blocked", None),
     ]  # fmt: skip

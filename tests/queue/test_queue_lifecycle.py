@@ -10,7 +10,7 @@ import pytest
 from queue_helpers import assert_rollup_matches, completed_result, events_of, expire_lease, row
 from sqlalchemy import select
 
-from posegen import queue
+from posegen import failures, queue
 from posegen.db.models import GenerationStatus, RecoveryRun
 from posegen.db.types import utcnow
 from posegen.exceptions import Conflict, LeaseLost, NotFound
@@ -60,7 +60,8 @@ def test_transient_failures_back_off_then_fail_when_exhausted(engine, tuned, own
             S.PENDING
         )
         r = row(engine, gen)
-        assert (r.error_kind, r.error_message, r.leased_by) == ("unreachable", "down", None)
+        assert (r.error_kind, r.error_detail, r.leased_by) == ("unreachable", "down", None)
+        assert r.error_message == failures.FALLBACK  # never the raw text
         delays.append((r.run_after - now).total_seconds())
         assert queue.claim(engine, s, "w", 1) == []  # not before run_after
         with engine.begin() as conn:  # skip the wait
@@ -70,9 +71,7 @@ def test_transient_failures_back_off_then_fail_when_exhausted(engine, tuned, own
     (job,) = queue.claim(engine, s, "w", 1)
     assert queue.fail_transient(engine, s, gen, job.lease_token, "unreachable", "down") == S.FAILED
     r = row(engine, gen)
-    assert (
-        r.status == S.FAILED and r.attempts == 3 and "gave up after 3 attempts" in r.error_message
-    )
+    assert r.status == S.FAILED and r.attempts == 3 and "gave up after 3 attempts" in r.error_detail
     kinds = [k for k, _ in events_of(engine, gen)]
     assert kinds.count("retrying") == 2 and kinds[-1] == "failed"
     assert_rollup_matches(engine)
@@ -85,7 +84,7 @@ def test_permanent_failure_and_incomplete_finish(engine, settings, owner):
     assert (
         queue.fail_permanent(engine, a, jobs[a].lease_token, "bad-weights", "no file") == S.FAILED
     )
-    assert (row(engine, a).error_kind, row(engine, a).error_message) == ("bad-weights", "no file")
+    assert (row(engine, a).error_kind, row(engine, a).error_detail) == ("bad-weights", "no file")
     queue.record_pose(engine, b, jobs[b].lease_token, completed_result(owner.pose_ids[0], 0))
     assert queue.finish(engine, b, jobs[b].lease_token) == S.PARTIAL
     assert row(engine, b).error_kind == "incomplete"
@@ -129,7 +128,7 @@ def test_recovery_requeues_then_fails_and_records_runs(engine, tuned, owner):
     out = queue.recover(engine, s, "r1")
     assert (out.requeued, out.failed) == (0, 1)
     r = row(engine, gen)
-    assert r.status == S.FAILED and "gave up after 2 attempts" in r.error_message
+    assert r.status == S.FAILED and "gave up after 2 attempts" in r.error_detail
     with engine.connect() as conn:
         runs = conn.execute(select(RecoveryRun).order_by(RecoveryRun.id)).all()
     assert [(x.runner, x.requeued, x.failed) for x in runs] == [("r1", 1, 1), ("r1", 0, 1)]

@@ -104,7 +104,7 @@ def test_transient_errors_retry_and_permanent_errors_fail(engine, settings, owne
     assert (r.status, r.attempts, r.poses_completed, calls[flaky]) == (S.COMPLETED, 2, 2, 2)
     assert "retrying" in [k for k, _ in events_of(engine, flaky)]
     b = row(engine, broken)
-    assert (b.status, b.error_kind, b.error_message) == (S.FAILED, "config", "weights missing")
+    assert (b.status, b.error_kind, b.error_detail) == (S.FAILED, "config", "weights missing")
     assert_rollup_matches(engine)
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from itsdangerous import URLSafeTimedSerializer
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
 from web_helpers import People, csrf_of, sign_in, signed_in_client, submit_library
 
 from posegen import accounts, generations_read
 from posegen.config import Settings
 from posegen.db.models import GenerationStatus
+from posegen.db.models import WebSession as WebSessionRow
 from posegen.web.session import COOKIE_NAME, SECRET_FILE, load_secret
 
 
@@ -144,6 +145,30 @@ def test_sign_out_drops_the_cookie(client: TestClient, people: People) -> None:
     r = client.post("/ui/sign-out", data={"csrf_token": token}, follow_redirects=False)
     assert r.status_code == 303
     assert client.get("/ui/generations", follow_redirects=False).status_code == 303
+
+
+def test_sign_out_revokes_a_copied_cookie(
+    client: TestClient, make_client: Callable[[], TestClient], people: People, engine: Engine
+) -> None:
+    """Signing out ends the session on the server: a copy of the cookie taken before (another
+    browser, a stolen cookie) is refused afterwards, while a second sign-in stays valid."""
+    signed_in_client(client, people.user.api_key)
+    copied = client.cookies.get("posegen_session", path="/ui")
+    assert copied
+    thief, laptop = make_client(), make_client()
+    thief.cookies.set("posegen_session", copied, path="/ui")
+    assert thief.get("/ui/generations", follow_redirects=False).status_code == 200
+    signed_in_client(laptop, people.user.api_key)  # the same user elsewhere: unaffected
+
+    token = csrf_of(client.get("/ui/generations").text)
+    out = client.post("/ui/sign-out", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303
+
+    refused = thief.get("/ui/generations", follow_redirects=False)
+    assert refused.status_code == 303 and "/ui/sign-in" in refused.headers["location"]
+    assert laptop.get("/ui/generations", follow_redirects=False).status_code == 200
+    with engine.connect() as conn:  # only the laptop's session is left
+        assert conn.execute(select(func.count()).select_from(WebSessionRow)).scalar_one() == 1
 
 
 def test_secret_file_is_private_and_reused(settings: Settings, tmp_path: Path) -> None:

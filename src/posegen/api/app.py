@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
+from posegen.api.input_guard import InputGuard, NoSniff
 from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
@@ -45,7 +46,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             "with live progress. Authenticate with `Authorization: Bearer <API key>`."
         ),
         lifespan=lifespan,
-        docs_url="/docs",
+        # Swagger UI loads its script and styles from a CDN: off unless POSEGEN_API_DOCS asks.
+        docs_url="/docs" if settings.api_docs else None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -77,6 +79,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # The dashboard and gallery under /ui (session cookie sign-in; same core reads as the API).
     include_web(app, settings, the_engine)
 
+    # Inside the body limit, so the bodies it reads to check are already capped.
+    app.add_middleware(InputGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         RequestLimits,
@@ -100,6 +104,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             ],
             expose_headers=["Retry-After", "Location", "X-Request-ID"],
         )
+    # Outermost, so CORS preflights and 413s carry it too.
+    app.add_middleware(NoSniff)
     return app
 
 

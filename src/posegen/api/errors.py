@@ -43,6 +43,11 @@ _HTTP_KINDS = {
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Also here: a 500 from the outermost error handler never passes the NoSniff middleware.
+        self.headers.setdefault("X-Content-Type-Options", "nosniff")
+
 
 def problem(
     status: int,

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
+from posegen.api.input_guard import json_problem
 from posegen.config import Settings
 from posegen.exceptions import InvalidInput
 
@@ -85,6 +86,9 @@ def _form_value(value: str) -> Any:
     # Form fields are text; lists (tags) and JSON (keypoints) arrive as JSON text.
     text = value.strip()
     if text[:1] in ("[", "{"):
+        found = json_problem(text.encode())
+        if found is not None:  # a deep field would end the parser in RecursionError (a 500)
+            raise InvalidInput(found[1], kind=found[0])
         try:
             return json.loads(text)
         except ValueError:

@@ -1,8 +1,8 @@
 """The OpenAPI document: every error response documented as ``application/problem+json``.
 
 Routes declare the errors particular to them with :func:`problems`; the ones every route can
-answer (401/403 when it needs a key, 400/413 when it takes a body, 422, 500) are added here for
-all routes, so a route added later cannot forget them.
+answer (401/403 when it needs a key, 400/413 when it takes a body, 422 from the input guard,
+500) are added here for all routes, so a route added later cannot forget them.
 """
 
 from __future__ import annotations
@@ -35,13 +35,12 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def _patch_operation(op: dict[str, Any]) -> None:
     responses: dict[str, Any] = op.setdefault("responses", {})
-    wanted = {500}
+    # 422 everywhere: the input guard refuses a NUL or an out-of-range id in any address.
+    wanted = {422, 500}
     if op.get("security"):
         wanted |= {401, 403}
     if op.get("requestBody"):
         wanted |= {400, 413}
-    if op.get("parameters") or op.get("requestBody"):
-        wanted.add(422)
     for status in wanted:
         responses[str(status)] = _problem_response(status)
     # Any error response a route declared with a plain JSON body is a problem document too.

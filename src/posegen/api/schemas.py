@@ -29,6 +29,25 @@ class ApiModel(BaseModel):
 class RequestModel(ApiModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # JSON bodies are checked by the input guard; multipart fields arrive here unchecked, and
+        # PostgreSQL text cannot hold NUL (the insert would fail as a 500).
+        if _has_nul(value):
+            raise ValueError("text must not contain NUL characters")
+        return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    return False
+
 
 class Problem(BaseModel):
     """An RFC 9457 problem document; ``kind`` repeats the last segment of ``type``."""
@@ -253,7 +272,10 @@ class GenerationOut(ApiModel):
     max_attempts: int
     cancel_requested: bool
     error_kind: str | None
+    #: A sentence for the owner, chosen by ``error_kind``; never raw exception text.
     error_message: str | None
+    #: The raw failure text, for admins only (absent for everyone else).
+    error_detail: str | None = None
     created_at: dt.datetime
     started_at: dt.datetime | None
     completed_at: dt.datetime | None
@@ -272,6 +294,8 @@ class ResultOut(ApiModel):
     duration_ms: int | None
     error_kind: str | None
     error_message: str | None
+    #: The raw failure text, for admins only (absent for everyone else).
+    error_detail: str | None = None
     image_url: str | None
     thumbnail_url: str | None
     created_at: dt.datetime

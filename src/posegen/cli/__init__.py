@@ -11,6 +11,24 @@ from posegen.cli import config_cmd, db, generate, library, maps, metrics, serve,
 from posegen.cli.app import app
 from posegen.exceptions import PosegenError
 
+try:  # typer >= 0.2x vendors its own copy of click and raises that copy's exceptions
+    from typer._click import exceptions as _vendored
+
+    _CLICK_ERRORS: tuple[type[Exception], ...] = (
+        click.ClickException,
+        _vendored.ClickException,
+    )
+    _EXITS: tuple[type[BaseException], ...] = (click.exceptions.Exit, typer.Exit)
+    _ABORTS: tuple[type[BaseException], ...] = (
+        click.exceptions.Abort,
+        typer.Abort,
+        KeyboardInterrupt,
+    )
+except ImportError:  # older typer: click's own exceptions
+    _CLICK_ERRORS = (click.ClickException,)
+    _EXITS = (click.exceptions.Exit,)
+    _ABORTS = (click.exceptions.Abort, KeyboardInterrupt)
+
 app.add_typer(db.app, name="db")
 app.add_typer(users.app, name="users")
 app.add_typer(metrics.app, name="metrics")
@@ -33,13 +51,30 @@ def main(argv: list[str] | None = None) -> None:
     except PosegenError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         sys.exit(2 if exc.kind in ("config", "invalid-input") else 1)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _EXITS as exc:
+        sys.exit(getattr(exc, "exit_code", 1))
+    except _CLICK_ERRORS as exc:
+        typer.echo(f"error: {usage_line(exc)}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except _ABORTS:
         typer.echo("aborted", err=True)
         sys.exit(130)
     if isinstance(code, int) and code != 0:
         sys.exit(code)
+
+
+def usage_line(exc: Exception) -> str:
+    """One line for a usage error: what was wrong and where to find help (never a traceback).
+
+    A bare group (``posegen``, ``posegen db``) raises an error whose message is the whole help
+    page; it is told in one line as a missing command instead.
+    """
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "posegen"
+    hint = f" (try '{path} --help')"
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return "missing command" + hint
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    first = str(message).strip().splitlines()[0] if str(message).strip() else "usage error"
+    return first + hint

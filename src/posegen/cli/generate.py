@@ -189,7 +189,10 @@ def _report(
     if view.status == GenerationStatus.COMPLETED:
         return
     why = ", ".join(f"{k}: {n}" for k, n in sorted(failures.items())) or (
-        f"{view.error_kind}: {view.error_message}" if view.error_kind else view.status.value
+        # The operator's own command: the raw detail, not the sentence shown to users.
+        f"{view.error_kind}: {view.error_detail or view.error_message}"
+        if view.error_kind
+        else view.status.value
     )
     raise PosegenError(f"generation {view.id} {view.status.value} ({why})", kind="generation")
 

@@ -166,10 +166,12 @@ def _announce(
 ) -> None:
     info: dict[str, object] = {
         "api": f"http://{host}:{port}/api/pose-generator",
-        "docs": f"http://{host}:{port}/docs",
+        "openapi": f"http://{host}:{port}/openapi.json",
         "database": "sqlite" if settings.is_sqlite else "postgresql",
         "poses": poses,
     }
+    if settings.api_docs:
+        info["docs"] = f"http://{host}:{port}/docs"
     if new_admin is not None:
         # Shown once: only its hash is stored.
         info["adminEmail"] = new_admin.account.email

@@ -16,6 +16,7 @@ from posegen.db import migrate
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationType, PoseLibrary, Project
 from posegen.exceptions import ConfigError, InvalidInput, NotFound
+from posegen.metrics.exposition import is_loopback
 from posegen.queue import GenerationRequest
 from posegen.worker import Worker, signals
 from posegen.worker.handlers import select_handler
@@ -43,6 +44,13 @@ def worker(
     """Run a worker: claim generations, run them, heartbeat, recover. SIGTERM stops gently."""
     st = state(ctx)
     settings, engine = st.settings, st.engine
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    if metrics_port is not None and not token and not is_loopback(settings.api_host):
+        # Before anything starts: an open metrics port on the network is a configuration error.
+        raise ConfigError(
+            f"--metrics-port on {settings.api_host} needs POSEGEN_METRICS_TOKEN "
+            "(or POSEGEN_API_HOST on a loopback address)"
+        )
     _require_schema(engine)
     handler = select_handler(settings)
     keep_generation_logs(ctx, engine)
@@ -55,7 +63,7 @@ def worker(
         # The shared series plus this process's connection pool and map cache counters.
         maps = getattr(getattr(handler, "images", None), "maps", None)
         registry = exposition.build_registry(engine, map_cache_stats=maps and maps.stats)
-        exposition.serve(metrics_port, registry, addr=settings.api_host)
+        exposition.serve(metrics_port, registry, addr=settings.api_host, token=token)
     try:
         w.run()
     finally:

@@ -41,6 +41,22 @@ def snap_size(size: tuple[int, int]) -> tuple[int, int]:
     return snap(size[0]), snap(size[1])
 
 
+def bounded_size(size: tuple[int, int], max_pixels: int | None) -> tuple[int, int]:
+    """``size`` snapped to multiples of 64, refused when that is over ``max_pixels``.
+
+    Each side grows to at least 64, so a thin image under the cap (4,000,000 x 4) would
+    otherwise become 4,000,000 x 64 (256 megapixels) once resized.
+    """
+    target = snap_size(size)
+    if max_pixels is not None and target[0] * target[1] > max_pixels:
+        raise FetchError(
+            f"image would be {target[0]}x{target[1]} once sized to multiples of 64, over the "
+            f"{max_pixels}-pixel cap",
+            kind="too-many-pixels",
+        )
+    return target
+
+
 def decode(data: bytes, max_pixels: int) -> Image.Image:
     """Open and fully decode ``data``; raise ``FetchError`` with a precise kind otherwise."""
     img = _open(data, max_pixels)
@@ -115,10 +131,13 @@ def to_rgb(img: Image.Image) -> Image.Image:
         ) from exc
 
 
-def fit(img: Image.Image, size: tuple[int, int] | None) -> Image.Image:
-    """Letterbox to ``size`` (or the image's own size), snapped to multiples of 64: a map
-    stretched to another aspect is a different pose, so it is scaled uniformly and padded black."""
-    target = snap_size(size or img.size)
+def fit(
+    img: Image.Image, size: tuple[int, int] | None, max_pixels: int | None = None
+) -> Image.Image:
+    """Letterbox to ``size`` (or the image's own size), snapped to multiples of 64 and held to
+    ``max_pixels`` (see :func:`bounded_size`): a map stretched to another aspect is a different
+    pose, so it is scaled uniformly and padded black."""
+    target = bounded_size(size or img.size, max_pixels)
     if img.size == target:
         return img
     return letterbox(img, *target)
@@ -134,7 +153,9 @@ def to_png(img: Image.Image) -> bytes:
 
 def normalise(data: bytes, max_pixels: int, size: tuple[int, int] | None = None) -> bytes:
     """Untrusted bytes -> validated RGB PNG at ``size`` (or natural size), snapped to 64."""
-    return to_png(fit(to_rgb(decode(data, max_pixels)), size))
+    img = decode(data, max_pixels)
+    target = bounded_size(size or img.size, max_pixels)  # before the RGB copy is made
+    return to_png(fit(to_rgb(img), target, max_pixels))
 
 
 def png_size(png: bytes) -> tuple[int, int]:

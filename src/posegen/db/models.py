@@ -39,6 +39,11 @@ NAMING = {
 }
 
 
+#: SQLite otherwise hands out max(id) + 1, so the id of a deleted newest row comes back (a stale
+#: link, cookie or event id would name a new row). PostgreSQL sequences never go back.
+SQLITE_AUTOINCREMENT: dict[str, Any] = {"sqlite_autoincrement": True}
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -97,6 +102,7 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = SQLITE_AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -107,6 +113,7 @@ class User(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = SQLITE_AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -129,6 +136,7 @@ class Upload(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "sha256"),
         CheckConstraint("bytes >= 0 AND width >= 1 AND height >= 1", name="sizes"),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -141,8 +149,27 @@ class Upload(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class WebSession(Base):
+    """One signed-in dashboard browser. The signed cookie carries a nonce; this row holds its
+    hash, and signing out deletes the row, so a copied cookie stops working at once."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = SQLITE_AUTOINCREMENT
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[int] = mapped_column(
+        ForeignKey("api_keys.id", ondelete="CASCADE"), index=True
+    )
+    #: SHA-256 of the cookie's random nonce.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class PoseCategory(Base):
     __tablename__ = "pose_categories"
+    __table_args__ = SQLITE_AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     slug: Mapped[str] = mapped_column(String(64), unique=True)
@@ -158,6 +185,7 @@ class PoseLibrary(Base):
             "keypoints IS NOT NULL OR controlnet_map_url IS NOT NULL OR map_upload_id IS NOT NULL",
             name="has_map_source",
         ),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -183,6 +211,7 @@ class PoseLibrary(Base):
 
 class Project(Base):
     __tablename__ = "projects"
+    __table_args__ = SQLITE_AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -218,6 +247,7 @@ class PoseGeneration(Base):
         Index("ix_pose_generations_user_created", "user_id", "created_at"),
         Index("ix_pose_generations_project_id", "project_id"),
         Index("ix_pose_generations_created_at", "created_at"),
+        SQLITE_AUTOINCREMENT,
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
@@ -253,7 +283,10 @@ class PoseGeneration(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     error_kind: Mapped[str | None] = mapped_column(String(64))
+    #: The sentence shown to the owner (from ``error_kind``); never raw exception text.
     error_message: Mapped[str | None] = mapped_column(Text)
+    #: The raw failure text (exception, address, SQL): logs and admins only.
+    error_detail: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     #: Result bytes held against the owner's quota from submit until the generation ends.
@@ -284,7 +317,7 @@ class GeneratedPose(Base):
     """One finished (or permanently failed) pose variation: the per-pose checkpoint."""
 
     __tablename__ = "generated_poses"
-    __table_args__ = (UniqueConstraint("generation_id", "variation_key"),)
+    __table_args__ = (UniqueConstraint("generation_id", "variation_key"), SQLITE_AUTOINCREMENT)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     generation_id: Mapped[int] = mapped_column(
@@ -303,6 +336,7 @@ class GeneratedPose(Base):
     duration_ms: Mapped[int | None] = mapped_column(Integer)
     error_kind: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    error_detail: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Bytes of the stored image and thumbnail (counted in the owner's ``result_bytes``).
@@ -313,7 +347,10 @@ class GenerationEvent(Base):
     """Append-only event log per generation; the SSE stream replays it from Last-Event-ID."""
 
     __tablename__ = "generation_events"
-    __table_args__ = (Index("ix_generation_events_generation_id_id", "generation_id", "id"),)
+    __table_args__ = (
+        Index("ix_generation_events_generation_id_id", "generation_id", "id"),
+        SQLITE_AUTOINCREMENT,
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     generation_id: Mapped[int] = mapped_column(
@@ -332,7 +369,10 @@ class GenerationLog(Base):
     """
 
     __tablename__ = "generation_logs"
-    __table_args__ = (Index("ix_generation_logs_generation_id_id", "generation_id", "id"),)
+    __table_args__ = (
+        Index("ix_generation_logs_generation_id_id", "generation_id", "id"),
+        SQLITE_AUTOINCREMENT,
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     generation_id: Mapped[int] = mapped_column(
@@ -400,6 +440,7 @@ class RecoveryRun(Base):
     """Outcome of each recovery pass (shown by ``GET /admin/recovery``)."""
 
     __tablename__ = "recovery_runs"
+    __table_args__ = SQLITE_AUTOINCREMENT
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     runner: Mapped[str] = mapped_column(String(100))

@@ -9,17 +9,22 @@ API at ``/metrics``, a worker on ``posegen worker --metrics-port`` via :func:`se
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     disable_created_metrics,
     generate_latest,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -28,7 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
-from posegen.exceptions import PosegenError
+from posegen.exceptions import ConfigError, PosegenError
 from posegen.metrics.summary import queue_health
 from posegen.metrics.ttlcache import TTLCache
 
@@ -205,7 +210,61 @@ def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def serve(port: int, registry: CollectorRegistry, addr: str = "127.0.0.1") -> Any:
-    """Serve ``registry`` on ``addr:port`` in a daemon thread (worker processes)."""
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
+def serve(
+    port: int, registry: CollectorRegistry, addr: str = "127.0.0.1", token: str | None = None
+) -> Any:
+    """Serve ``registry`` on ``addr:port`` in a daemon thread (worker processes).
+
+    With ``token`` (``POSEGEN_METRICS_TOKEN``) every scrape must send ``Authorization: Bearer
+    <token>``, as the API's ``/metrics`` asks. Without one the port is served only on a loopback
+    address: queue depth, error kinds and pool figures are not for the whole network.
+    """
+    if not token and not is_loopback(addr):
+        raise ConfigError(
+            f"--metrics-port on {addr} needs POSEGEN_METRICS_TOKEN (or a loopback POSEGEN_API_HOST)"
+        )
+    app = make_wsgi_app(registry)
+    server = make_server(
+        addr, port, _bearer_only(app, token) if token else app, _ThreadingServer, _QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     return server
+
+
+def is_loopback(addr: str) -> bool:
+    """Whether ``addr`` (a bind address) is reachable only from this host."""
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
+def _bearer_only(app: Any, token: str) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    def guarded(environ: dict[str, Any], start_response: Any) -> Any:
+        sent = environ.get("HTTP_AUTHORIZATION", "").encode()
+        if not hmac.compare_digest(sent, expected):
+            start_response(
+                "401 Unauthorized",
+                [
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("WWW-Authenticate", "Bearer"),
+                    ("X-Content-Type-Options", "nosniff"),
+                ],
+            )
+            return [b"metrics need the metrics token\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not news
+        pass

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
+from posegen import bounds
 from posegen.db.engine import read_connection
 from posegen.db.models import (
     GeneratedPose,
@@ -87,7 +88,10 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     # A time without an offset is taken as UTC, the only zone posegen stores.
     if value is None:
         return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    try:
+        return bounds.bounded_timestamp(value)
+    except ValueError as exc:
+        raise InvalidInput(f"from/to: {exc}", kind="bad-timestamp") from exc
 
 
 def summary(

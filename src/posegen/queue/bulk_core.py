@@ -32,9 +32,10 @@ LIVE_COLUMNS = (
     G.reserved_bytes,
 )
 
-#: (id, lease token, from status, to status, error kind, error message, poses completed,
-#: poses failed): the counts are the row's, read and updated under this transaction's lock.
-EndRow = tuple[int, int, str, str, str | None, str | None, int, int]
+#: (id, lease token, from status, to status, error kind, message for the owner, poses completed,
+#: poses failed, raw error detail): the counts are the row's, read and updated under this
+#: transaction's lock.
+EndRow = tuple[int, int, str, str, str | None, str | None, int, int, str | None]
 
 
 def fence(conn: Connection, ids: Sequence[int], lock: bool) -> list[Any]:
@@ -76,11 +77,13 @@ def add_counts(conn: Connection, items: Sequence[tuple[int, int, int, int]]) -> 
 def end_rows(
     conn: Connection, items: Sequence[EndRow], now: dt.datetime, expired_before: dt.datetime
 ) -> None:
-    groups: dict[tuple[str, str, str | None, str | None, int, int], list[tuple[int, int]]]
+    groups: dict[
+        tuple[str, str, str | None, str | None, int, int, str | None], list[tuple[int, int]]
+    ]
     groups = defaultdict(list)
-    for job_id, token, from_status, to_status, kind, message, ok, bad in items:
-        groups[(from_status, to_status, kind, message, ok, bad)].append((job_id, token))
-    for (from_status, to_status, kind, message, ok, bad), pairs in groups.items():
+    for job_id, token, from_status, to_status, kind, message, ok, bad, detail in items:
+        groups[(from_status, to_status, kind, message, ok, bad, detail)].append((job_id, token))
+    for (from_status, to_status, kind, message, ok, bad, detail), pairs in groups.items():
         conn.execute(
             update(G)
             .where(
@@ -94,6 +97,7 @@ def end_rows(
                 lease_expires_at=None,
                 error_kind=kind,
                 error_message=message,
+                error_detail=detail,
                 poses_completed=ok,
                 poses_failed=bad,
             )

@@ -30,7 +30,8 @@ FENCE = (
 _POSE_COLUMNS = (
     "generation_id bigint, variation_key text, pose_id bigint, variation_index int, "
     "status text, image_path text, thumbnail_path text, seed bigint, prompt_used text, "
-    "duration_ms int, error_kind text, error_message text, metadata json, bytes bigint"
+    "duration_ms int, error_kind text, error_message text, error_detail text, metadata json, "
+    "bytes bigint"
 )
 _POSE_NAMES = ", ".join(c.split()[0] for c in _POSE_COLUMNS.split(", "))
 
@@ -51,9 +52,10 @@ ADD_COUNTS = (
 END_ROWS = (
     "UPDATE pose_generations AS g SET status = v.to_status, completed_at = %(now)s, "
     "lease_expires_at = NULL, error_kind = v.kind, error_message = v.message, "
+    "error_detail = v.detail, "
     "poses_completed = v.ok, poses_failed = v.bad "
     "FROM json_to_recordset(%(rows)s::json) AS v(id bigint, token bigint, from_status text, "
-    "to_status text, kind text, message text, ok int, bad int) "
+    "to_status text, kind text, message text, ok int, bad int, detail text) "
     "WHERE g.id = v.id AND g.lease_token = v.token AND g.status = v.from_status "
     "AND (g.lease_expires_at IS NULL OR g.lease_expires_at < %(before)s)"
 )
@@ -118,7 +120,7 @@ def add_counts(conn: Connection, items: Sequence[tuple[int, int, int, int]]) -> 
 def end_rows(
     conn: Connection, items: Sequence[EndRow], now: dt.datetime, expired_before: dt.datetime
 ) -> None:
-    keys = ("id", "token", "from_status", "to_status", "kind", "message", "ok", "bad")
+    keys = ("id", "token", "from_status", "to_status", "kind", "message", "ok", "bad", "detail")
     rows = [dict(zip(keys, item, strict=True)) for item in items]
     conn.exec_driver_sql(END_ROWS, {"now": now, "before": expired_before, "rows": _json(rows)})
 

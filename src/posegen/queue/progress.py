@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from posegen import failures
 from posegen.db.models import GenerationStatus, PoseGeneration, PoseStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import InvalidInput
@@ -122,7 +123,9 @@ def _pose_row(w: PoseWrite) -> dict[str, Any]:
         "prompt_used": r.prompt_used,
         "duration_ms": r.duration_ms,
         "error_kind": r.error_kind,
-        "error_message": r.error_message,
+        # The owner reads a sentence for the kind; the raw text is for admins and logs.
+        "error_message": failures.public_message(r.error_kind),
+        "error_detail": failures.detail(r.error_message),
         "metadata": r.meta,  # the column is named "metadata" (its ORM attribute is meta)
         "bytes": r.bytes,
     }

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, select, update
 
+from posegen import failures
 from posegen.config import Settings
 from posegen.db.models import GenerationStatus, PoseGeneration, PoseStatus
 from posegen.db.types import utcnow
@@ -152,16 +153,17 @@ def end(
                 row.status.value,
                 status.value,
                 kind,
-                None if message is None else message[:4000],
+                failures.public_message(kind),
                 row.poses_completed,
                 row.poses_failed,
+                failures.detail(message),
             )
             for row, status, kind, message in rows
         ],
         utcnow(),
         expired_before,
     )
-    for row, status, kind, message in rows:
+    for row, status, kind, _message in rows:
         pending.deltas.terminal(row.user_id, status, row.reserved_bytes)
         pending.completions.append(status)
         pending.events.append(
@@ -174,7 +176,7 @@ def end(
                     row.poses_failed,
                     row.total,
                     errorKind=kind,
-                    errorMessage=message,
+                    errorMessage=failures.public_message(kind),
                 ),
             )
         )
@@ -198,6 +200,7 @@ _REQUEUE = (
         deadline_at=None,
         error_kind=bindparam("b_kind"),
         error_message=bindparam("b_message"),
+        error_detail=bindparam("b_detail"),
     )
 )
 
@@ -226,13 +229,14 @@ def requeue(
                 "b_run_after": now + dt.timedelta(seconds=delay),
                 "b_uncount": 0 if count_attempt else 1,
                 "b_kind": kind,
-                "b_message": None if message is None else message[:4000],
+                "b_message": failures.public_message(kind),
+                "b_detail": failures.detail(message),
                 "b_before": expired_before,
             }
             for row, delay, kind, message in rows
         ],
     )
-    for row, delay, kind, message in rows:
+    for row, delay, kind, _message in rows:
         attempts = row.attempts if count_attempt else row.attempts - 1
         run_after = now + dt.timedelta(seconds=delay)
         kind_name = "retrying" if count_attempt else "queued"
@@ -248,7 +252,7 @@ def requeue(
                     attempt=attempts,
                     runAfter=run_after.isoformat(),
                     errorKind=kind,
-                    errorMessage=message,
+                    errorMessage=failures.public_message(kind),
                     reason=None if count_attempt else "released",
                 ),
             )

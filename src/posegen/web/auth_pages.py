@@ -87,9 +87,9 @@ async def sign_in(request: Request, ctx: Ctx, session: MaybeSession) -> Response
 
 @router.post("/sign-out", name="web-sign-out")
 async def sign_out(request: Request, ctx: Ctx, session: MaybeSession) -> Response:
-    """End this browser's session (a form POST with the CSRF token)."""
+    """End this browser's session on the server too (a form POST with the CSRF token)."""
     form = dict(await request.form())
     check_csrf(ctx, session, form)
     response = RedirectResponse(f"{PREFIX}/sign-in", status_code=303)
-    ctx.sessions.sign_out(response)
+    await run_in_threadpool(ctx.sessions.sign_out, response, session)
     return response

@@ -11,10 +11,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from posegen import catalog, generations_read
 from posegen.api import sse
+from posegen.api.conditional import private_file
 from posegen.api.routes.library import map_png
 from posegen.api.zipstream import stream_zip
 from posegen.controlnet import MapCache
@@ -81,15 +82,16 @@ def _result_file(
 
 @router.get("/generations/{generation_id:int}/results/{result_id:int}/{kind}", name="web-result")
 def result_file(
-    ctx: Ctx, session: SignedIn, generation_id: int, result_id: int, kind: str
+    request: Request, ctx: Ctx, session: SignedIn, generation_id: int, result_id: int, kind: str
 ) -> Response:
     """A finished image (``image``, PNG) or its thumbnail (``thumbnail``, JPEG)."""
     if kind not in ("image", "thumbnail"):
         raise NotFound(f"no {kind!r} for results")
     path = _result_file(ctx, session, generation_id, result_id, kind)
     media = "image/png" if path.suffix == ".png" else "image/jpeg"
-    # Results never change once written: the browser may keep them (privately) for a day.
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "private, max-age=86400"})
+    # Results never change once written: the browser may keep them (privately) for a day, and
+    # revalidates with the ETag after that.
+    return private_file(request, path, media, max_age=86400)
 
 
 def map_cache(request: Request, ctx: WebContext) -> MapCache:

@@ -2,8 +2,10 @@
 
 The cookie holds the user id, the id of the API key used to sign in, and a random nonce; it is
 signed (itsdangerous, HMAC-SHA1 over a key derived from the secret) and timestamped. The key itself
-is never stored in the cookie nor given to page script. Every request re-reads the key row, so
-revoking the key (``posegen users revoke-key``) ends the browser session at once.
+is never stored in the cookie nor given to page script. Signing in stores a ``web_sessions`` row
+holding the SHA-256 of the nonce; every request re-reads that row with the key row, so signing
+out (which deletes the row) ends that session everywhere, even for a copy of the cookie, and
+revoking the key (``posegen users revoke-key``) ends every session signed in with it.
 
 CSRF: each session has its own nonce; forms carry a token signed over it, and a POST whose token
 does not match the cookie's nonce is refused. The sign-in form gets an anonymous session (nonce
@@ -12,6 +14,8 @@ only) so a third-party page cannot sign a browser into someone else's account ei
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import hmac
 import os
 import secrets
@@ -20,15 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, insert, select
 from starlette.requests import Request
 from starlette.responses import Response
 
 from posegen import accounts, observe
 from posegen.accounts import Account
 from posegen.config import Settings
-from posegen.db.engine import read_connection
+from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import ApiKey, Role, User
+from posegen.db.models import WebSession as WebSessionRow
+from posegen.db.types import utcnow
 from posegen.exceptions import ConfigError, Forbidden, Unauthorized
 
 COOKIE_NAME = "posegen_session"
@@ -37,6 +43,10 @@ COOKIE_PATH = "/ui"
 MAX_AGE_SECONDS = 8 * 3600
 CSRF_FIELD = "csrf_token"
 SECRET_FILE = "session-secret"
+
+
+def _token_hash(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
 
 
 def load_secret(settings: Settings) -> str:
@@ -109,17 +119,26 @@ class SessionManager:
             return WebSession(nonce=data["n"])
         if not isinstance(user_id, int) or not isinstance(key_id, int):
             return None
-        account = self._account_for_key(user_id, key_id)
+        account = self._account_for_session(user_id, key_id, data["n"])
         if account is None:
             return None
         return WebSession(nonce=data["n"], account=account, key_id=key_id)
 
-    def _account_for_key(self, user_id: int, key_id: int) -> Account | None:
+    def _account_for_session(self, user_id: int, key_id: int, nonce: str) -> Account | None:
+        # One query: the session row (not signed out, not expired), its key (not revoked), user.
         with read_connection(self._engine) as conn:
             row = conn.execute(
                 select(User.id, User.name, User.email, User.role)
                 .join(ApiKey, ApiKey.user_id == User.id)
-                .where(ApiKey.id == key_id, User.id == user_id, ApiKey.revoked_at.is_(None))
+                .join(WebSessionRow, WebSessionRow.api_key_id == ApiKey.id)
+                .where(
+                    WebSessionRow.token_hash == _token_hash(nonce),
+                    WebSessionRow.user_id == user_id,
+                    WebSessionRow.expires_at > utcnow(),
+                    ApiKey.id == key_id,
+                    User.id == user_id,
+                    ApiKey.revoked_at.is_(None),
+                )
             ).first()
         return None if row is None else Account(row.id, row.name, row.email, Role(row.role))
 
@@ -141,13 +160,37 @@ class SessionManager:
                 select(ApiKey.id).where(ApiKey.key_hash == accounts.hash_key(api_key))
             ).scalar_one()
         accounts.touch_key(self._engine, api_key)  # operators see when a key was last used
-        session = WebSession(nonce=secrets.token_urlsafe(16), account=account, key_id=key_id)
+        session = WebSession(nonce=secrets.token_urlsafe(32), account=account, key_id=key_id)
+        now = utcnow()
+        with write_transaction(self._engine) as conn:
+            # The user's expired sessions go here, so the table holds only live ones and a few.
+            conn.execute(
+                delete(WebSessionRow).where(
+                    WebSessionRow.user_id == account.id, WebSessionRow.expires_at <= now
+                )
+            )
+            conn.execute(
+                insert(WebSessionRow).values(
+                    user_id=account.id,
+                    api_key_id=key_id,
+                    token_hash=_token_hash(session.nonce),
+                    created_at=now,
+                    expires_at=now + dt.timedelta(seconds=MAX_AGE_SECONDS),
+                )
+            )
         self._set_cookie(response, request, {"u": account.id, "k": key_id, "n": session.nonce})
         return session
 
-    @staticmethod
-    def sign_out(response: Response) -> None:
-        """Drop the cookie (the key stays valid; revoke it to end every session)."""
+    def sign_out(self, response: Response, session: WebSession | None) -> None:
+        """End ``session`` on the server (a copy of its cookie stops working) and drop the
+        cookie; the key stays valid (revoke it to end every session signed in with it)."""
+        if session is not None and session.account is not None:
+            with write_transaction(self._engine) as conn:
+                conn.execute(
+                    delete(WebSessionRow).where(
+                        WebSessionRow.token_hash == _token_hash(session.nonce)
+                    )
+                )
         response.delete_cookie(COOKIE_NAME, path=COOKIE_PATH)
 
     def _set_cookie(self, response: Response, request: Request, data: dict[str, object]) -> None:

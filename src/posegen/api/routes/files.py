@@ -10,11 +10,12 @@ import contextlib
 from collections.abc import Iterable
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from posegen import generations_read
-from posegen.api.deps import EngineDep, PathId, SettingsDep
+from posegen.api.conditional import private_file
+from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.routes.generations import GenerationDep
 from posegen.api.schemas import ResultOut
@@ -34,7 +35,10 @@ def _url(request: Request, generation_id: int, result_id: int, what: str) -> str
     ).path
 
 
-def result_out(request: Request, generation_id: int, r: generations_read.ResultRow) -> ResultOut:
+def result_out(
+    request: Request, generation_id: int, r: generations_read.ResultRow, *, admin: bool = False
+) -> ResultOut:
+    """The API view; ``error_detail`` (raw failure text) only for an admin caller."""
     return ResultOut(
         id=r.id,
         variation_key=r.variation_key,
@@ -46,6 +50,7 @@ def result_out(request: Request, generation_id: int, r: generations_read.ResultR
         duration_ms=r.duration_ms,
         error_kind=r.error_kind,
         error_message=r.error_message,
+        error_detail=r.error_detail if admin else None,
         image_url=_url(request, generation_id, r.id, "image") if r.image_path else None,
         thumbnail_url=_url(request, generation_id, r.id, "thumbnail") if r.thumbnail_path else None,
         created_at=r.created_at,
@@ -58,10 +63,12 @@ def result_out(request: Request, generation_id: int, r: generations_read.ResultR
     response_model=list[ResultOut],
     responses=problems(404),
 )
-def list_results(request: Request, generation: GenerationDep, engine: EngineDep) -> list[ResultOut]:
+def list_results(
+    request: Request, generation: GenerationDep, user: CurrentUser, engine: EngineDep
+) -> list[ResultOut]:
     """Every finished or failed pose variation so far, in the order they were written."""
     return [
-        result_out(request, generation.id, r)
+        result_out(request, generation.id, r, admin=is_admin(user))
         for r in generations_read.results(engine, generation.id)
     ]
 
@@ -75,29 +82,32 @@ def list_results(request: Request, generation: GenerationDep, engine: EngineDep)
             "description": "The image (PNG) or its thumbnail (JPEG).",
             "content": {"image/png": {}, "image/jpeg": {}},
         },
+        304: {"description": "Not modified: `If-None-Match` named the current `ETag`."},
         **problems(404),
     },
 )
 def result_file(
+    request: Request,
     generation: GenerationDep,
     result_id: PathId,
     what: Literal["image", "thumbnail"],
     engine: EngineDep,
     settings: SettingsDep,
-) -> FileResponse:
-    """Download one result image or its thumbnail."""
+) -> Response:
+    """Download one result image or its thumbnail (``ETag``; 304 on a matching
+    ``If-None-Match``)."""
     row = generations_read.result(engine, generation.id, result_id)
     rel = row.image_path if what == "image" else row.thumbnail_path
     if rel is None:
         raise NotFound(f"result {result_id} has no {what}")
     path = make_storage(settings).open(rel)
     suffix = "png" if what == "image" else "jpg"
-    return FileResponse(
+    return private_file(
+        request,
         path,
-        media_type=_MEDIA[what],
+        _MEDIA[what],
+        max_age=3600,
         filename=f"generation-{generation.id}-{row.variation_key}.{suffix}",
-        content_disposition_type="inline",
-        headers={"Cache-Control": "private, max-age=3600"},
     )
 
 

@@ -37,7 +37,10 @@ def visible_generation(
 GenerationDep = Annotated[generations_read.GenerationView, Depends(visible_generation)]
 
 
-def generation_out(request: Request, g: generations_read.GenerationView) -> GenerationOut:
+def generation_out(
+    request: Request, g: generations_read.GenerationView, *, admin: bool = False
+) -> GenerationOut:
+    """The API view; ``error_detail`` (raw failure text) only for an admin caller."""
     return GenerationOut(
         id=g.id,
         project_id=g.project_id,
@@ -62,6 +65,7 @@ def generation_out(request: Request, g: generations_read.GenerationView) -> Gene
         cancel_requested=g.cancel_requested,
         error_kind=g.error_kind,
         error_message=g.error_message,
+        error_detail=g.error_detail if admin else None,
         created_at=g.created_at,
         started_at=g.started_at,
         completed_at=g.completed_at,
@@ -202,16 +206,17 @@ def list_generations(
         engine, user_id=user_id, status=status, project_id=project_id, cursor=cursor, limit=limit
     )
     return Page[GenerationOut](
-        items=[generation_out(request, g) for g in page.items], next_cursor=page.next_cursor
+        items=[generation_out(request, g, admin=is_admin(user)) for g in page.items],
+        next_cursor=page.next_cursor,
     )
 
 
 @router.get(
     "/{generation_id}", name="get_generation", response_model=GenerationOut, responses=problems(404)
 )
-def get_generation(request: Request, generation: GenerationDep) -> GenerationOut:
+def get_generation(request: Request, generation: GenerationDep, user: CurrentUser) -> GenerationOut:
     """Status, counts, percent done, ETA and error of one generation."""
-    return generation_out(request, generation)
+    return generation_out(request, generation, admin=is_admin(user))
 
 
 @router.get(
