@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, delete, func, select, text
 
 from posegen import accounts, failures, projects
@@ -31,10 +32,16 @@ def test_deleted_newest_ids_are_not_reused(engine: Engine) -> None:
     assert projects.create(engine, first, "p2", None).id > project
 
 
+#: The revision c_hardening follows (the rebuild runs on whatever the chain built before it).
+BEFORE = str(
+    ScriptDirectory.from_config(migrate.alembic_config()).get_revision("c_hardening").down_revision
+)
+
+
 def test_sqlite_rebuild_keeps_rows_and_references(tmp_path: Path) -> None:
     engine = make_engine(load_settings(database_url=f"sqlite:///{tmp_path / 'old.db'}"))
     try:
-        migrate.upgrade(engine, "0002")
+        migrate.upgrade(engine, BEFORE)
         made = accounts.create_user(engine, "Ada", "ada@example.com")
         other = accounts.create_user(engine, "Bo", "bo@example.com")
         project = projects.create(engine, made.account.id, "kept", None)
@@ -77,7 +84,7 @@ def test_sqlite_rebuild_keeps_rows_and_references(tmp_path: Path) -> None:
         # so the next id is past every row that exists now.
         assert accounts.create_user(engine, "Cy", "cy@example.com").account.id > made.account.id
 
-        migrate.downgrade(engine, "0002")
+        migrate.downgrade(engine, BEFORE)
         with engine.connect() as conn:
             message = conn.exec_driver_sql("SELECT error_message FROM pose_generations")
             assert message.scalar_one() == "host resolved to 10.0.0.7"
