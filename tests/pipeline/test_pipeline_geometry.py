@@ -62,8 +62,8 @@ def _ratio(img: Image.Image) -> float:
 
 
 def test_backends_get_undistorted_maps_and_whole_subjects(world: World) -> None:
-    subject = uploads.store(world.settings, uploads.SUBJECTS, "tall", _tall_subject())
-    project = projects.create(world.engine, world.user_id, "tall", subject)
+    subject = uploads.store(world.engine, world.settings, world.user_id, _tall_subject())
+    project = projects.create(world.engine, world.user_id, "tall", None, subject.id)
     with world.engine.connect() as conn:
         ids = dict(conn.execute(select(PoseLibrary.slug, PoseLibrary.id)).all())
     poses = [ids["standing-neutral"], ids["portrait-front"]]
