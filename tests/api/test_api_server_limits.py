@@ -90,11 +90,12 @@ def test_trickled_headers_and_idle_sockets_are_closed_and_others_served(
     t.start()
     try:
         # Served while 40 sockets hang on.
-        assert _healthy(base) < 1.0
+        assert _healthy(base) < 3.0
         started = time.monotonic()
-        assert all(_closed_within(s, 4.0) for s in trickling + idle)
-        assert time.monotonic() - started < 4.0
-        assert _healthy(base) < 1.0
+        # Deadline 1 s; the margin is for a loaded machine (without the deadline: never).
+        assert all(_closed_within(s, 6.0) for s in trickling + idle)
+        assert time.monotonic() - started < 6.0
+        assert _healthy(base) < 3.0
     finally:
         stop.set()
         t.join(5)
@@ -156,7 +157,7 @@ def test_trickled_body_gets_408_and_the_connection_closes(
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"request-timeout" in answer and b"application/problem+json" in answer
     assert time.monotonic() - t0 < 5.0
-    assert _healthy(base) < 1.0
+    assert _healthy(base) < 3.0
 
 
 def test_connections_past_the_ceiling_are_dropped_at_once(
@@ -175,7 +176,7 @@ def test_connections_past_the_ceiling_are_dropped_at_once(
             for x in held + extra:
                 x.close()
         time.sleep(0.2)
-        assert _healthy(base) < 1.0
+        assert _healthy(base) < 3.0
 
 
 def test_request_cap_answers_503_but_lets_event_streams_through(
