@@ -64,6 +64,25 @@ def _running(env: dict[str, str], *args: str) -> Iterator[tuple[subprocess.Popen
                 stream.close()
 
 
+def _trickle_is_cut_off(base: str, within: float) -> bool:
+    """A socket trickling one header byte every 0.1 s is closed by the server in time."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        s.settimeout(0.1)
+        end = time.monotonic() + within
+        while time.monotonic() < end:
+            try:
+                s.send(b"X")
+                if s.recv(1024) == b"":
+                    return True
+            except TimeoutError:
+                continue
+            except OSError:
+                return True
+    return False
+
+
 def _first_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
     assert proc.stdout is not None
     return dict(json.loads(proc.stdout.readline()))
@@ -95,9 +114,10 @@ def test_up_runs_api_worker_and_recovery_and_stops_cleanly(cli_env: dict[str, st
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     # A second start keeps the existing admin: no new key is printed.
-    with _running(env, "up") as (proc, base):
+    with _running({**env, "POSEGEN_HTTP_HEADER_TIMEOUT_SECONDS": "1"}, "up") as (proc, base):
         assert "adminApiKey" not in _first_line(proc)
         assert httpx.get(base + "/api/pose-generator/projects", headers=auth).status_code == 200
+        assert _trickle_is_cut_off(base, within=4.0)
 
 
 def test_serve_refuses_an_unmigrated_database(empty_db_url: str, tmp_path: Path) -> None:
@@ -116,8 +136,12 @@ def test_serve_refuses_an_unmigrated_database(empty_db_url: str, tmp_path: Path)
 
 
 def test_serve_answers_until_sigterm(cli_env: dict[str, str]) -> None:
-    with _running(cli_env, "serve") as (proc, base):
+    env = {**cli_env, "POSEGEN_HTTP_HEADER_TIMEOUT_SECONDS": "1"}
+    with _running(env, "serve") as (proc, base):
         assert httpx.get(base + "/healthz").json() == {"status": "ok"}
         assert httpx.get(base + "/api/pose-generator/projects").status_code == 401
+        # The header deadline is on in the real command (uvicorn alone would wait forever).
+        assert _trickle_is_cut_off(base, within=4.0)
+        assert httpx.get(base + "/healthz").status_code == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

@@ -90,11 +90,12 @@ def test_trickled_headers_and_idle_sockets_are_closed_and_others_served(
     t.start()
     try:
         # Served while 40 sockets hang on.
-        assert _healthy(base) < 1.0
+        assert _healthy(base) < 3.0
         started = time.monotonic()
-        assert all(_closed_within(s, 4.0) for s in trickling + idle)
-        assert time.monotonic() - started < 4.0
-        assert _healthy(base) < 1.0
+        # Deadline 1 s; the margin is for a loaded machine (without the deadline: never).
+        assert all(_closed_within(s, 6.0) for s in trickling + idle)
+        assert time.monotonic() - started < 6.0
+        assert _healthy(base) < 3.0
     finally:
         stop.set()
         t.join(5)
@@ -112,7 +113,7 @@ def test_keep_alive_connection_is_cut_off_when_the_next_request_trickles(
     s.sendall(b"GET /healthz HTTP/1.1\r\n")
     t0 = time.monotonic()
     closed = False
-    while time.monotonic() - t0 < 4.0:
+    while time.monotonic() - t0 < 6.0:
         try:
             s.send(b"X")
         except OSError:
@@ -122,7 +123,7 @@ def test_keep_alive_connection_is_cut_off_when_the_next_request_trickles(
             closed = True
             break
     s.close()
-    assert closed and time.monotonic() - t0 < 4.0
+    assert closed and time.monotonic() - t0 < 6.0
 
 
 def test_trickled_body_gets_408_and_the_connection_closes(
@@ -138,7 +139,7 @@ def test_trickled_body_gets_408_and_the_connection_closes(
     answer = b""
     t0 = time.monotonic()
     try:
-        while time.monotonic() - t0 < 5.0:
+        while time.monotonic() - t0 < 8.0:
             try:
                 s.send(b" ")
             except OSError:
@@ -155,8 +156,8 @@ def test_trickled_body_gets_408_and_the_connection_closes(
         s.close()
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"request-timeout" in answer and b"application/problem+json" in answer
-    assert time.monotonic() - t0 < 5.0
-    assert _healthy(base) < 1.0
+    assert time.monotonic() - t0 < 8.0
+    assert _healthy(base) < 3.0
 
 
 def test_connections_past_the_ceiling_are_dropped_at_once(
@@ -169,13 +170,13 @@ def test_connections_past_the_ceiling_are_dropped_at_once(
         held = [_connect(port) for _ in range(16)]
         extra = [_connect(port) for _ in range(4)]
         try:
-            assert all(_closed_within(x, 2.0) for x in extra)
+            assert all(_closed_within(x, 4.0) for x in extra)
             assert not any(_closed_within(h, 0.05) for h in held[:3])
         finally:
             for x in held + extra:
                 x.close()
         time.sleep(0.2)
-        assert _healthy(base) < 1.0
+        assert _healthy(base) < 3.0
 
 
 def test_request_cap_answers_503_but_lets_event_streams_through(

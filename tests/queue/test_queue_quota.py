@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from queue_helpers import Owner
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 
 from posegen import projects, queue
 from posegen.config import Settings
@@ -112,3 +112,27 @@ def test_refused_submit_for_someone_elses_project_is_not_found(
     with pytest.raises(Exception) as err:
         queue.submit(engine, settings, stolen, SubmitLimits.from_settings(settings))
     assert getattr(err.value, "kind", None) == "not-found"
+
+
+def test_a_limited_submit_is_one_statement_on_postgresql(
+    engine: Engine, settings: Settings
+) -> None:
+    """The limits joined the submit statement instead of adding round trips (SQLite runs
+    in-process, where statements cost no round trip, so only PostgreSQL is counted)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the one-statement submit is PostgreSQL's form")
+    owner = Owner(engine)
+    limits = SubmitLimits.from_settings(settings)
+    queue.submit(engine, settings, owner.request(), limits)  # warm: pool, prepared statements
+    seen: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        queue.submit(engine, settings, owner.request(), limits)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(seen) == 1, seen
+    assert "user_generation_stats" in seen[0] and "INSERT INTO pose_generations" in seen[0]

@@ -21,11 +21,12 @@ from posegen.queue.model import (
     variation_key,
 )
 from posegen.queue.progress import PoseOutcome, PoseWrite
-from posegen.queue.quota import SubmitLimits, estimate_result_bytes
+from posegen.queue.quota import UNLIMITED, SubmitLimits, estimate_result_bytes
 from posegen.queue.recovery import recover
 from posegen.queue.submit import submit, submit_many
 
 __all__ = [
+    "UNLIMITED",
     "BatchResult",
     "ClaimedJob",
     "GenerationRequest",
