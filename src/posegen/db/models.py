@@ -321,6 +321,9 @@ class Worker(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: Why the worker stopped claiming (its backend is unavailable); NULL while it claims.
+    paused_reason: Mapped[str | None] = mapped_column(String(500))
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class RecoveryRun(Base):

@@ -2,7 +2,9 @@
 heartbeats all its leases every lease/3, runs the recovery loop, and stops gracefully.
 
 Side threads: the writer (group commit), heartbeat, recovery and, on PostgreSQL, LISTEN. The
-main loop wakes on NOTIFY, on a finished job, or every ``poll_interval_seconds``.
+main loop wakes on NOTIFY, on a finished job, or every ``poll_interval_seconds``. While the
+backend is unavailable the circuit breaker (``breaker.py``) keeps the loop from claiming; the
+loop probes the backend with backoff instead and says so in the worker's registry row.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from posegen import queue
 from posegen.config import Settings
-from posegen.exceptions import PosegenError
+from posegen.exceptions import ConfigError, GeneratorError, PosegenError
 from posegen.metrics import prom
 from posegen.queue import ClaimedJob, tx
 from posegen.queue.dialects import ops_for
 from posegen.worker import registry
 from posegen.worker.attempt import run_attempt
+from posegen.worker.breaker import Breaker
 from posegen.worker.context import JobContext, JobHandler
 from posegen.worker.pool import JobThreads
 from posegen.worker.writer import BatchWriter
@@ -69,6 +72,9 @@ class Worker:
         self._writer: BatchWriter | None = None
         #: The main loop's own connection for claims (opened on first use).
         self._claim_conn: Connection | None = None
+        self.breaker = Breaker.from_settings(settings)
+        #: The pause reason the registry row shows now.
+        self._shown_reason: str | None = None
 
     # --- public -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -82,8 +88,14 @@ class Worker:
             return len(self._in_flight)
 
     def run(self) -> None:
-        """Work until stopped (or, in burst mode, until nothing is left). Blocking."""
+        """Work until stopped (or, in burst mode, until nothing is left). Blocking.
+
+        Raises ConfigError, before registering, when the backend answers but cannot run the
+        work (the start-up check); an unreachable backend starts the worker paused instead.
+        """
+        self._preflight()
         registry.register(self.engine, self.id, self.concurrency)
+        self._show_pause()
         log.info("worker started", extra={"worker": self.id, "concurrency": self.concurrency})
         self._writer = BatchWriter(self.engine, ops_for(self.engine).writer_threads)
         threads = JobThreads(self.concurrency)
@@ -113,6 +125,11 @@ class Worker:
     def _loop(self, threads: JobThreads) -> None:
         backlog = False
         while not self._stopping.is_set():
+            if self.breaker.paused.is_set():
+                self._while_paused()
+                backlog = False
+                continue
+            self._show_pause()
             free = self.concurrency - self.in_flight
             # With a backlog, wait for half the slots before claiming again: one claim per
             # batch instead of one per finished job. Without one, claim at once (latency).
@@ -156,7 +173,14 @@ class Worker:
 
     def _start(self, threads: JobThreads, job: ClaimedJob) -> None:
         assert self._writer is not None
-        ctx = JobContext(self.settings, self.engine, job, self._writer.record_pose, self._stopping)
+        ctx = JobContext(
+            self.settings,
+            self.engine,
+            job,
+            self._writer.record_pose,
+            self._stopping,
+            self.breaker.paused,
+        )
         with self._lock:
             self._in_flight[job.id] = ctx
         self.stats["claimed"] += 1
@@ -167,9 +191,18 @@ class Worker:
         try:
             assert self._writer is not None
             outcome = run_attempt(
-                self.settings, self.engine, self.handler, job, ctx, self._writer, self._stopping
+                self.settings,
+                self.engine,
+                self.handler,
+                job,
+                ctx,
+                self._writer,
+                self._stopping,
+                self.breaker,
             )
             self.stats[outcome] += 1
+            if self.breaker.paused.is_set():
+                self._wake.set()  # the claim loop shows the pause and starts probing
         except Exception:
             log.exception("job bookkeeping failed", extra={"generation_id": job.id})
             self.stats["error"] += 1
@@ -182,6 +215,63 @@ class Worker:
             # stopping worker see its last job end: one wake per batch, not one per job.
             if free >= self._want or self._stopping.is_set():
                 self._wake.set()
+
+    # --- circuit breaker ----------------------------------------------------------------------
+    def _preflight(self) -> None:
+        """The start-up check: ask the backend once before claiming anything."""
+        error = self._probe(at_start=True)
+        if error is not None:
+            log.warning(
+                "backend unavailable at start-up; starting paused",
+                extra={"worker": self.id, "reason": error},
+            )
+            self.breaker.force_open(error)
+
+    def _probe(self, at_start: bool = False) -> str | None:
+        """None when the backend can work; why not otherwise. A ConfigError at start-up
+        (before any claim) propagates: the worker refuses to start."""
+        probe = getattr(self.handler, "probe", None)
+        if not callable(probe):
+            return None
+        try:
+            probe()
+        except GeneratorError as exc:
+            return f"{exc.kind}: {exc.message}"
+        except ConfigError as exc:
+            if at_start:
+                raise
+            return f"{exc.kind}: {exc.message}"
+        return None
+
+    def _while_paused(self) -> None:
+        """One step of the paused state: show it, wait for the next probe, probe."""
+        self._show_pause()
+        wait = self.breaker.seconds_to_probe()
+        if wait > 0:
+            self._stopping.wait(min(wait, self.settings.poll_interval_seconds))
+            return
+        error = self._probe()
+        self.breaker.probed(error)
+        if error is None:
+            log.info("backend answers again; claiming", extra={"worker": self.id})
+        else:
+            log.info("backend still unavailable", extra={"worker": self.id, "reason": error})
+        self._show_pause()
+
+    def _show_pause(self) -> None:
+        """Write the pause (or its end) to the registry row when it changed."""
+        reason = self.breaker.reason
+        if reason == self._shown_reason:
+            return
+        try:
+            registry.set_paused(self.engine, self.id, reason)
+        except _DB_ERRORS as exc:
+            log.warning("could not record the pause", extra={"error": str(exc)})
+            return
+        if reason is not None and self._shown_reason is None:
+            log.warning("paused: backend unavailable", extra={"worker": self.id, "reason": reason})
+        prom.WORKER_PAUSED.set(0 if reason is None else 1)
+        self._shown_reason = reason
 
     # --- shutdown -----------------------------------------------------------------------------
     def _drain(self) -> None:
