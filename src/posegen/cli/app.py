@@ -61,5 +61,7 @@ def _root(
     if not verbose:
         # Alembic narrates every step at INFO; the commands print their own one-line outcome.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # httpx logs every request at INFO: several lines per ComfyUI pose.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     ctx.obj = State()
     ctx.call_on_close(ctx.obj.close)

@@ -101,8 +101,11 @@ class ComfyUIGenerator(SequentialBatch):
             {"checkpoint": s.comfyui_checkpoint, "controlnet": s.comfyui_controlnet},
         )
         if problems:
+            # Its own kind (exit 1, not 2): posegen's settings are fine, the server lacks
+            # something the operator must install there.
             raise ConfigError(
-                f"ComfyUI at {self._base} cannot run the workflow: " + "; ".join(problems[:5])
+                f"ComfyUI at {self._base} cannot run the workflow: " + "; ".join(problems[:5]),
+                kind="backend-not-ready",
             )
 
     def generate(self, req: GenerateRequest) -> GenerateResult:
