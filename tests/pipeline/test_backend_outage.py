@@ -248,3 +248,22 @@ def test_worker_refuses_to_start_when_comfyui_lacks_a_model(
     assert "ckpt_name 'v1-5-pruned-emaonly.safetensors' is not installed" in lines[0]
     assert "sdxl_base.safetensors" in lines[0]
     assert operations.workers(world.engine, 60) == []  # it never registered
+
+
+def test_generate_says_in_one_line_what_the_comfyui_server_lacks(
+    world: World, cli_env: dict[str, str]
+) -> None:
+    with FakeComfyUI() as server:
+        server.controlnets = []
+        env = _env(cli_env, POSEGEN_BACKEND="comfyui", POSEGEN_COMFYUI_URL=server.url)
+        proc = subprocess.run(
+            [sys.executable, "-m", "posegen", "generate", "--poses", str(world.pose_ids[0])],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "control_net_name 'control_v11p_sd15_openpose.pth' is not installed" in errors[0]
