@@ -2,29 +2,32 @@
 
 Real HTTP (uvicorn on 127.0.0.1, an ephemeral port) and a real websocket. Its "model" blends the
 uploaded images and tints by seed, so outputs depend on every input. Where it matters it behaves
-like the real server; each behaviour names the real version it was observed on and where in
-ComfyUI's source it lives (``execution.py`` ``validate_prompt`` / ``validate_inputs``,
-``server.py`` ``post_prompt``):
+like the real server. "Observed" below means seen against a real ComfyUI 0.8.0 server (CPU, a
+workflow needing no model files; issue #19); "source" means taken from ComfyUI's own code
+(``execution.py`` ``validate_prompt`` / ``validate_inputs`` / ``PromptQueue``, ``server.py``
+``post_prompt`` / ``get_queue`` / ``system_stats``), whose shapes 0.8.0 still serves:
 
-- ``POST /prompt`` validates like ComfyUI 0.8.0 (observed against a real 0.8.0 server, CPU,
-  issue #19): an unknown node class is a 400 ``invalid_prompt`` with an empty ``node_errors``;
-  every output node (``SaveImage``, ``PreviewImage``) is validated on its own; when *no* output
-  is valid the answer is 400 ``prompt_outputs_failed_validation`` with ``node_errors``, and
-  when *some* are valid the answer is **200 with a non-empty** ``node_errors`` and only the
-  valid outputs run (partial acceptance). Each error has ``type``, ``message`` and ``details``
-  (``"Value 7.5 bigger than max of 1.0"`` / ``"strength"``), as in 0.8.0.
-- ``execution_error`` over the websocket carries ``node_id``, ``node_type``, ``executed``,
-  ``exception_message``, ``exception_type``, ``traceback``, and the history entry ends with
-  ``status_str: "error"`` (0.8.0).
-- ``SaveImage`` outputs are ``type: "output"``, ``PreviewImage`` outputs ``type: "temp"`` (0.8.0).
+- ``POST /prompt`` (observed, 0.8.0): every output node (``SaveImage``, ``PreviewImage``) is
+  validated on its own; when some are valid the answer is **200 with a non-empty**
+  ``node_errors`` and only the valid outputs run (partial acceptance); when none is, a 400
+  ``prompt_outputs_failed_validation`` with ``node_errors``. Each error has ``type``,
+  ``message`` and ``details`` (``"Value 7.5 bigger than max of 1.0"`` / ``"strength"``).
+- An unknown node class (source): 400 ``invalid_prompt``, "Cannot execute because node X does
+  not exist.", ``details`` "Node ID '#N'", empty ``node_errors``.
+- ``execution_error`` over the websocket (source; 0.8.0 sends it the same way): ``node_id``,
+  ``node_type``, ``executed``, ``exception_message``, ``exception_type``, ``traceback``; the
+  history entry ends with ``status_str: "error"`` and the message in ``messages``.
+- ``SaveImage`` outputs are ``type: "output"``, ``PreviewImage`` ones ``type: "temp"`` (observed).
 - ``GET /queue`` lists ``queue_running`` / ``queue_pending`` items as ``[number, prompt_id,
-  prompt, extra_data, outputs]``; ``GET /object_info`` describes node classes, model lists as
-  the old ``[[names...], {}]`` combo and the newer ``["COMBO", {"options": [...]}]`` form (both
-  are served by 0.8.0 depending on the node); ``GET /system_stats`` (0.8.0).
-- A restart (:meth:`FakeComfyUI.restart`) forgets every queued prompt, its history and uploads,
-  and refuses connections while down, as a killed and restarted 0.8.0 did (issue #19: killed
-  after 20 of 132 images, answering again 15.5 s later).
-- ``history_delay`` makes ``/history`` slow (a busy real server answers it late).
+  prompt, extra_data, outputs]`` (source); ``GET /object_info`` gives each class's inputs, a
+  model list either as the classic combo ``[[names...], {}]`` or as ``["COMBO", {"options":
+  [...]}]``, the form of nodes written against ComfyUI's newer node API (source; both are
+  served by 0.8.0-era servers); ``GET /system_stats`` (source).
+- A restart (:meth:`FakeComfyUI.restart`, observed on 0.8.0: killed after 20 of 132 images,
+  answering again 15.5 s later) forgets every queued prompt, its history and the uploads, and
+  refuses connections while down.
+- ``history_delay`` makes ``/history`` slow, as a busy server answers it late (asked for by
+  issue #19; not a version-specific behaviour).
 
 ``mode``: ``ok``, ``no-ws`` (refuses the websocket upgrade: clients must poll), ``exec-error``,
 ``hang``, ``http-500``.
