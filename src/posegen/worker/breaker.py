@@ -1,5 +1,8 @@
 """The worker's circuit breaker: a backend outage pauses claiming instead of failing work.
 
+:class:`Breaker` is the state; :class:`BackendGate` is the worker's side of it (the start-up
+check, probing while paused, the pause shown in the ``workers`` row and in Prometheus).
+
 ``threshold`` outages in a row (a backend unreachable, answering 5xx, restarted, out of GPU
 memory) open the breaker: the worker claims nothing, gives back what it holds without spending
 an attempt, and probes the backend after ``probe_min`` seconds, doubling up to ``probe_max``,
@@ -14,7 +17,13 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
 from posegen.config import Settings
+from posegen.exceptions import ConfigError, GeneratorError, PosegenError
+from posegen.metrics import prom
+from posegen.worker import registry
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +108,86 @@ class Breaker:
             self._reason = error
             self._delay = min(self.probe_max, self._delay * 2)
             self._next_probe = self._clock() + self._delay
+
+
+class BackendGate:
+    """What the worker's claim loop does about its backend: ask it once at start-up, probe it
+    while the breaker is open, and keep the ``workers`` row saying whether it is paused and
+    why. The handler's ``probe()`` (when it has one) is the question."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        worker_id: str,
+        handler: object,
+        stopping: threading.Event,
+    ) -> None:
+        self.breaker = Breaker.from_settings(settings)
+        self._engine = engine
+        self._worker_id = worker_id
+        self._probe_fn = getattr(handler, "probe", None)
+        self._stopping = stopping
+        self._poll = settings.poll_interval_seconds
+        #: The pause reason the registry row shows now.
+        self._shown: str | None = None
+
+    def preflight(self) -> None:
+        """The start-up check. A backend that answers but cannot run the work raises
+        ConfigError (the worker refuses to start); one that does not answer starts it paused."""
+        error = self._probe(at_start=True)
+        if error is not None:
+            log.warning(
+                "backend unavailable at start-up; starting paused",
+                extra={"worker": self._worker_id, "reason": error},
+            )
+            self.breaker.force_open(error)
+
+    def while_paused(self) -> None:
+        """One step of the paused state: show it, wait for the next probe (or the stop), probe."""
+        self.show()
+        wait = self.breaker.seconds_to_probe()
+        if wait > 0:
+            self._stopping.wait(min(wait, self._poll))
+            return
+        error = self._probe()
+        self.breaker.probed(error)
+        if error is None:
+            log.info("backend answers again; claiming", extra={"worker": self._worker_id})
+        else:
+            log.info(
+                "backend still unavailable", extra={"worker": self._worker_id, "reason": error}
+            )
+        self.show()
+
+    def show(self) -> None:
+        """Write the pause (or its end) to the registry row when it changed."""
+        reason = self.breaker.reason
+        if reason == self._shown:
+            return
+        try:
+            registry.set_paused(self._engine, self._worker_id, reason)
+        except (PosegenError, SQLAlchemyError) as exc:
+            log.warning("could not record the pause", extra={"error": str(exc)})
+            return
+        if reason is not None and self._shown is None:
+            log.warning(
+                "paused: backend unavailable", extra={"worker": self._worker_id, "reason": reason}
+            )
+        prom.WORKER_PAUSED.set(0 if reason is None else 1)
+        self._shown = reason
+
+    def _probe(self, at_start: bool = False) -> str | None:
+        """None when the backend can work, else why not. Only at start-up does a ConfigError
+        propagate: later (a server back without a model) it keeps the worker paused."""
+        if not callable(self._probe_fn):
+            return None
+        try:
+            self._probe_fn()
+        except GeneratorError as exc:
+            return f"{exc.kind}: {exc.message}"
+        except ConfigError as exc:
+            if at_start:
+                raise
+            return f"{exc.kind}: {exc.message}"
+        return None

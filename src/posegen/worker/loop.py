@@ -20,13 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from posegen import queue
 from posegen.config import Settings
-from posegen.exceptions import ConfigError, GeneratorError, PosegenError
+from posegen.exceptions import PosegenError
 from posegen.metrics import prom
 from posegen.queue import ClaimedJob, tx
 from posegen.queue.dialects import ops_for
 from posegen.worker import registry
 from posegen.worker.attempt import run_attempt
-from posegen.worker.breaker import Breaker
+from posegen.worker.breaker import BackendGate
 from posegen.worker.context import JobContext, JobHandler
 from posegen.worker.pool import JobThreads
 from posegen.worker.writer import BatchWriter
@@ -72,9 +72,9 @@ class Worker:
         self._writer: BatchWriter | None = None
         #: The main loop's own connection for claims (opened on first use).
         self._claim_conn: Connection | None = None
-        self.breaker = Breaker.from_settings(settings)
-        #: The pause reason the registry row shows now.
-        self._shown_reason: str | None = None
+        #: Start-up check, probing while paused, the pause in the registry (``breaker.py``).
+        self.gate = BackendGate(settings, engine, self.id, handler, self._stopping)
+        self.breaker = self.gate.breaker
 
     # --- public -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -93,9 +93,9 @@ class Worker:
         Raises ConfigError, before registering, when the backend answers but cannot run the
         work (the start-up check); an unreachable backend starts the worker paused instead.
         """
-        self._preflight()
+        self.gate.preflight()
         registry.register(self.engine, self.id, self.concurrency)
-        self._show_pause()
+        self.gate.show()
         log.info("worker started", extra={"worker": self.id, "concurrency": self.concurrency})
         self._writer = BatchWriter(self.engine, ops_for(self.engine).writer_threads)
         threads = JobThreads(self.concurrency)
@@ -126,10 +126,10 @@ class Worker:
         backlog = False
         while not self._stopping.is_set():
             if self.breaker.paused.is_set():
-                self._while_paused()
+                self.gate.while_paused()
                 backlog = False
                 continue
-            self._show_pause()
+            self.gate.show()
             free = self.concurrency - self.in_flight
             # With a backlog, wait for half the slots before claiming again: one claim per
             # batch instead of one per finished job. Without one, claim at once (latency).
@@ -215,63 +215,6 @@ class Worker:
             # stopping worker see its last job end: one wake per batch, not one per job.
             if free >= self._want or self._stopping.is_set():
                 self._wake.set()
-
-    # --- circuit breaker ----------------------------------------------------------------------
-    def _preflight(self) -> None:
-        """The start-up check: ask the backend once before claiming anything."""
-        error = self._probe(at_start=True)
-        if error is not None:
-            log.warning(
-                "backend unavailable at start-up; starting paused",
-                extra={"worker": self.id, "reason": error},
-            )
-            self.breaker.force_open(error)
-
-    def _probe(self, at_start: bool = False) -> str | None:
-        """None when the backend can work; why not otherwise. A ConfigError at start-up
-        (before any claim) propagates: the worker refuses to start."""
-        probe = getattr(self.handler, "probe", None)
-        if not callable(probe):
-            return None
-        try:
-            probe()
-        except GeneratorError as exc:
-            return f"{exc.kind}: {exc.message}"
-        except ConfigError as exc:
-            if at_start:
-                raise
-            return f"{exc.kind}: {exc.message}"
-        return None
-
-    def _while_paused(self) -> None:
-        """One step of the paused state: show it, wait for the next probe, probe."""
-        self._show_pause()
-        wait = self.breaker.seconds_to_probe()
-        if wait > 0:
-            self._stopping.wait(min(wait, self.settings.poll_interval_seconds))
-            return
-        error = self._probe()
-        self.breaker.probed(error)
-        if error is None:
-            log.info("backend answers again; claiming", extra={"worker": self.id})
-        else:
-            log.info("backend still unavailable", extra={"worker": self.id, "reason": error})
-        self._show_pause()
-
-    def _show_pause(self) -> None:
-        """Write the pause (or its end) to the registry row when it changed."""
-        reason = self.breaker.reason
-        if reason == self._shown_reason:
-            return
-        try:
-            registry.set_paused(self.engine, self.id, reason)
-        except _DB_ERRORS as exc:
-            log.warning("could not record the pause", extra={"error": str(exc)})
-            return
-        if reason is not None and self._shown_reason is None:
-            log.warning("paused: backend unavailable", extra={"worker": self.id, "reason": reason})
-        prom.WORKER_PAUSED.set(0 if reason is None else 1)
-        self._shown_reason = reason
 
     # --- shutdown -----------------------------------------------------------------------------
     def _drain(self) -> None:
