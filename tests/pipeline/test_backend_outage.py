@@ -204,6 +204,9 @@ def test_diffusers_out_of_memory_is_not_the_generations_fault(
         POSEGEN_DIFFUSERS_DEVICE="cpu",
         POSEGEN_DIFFUSERS_STEPS="2",
         POSEGEN_DIFFUSERS_MAX_BATCH="1",
+        # Each pause lasts at least a second, so the test sees it even on a loaded machine.
+        POSEGEN_BREAKER_PROBE_MIN_SECONDS="1",
+        POSEGEN_BREAKER_PROBE_MAX_SECONDS="2",
         **{FAULT_ENV: str(faults)},
     )
     ids = [world.submit(world.pose_ids[:2], variations=1, width=64, height=64) for _ in range(3)]
