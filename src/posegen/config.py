@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     worker_stale_seconds: float = Field(default=180.0, gt=0)
     backend: Backend = "posemap"
+    #: Circuit breaker: consecutive backend outages before the worker stops claiming, then the
+    #: first and the longest wait between probes of the backend while paused.
+    breaker_threshold: int = Field(default=3, ge=1)
+    breaker_probe_min_seconds: float = Field(default=1.0, gt=0)
+    breaker_probe_max_seconds: float = Field(default=60.0, gt=0)
     generator_timeout_seconds: float = Field(default=600.0, gt=0)
     #: Seconds the ``noop`` backend (load tests and benchmarks only) sleeps per pose.
     noop_pose_seconds: float = Field(default=0.0, ge=0)
@@ -150,6 +155,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://..."
             )
+        return value
+
+    @field_validator("comfyui_workflow_path", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # An empty variable would otherwise become Path(".") and fail with "Is a directory".
+        if isinstance(value, str) and not value.strip():
+            return None
         return value
 
     @field_validator("fetch_allowlist")

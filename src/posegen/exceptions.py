@@ -97,14 +97,30 @@ class FetchError(PosegenError):
 
 
 class GeneratorError(PosegenError):
-    """A generator backend failed. ``transient`` errors retry the whole generation later."""
+    """A generator backend failed. ``transient`` errors retry the whole generation later.
+
+    ``outage``: the backend itself is unavailable (unreachable, 5xx, restarted, out of GPU
+    memory), not the generation: the worker pauses claiming and gives the generation back
+    without spending an attempt. ``whole_generation``: every pose would fail the same way (a
+    workflow the server rejects), so the generation fails once instead of pose by pose.
+    """
 
     kind = "generator"
     http_status = 502
 
-    def __init__(self, message: str, *, transient: bool, kind: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        kind: str | None = None,
+        outage: bool = False,
+        whole_generation: bool = False,
+    ) -> None:
         super().__init__(message, kind=kind)
-        self.transient = transient
+        self.transient = transient or outage
+        self.outage = outage
+        self.whole_generation = whole_generation
 
 
 class UploadQuotaExceeded(PosegenError):

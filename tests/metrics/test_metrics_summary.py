@@ -179,7 +179,7 @@ def test_summary_of_the_last_hour(engine, world):
         "oldestPendingAgeSeconds": 3000.0,
         "lagSeconds": 300.0,
     }
-    assert s["workers"] == {"live": 1, "inFlight": 1, "capacity": 4}
+    assert s["workers"] == {"live": 1, "inFlight": 1, "capacity": 4, "paused": 0}
     assert s["period"] == "1h" and s["from"] == (NOW - dt.timedelta(hours=1)).isoformat()
 
 

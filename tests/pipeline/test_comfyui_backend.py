@@ -114,7 +114,12 @@ def test_rejected_workflow_is_permanent(tmp_path: Path, server: FakeComfyUI) -> 
     with pytest.raises(GeneratorError) as err:
         _gen(tmp_path, server.url, comfyui_workflow_path=path).generate(_req())
     assert not err.value.transient and err.value.kind == "workflow-invalid"
-    assert "node 10 (KSamplerThatDoesNotExist)" in err.value.message
+    assert err.value.whole_generation and not err.value.outage
+    # ComfyUI 0.8.0: 400 invalid_prompt, the node named in "details", empty node_errors.
+    assert "Cannot execute because node KSamplerThatDoesNotExist does not exist" in (
+        err.value.message
+    )
+    assert "Node ID '#10'" in err.value.message
 
 
 def test_unreachable_server_is_transient(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ Every test runs on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import socket
+import json
 import threading
 import time
 from collections import Counter
@@ -18,7 +18,7 @@ from pipeline_world import World  # type: ignore[import-not-found]
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from posegen import projects, queue
+from posegen import operations, projects, queue
 from posegen.db.models import (
     GeneratedPose,
     GenerationEvent,
@@ -30,8 +30,9 @@ from posegen.db.models import (
 from posegen.exceptions import GeneratorError
 from posegen.generators import GenerateRequest, GenerateResult
 from posegen.generators.posemap import PREVIEW_NOTE, PosemapGenerator
+from posegen.worker import Worker
 from posegen.worker.job_inputs import pick_seed
-from posegen.worker.pipeline import PipelineHandler
+from posegen.worker.pipeline import PipelineHandler, make_handler
 
 
 def _generation(world: World, gid: int) -> Any:
@@ -185,19 +186,73 @@ def test_transient_failure_retries_without_redoing_finished_poses(world: World) 
     assert "retrying" in kinds and kinds[-1] == "completed"
 
 
-def test_unreachable_comfyui_is_retried_then_failed(world: World) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+def test_unreachable_comfyui_pauses_the_worker_and_spends_no_attempt(world: World) -> None:
+    server = FakeComfyUI()  # not started: nothing listens on its port yet
     world.settings = world.settings.model_copy(
-        update={"backend": "comfyui", "comfyui_url": f"http://127.0.0.1:{port}", "max_attempts": 2}
+        update={
+            "backend": "comfyui",
+            "comfyui_url": server.url,
+            "max_attempts": 2,
+            "breaker_probe_min_seconds": 0.05,
+            "breaker_probe_max_seconds": 0.2,
+        }
     )
     gid = world.submit()
-    world.run_pipeline()
-
+    handler = make_handler(world.settings)
+    worker = Worker(world.settings, world.engine, handler, concurrency=2)
+    runner = threading.Thread(target=worker.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any(w.paused for w in operations.workers(world.engine, 60)):
+            assert time.monotonic() < deadline, "the worker did not pause"
+            time.sleep(0.05)
+        (info,) = operations.workers(world.engine, 60)
+        assert (info.paused_reason or "").startswith("comfyui-unreachable: cannot reach ComfyUI")
+        time.sleep(1.0)  # many probes, far past max_attempts: still nothing spent
+        gen = _generation(world, gid)
+        assert gen.status == "pending" and gen.attempts == 0
+        with server:
+            while _generation(world, gid).status != "completed":
+                assert time.monotonic() < deadline + 30, "the generation did not complete"
+                time.sleep(0.05)
+    finally:
+        worker.stop()
+        runner.join(30)
+        close = getattr(handler, "close", None)
+        if callable(close):
+            close()
     gen = _generation(world, gid)
-    assert gen.status == "failed" and gen.error_kind == "comfyui-unreachable"
-    assert gen.attempts == gen.max_attempts
+    assert gen.attempts == 1 and gen.poses_completed == 6 and len(_rows(world, gid)) == 6
+
+
+def test_a_rejected_workflow_fails_the_generation_once(world: World, tmp_path: Path) -> None:
+    workflow = json.loads(
+        (
+            Path(__file__).parents[2] / "src/posegen/generators/workflows/comfyui_default.json"
+        ).read_text()
+    )
+    # Out of range for ImageAddNoise (max 1.0): the server validates it, /object_info cannot.
+    workflow["13"] = {
+        "class_type": "ImageAddNoise",
+        "inputs": {"image": ["11", 0], "seed": 1, "strength": 7.5},
+    }
+    workflow["12"]["inputs"]["images"] = ["13", 0]
+    path = tmp_path / "noisy.json"
+    path.write_text(json.dumps(workflow))
+    with FakeComfyUI() as server:
+        world.settings = world.settings.model_copy(
+            update={"backend": "comfyui", "comfyui_url": server.url, "comfyui_workflow_path": path}
+        )
+        gid = world.submit()  # 3 poses x 2 variations
+        world.run_pipeline()
+    gen = _generation(world, gid)
+    assert gen.status == "failed" and gen.error_kind == "workflow-invalid" and gen.attempts == 1
+    assert "node 13 (ImageAddNoise): Value 7.5 bigger than max of 1.0: strength" in (
+        gen.error_message
+    )
+    # Once for the generation, not once per pose: one prompt, one subject and one map uploaded.
+    assert server.calls["prompt"] == 1 and server.calls["upload"] == 2
     assert _rows(world, gid) == []
 
 

@@ -348,6 +348,10 @@ class WorkerOut(ApiModel):
     last_seen_at: dt.datetime
     stopped_at: dt.datetime | None
     alive: bool
+    #: Alive but claiming nothing: its backend is unavailable (circuit breaker open).
+    paused: bool = False
+    paused_reason: str | None = None
+    paused_at: dt.datetime | None = None
 
 
 class UserOut(ApiModel):

@@ -70,6 +70,8 @@ def _root(
     if not verbose:
         # Alembic narrates every step at INFO; the commands print their own one-line outcome.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        # httpx logs every request at INFO: several lines per ComfyUI pose.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     if settings is not None:
         observe.setup_tracing(f"posegen-{ctx.invoked_subcommand or 'cli'}", settings.trace_file)
 

@@ -116,9 +116,18 @@ def _follow(
 ) -> generations_read.GenerationView:
     runner = None
     thread = None
+    failed: list[PosegenError] = []
     if handler is not None:
         runner = Worker(settings, engine, handler)
-        thread = threading.Thread(target=runner.run, name="posegen-worker", daemon=True)
+        worker = runner
+
+        def run() -> None:
+            try:
+                worker.run()
+            except PosegenError as exc:  # the start-up check: shown as the command's one line
+                failed.append(exc)
+
+        thread = threading.Thread(target=run, name="posegen-worker", daemon=True)
         thread.start()
     console = Console(stderr=True)
     view = generations_read.get_visible(engine, gid, None)
@@ -134,10 +143,14 @@ def _follow(
             task = bar.add_task("", total=view.total, gid=gid, status=view.status.value)
             while view.status not in TERMINAL_STATUSES:
                 if thread is not None and not thread.is_alive():
+                    if failed:
+                        raise failed[0]
                     raise PosegenError("the in-process worker stopped unexpectedly")
                 time.sleep(_POLL_SECONDS)
                 view = generations_read.get_visible(engine, gid, None)
-                bar.update(task, completed=view.completed + view.failed, status=view.status.value)
+                paused = runner.breaker.reason if runner is not None else None
+                status = f"waiting, backend unavailable: {paused}" if paused else view.status.value
+                bar.update(task, completed=view.completed + view.failed, status=status)
     except KeyboardInterrupt:
         queue.cancel(engine, gid, None)
         console.print(f"generation {gid} cancelled")

@@ -434,6 +434,9 @@ class Worker(Base):
     #: The lock the worker holds for its life ('pg-advisory' | 'flock'), which recovery probes
     #: to requeue a dead worker's generations in seconds; NULL: none (its leases decide).
     liveness: Mapped[str | None] = mapped_column(String(20))
+    #: Why the worker stopped claiming (its backend is unavailable); NULL while it claims.
+    paused_reason: Mapped[str | None] = mapped_column(String(500))
+    paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
 
 class RecoveryRun(Base):

@@ -44,7 +44,8 @@ class GenerateResult:
     image_png: bytes
     seed: int
     prompt: str
-    steps: int
+    #: Sampler steps used, None when the backend cannot tell (a ComfyUI template's own).
+    steps: int | None
     duration_s: float
     meta: dict[str, Any] = field(default_factory=dict)
     #: The decoded image when the backend has it anyway; saves storage a decode.

@@ -3,8 +3,11 @@
 Per image: upload the subject and the pose map (``POST /upload/image``), queue the filled
 workflow (``POST /prompt``), follow it over the websocket (``/ws?clientId=``) or, when that is not
 available, poll ``/history/{id}``, all under one deadline; then download the output (``/view``).
-Unreachable server, 5xx and timeouts are transient (the generation is retried later); a workflow
-the server rejects (400 with ``node_errors``) or an execution error is permanent.
+Unreachable server, 5xx, request timeouts and a server that lost the prompt (restarted) are
+outages: the worker pauses and the generation is given back without spending an attempt. A
+workflow the server rejects, wholly (400) or in part (200 with ``node_errors``), fails the whole
+generation once; an execution error fails the pose. Only the template's output node counts as
+the result, never a preview.
 """
 
 from __future__ import annotations
@@ -31,10 +34,19 @@ from posegen.generators.base import (
     fit_subject,
     timeout_error,
 )
+from posegen.generators.comfyui_check import check_workflow
 from posegen.generators.comfyui_progress import Follower
-from posegen.generators.workflow import fill, load_template
+from posegen.generators.workflow import (
+    fill,
+    literal_steps,
+    load_template,
+    output_node,
+    placeholders,
+)
 
 _NEUTRAL = (128, 128, 128)
+#: A probe of a paused backend gives up after this long (it is retried with backoff).
+_PROBE_SECONDS = 10.0
 
 
 class ComfyUIGenerator(SequentialBatch):
@@ -55,6 +67,18 @@ class ComfyUIGenerator(SequentialBatch):
         self._base = url
         self._ws_base = ("wss" if parts.scheme == "https" else "ws") + url[len(parts.scheme) :]
         self._template = load_template(settings.comfyui_workflow_path)
+        origin = (
+            f"POSEGEN_COMFYUI_WORKFLOW_PATH={settings.comfyui_workflow_path}"
+            if settings.comfyui_workflow_path is not None
+            else "the default ComfyUI workflow"
+        )
+        self._output = output_node(self._template, origin)
+        self._uses = placeholders(self._template)
+        # What the result's metadata says: the setting when the template takes it, else the
+        # template's own number (None when it has none or several).
+        self._steps = (
+            settings.comfyui_steps if "steps" in self._uses else literal_steps(self._template)
+        )
         # The server is the operator's, not a URL from a database row: no SSRF guard, but no
         # environment proxies either.
         self._http = httpx.Client(base_url=url, trust_env=False, timeout=30.0)
@@ -62,6 +86,27 @@ class ComfyUIGenerator(SequentialBatch):
     def close(self) -> None:
         """Close the HTTP connection pool."""
         self._http.close()
+
+    def probe(self) -> None:
+        """Whether the server can run the workflow now: it answers, and ``/object_info`` has
+        every node class and model file the template names. Raises GeneratorError
+        (``outage``) when it does not answer, ConfigError when it answers but lacks something.
+        The worker calls this at start-up and while its breaker is open."""
+        deadline = time.monotonic() + _PROBE_SECONDS
+        info = _json(self._request("GET", "/object_info", deadline))
+        s = self._settings
+        problems = check_workflow(
+            self._template,
+            info,
+            {"checkpoint": s.comfyui_checkpoint, "controlnet": s.comfyui_controlnet},
+        )
+        if problems:
+            # Its own kind (exit 1, not 2): posegen's settings are fine, the server lacks
+            # something the operator must install there.
+            raise ConfigError(
+                f"ComfyUI at {self._base} cannot run the workflow: " + "; ".join(problems[:5]),
+                kind="backend-not-ready",
+            )
 
     def generate(self, req: GenerateRequest) -> GenerateResult:
         """Queue one prompt and wait for its image."""
@@ -71,11 +116,13 @@ class ComfyUIGenerator(SequentialBatch):
         if left is not None:
             budget = min(budget, left)
         deadline = time.monotonic() + budget
-        subject = (
-            fit_subject(req.subject, req.width, req.height)
-            if req.subject is not None
-            else Image.new("RGB", (req.width, req.height), _NEUTRAL)
-        )
+        subject: Image.Image | None = None
+        if "subject_image" in self._uses:  # a template without it never sees the subject
+            subject = (
+                fit_subject(req.subject, req.width, req.height)
+                if req.subject is not None
+                else Image.new("RGB", (req.width, req.height), _NEUTRAL)
+            )
         pose_map = (
             fit_map(req.pose_map, req.width, req.height)
             if req.pose_map is not None
@@ -94,7 +141,7 @@ class ComfyUIGenerator(SequentialBatch):
             "controlnet_strength": 1.0 if req.pose_map is not None else 0.0,
             "checkpoint": s.comfyui_checkpoint,
             "controlnet": s.comfyui_controlnet,
-            "subject_image": self._upload(subject, deadline),
+            "subject_image": self._upload(subject, deadline) if subject is not None else "",
             "pose_map": self._upload(pose_map, deadline),
         }
         workflow = fill(self._template, values)
@@ -102,7 +149,11 @@ class ComfyUIGenerator(SequentialBatch):
         with Follower(self._ws_base, client_id, deadline) as follower:
             prompt_id = self._queue(workflow, client_id, deadline)
             try:
-                entry = follower.wait(prompt_id, lambda: self._history(prompt_id, deadline))
+                entry = follower.wait(
+                    prompt_id,
+                    lambda: self._history(prompt_id, deadline),
+                    lambda: self._still_queued(prompt_id, deadline),
+                )
             except GeneratorError as exc:
                 if exc.kind == "generator-timeout":
                     self._abandon(prompt_id)
@@ -113,7 +164,7 @@ class ComfyUIGenerator(SequentialBatch):
             image_png=png,
             seed=req.seed,
             prompt=req.prompt,
-            steps=s.comfyui_steps,
+            steps=self._steps,
             duration_s=time.perf_counter() - started,
             meta={
                 "backend": self.name,
@@ -151,14 +202,16 @@ class ComfyUIGenerator(SequentialBatch):
             check=False,
         )
         if resp.status_code == 400:
-            body = _json(resp, strict=False)
-            raise GeneratorError(
-                f"ComfyUI rejected the workflow: {_describe_rejection(body)}",
-                transient=False,
-                kind="workflow-invalid",
-            )
+            raise _rejected(_json(resp, strict=False), "rejected the workflow")
         _check(resp)
-        prompt_id = _json(resp).get("prompt_id")
+        body = _json(resp)
+        prompt_id = body.get("prompt_id")
+        if body.get("node_errors"):
+            # Accepted in part: ComfyUI runs only the valid output branches. Whatever they make
+            # is not what the template asked for, so take it off the server and fail.
+            if isinstance(prompt_id, str) and prompt_id:
+                self._abandon(prompt_id)
+            raise _rejected(body, "accepted only part of the workflow")
         if not isinstance(prompt_id, str) or not prompt_id:
             raise GeneratorError("ComfyUI answered /prompt without a prompt_id", transient=False)
         return prompt_id
@@ -168,8 +221,19 @@ class ComfyUIGenerator(SequentialBatch):
         entry = body.get(prompt_id)
         return entry if isinstance(entry, dict) else None
 
+    def _still_queued(self, prompt_id: str, deadline: float) -> bool:
+        """Whether the server still knows the prompt (running, pending or finished): a server
+        that restarted since it was queued has forgotten it."""
+        body = _json(self._request("GET", "/queue", deadline))
+        for key in ("queue_running", "queue_pending"):
+            for item in body.get(key) or []:
+                if isinstance(item, list) and len(item) > 1 and item[1] == prompt_id:
+                    return True
+        # Asked after the queue: a prompt that finished in between is in the history now.
+        return self._history(prompt_id, deadline) is not None
+
     def _download(self, entry: dict[str, Any], deadline: float) -> tuple[bytes, Image.Image]:
-        ref = _first_output(entry)
+        ref = _output_image(entry, self._output)
         resp = self._request("GET", "/view", deadline, params=ref)
         try:
             with Image.open(io.BytesIO(resp.content), formats=["PNG", "JPEG", "WEBP"]) as img:
@@ -204,12 +268,14 @@ class ComfyUIGenerator(SequentialBatch):
             raise GeneratorError(
                 f"ComfyUI did not answer {method} {path} in time",
                 transient=True,
+                outage=True,
                 kind="comfyui-unreachable",
             ) from exc
         except httpx.TransportError as exc:
             raise GeneratorError(
                 f"cannot reach ComfyUI at {self._base}: {exc}",
                 transient=True,
+                outage=True,
                 kind="comfyui-unreachable",
             ) from exc
         if check:
@@ -222,6 +288,7 @@ def _check(resp: httpx.Response) -> None:
         raise GeneratorError(
             f"ComfyUI answered {resp.status_code} to {resp.request.url.path}",
             transient=True,
+            outage=True,
             kind="comfyui-unavailable",
         )
     if resp.status_code >= 400:
@@ -244,38 +311,66 @@ def _json(resp: httpx.Response, *, strict: bool = True) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _rejected(body: dict[str, Any], what: str) -> GeneratorError:
+    return GeneratorError(
+        f"ComfyUI {what}: {_describe_rejection(body)}",
+        transient=False,
+        kind="workflow-invalid",
+        whole_generation=True,
+    )
+
+
 def _describe_rejection(body: dict[str, Any]) -> str:
+    """ComfyUI's error and the nodes it names, each with both its ``message`` and ``details``
+    ("Value 7.5 bigger than max of 1.0: strength"): either alone is often useless."""
     error = body.get("error")
-    parts = [str(error.get("message", "")) if isinstance(error, dict) else str(error or "")]
     node_errors = body.get("node_errors")
+    if isinstance(error, dict):
+        # With node errors, the error's details only repeat them, one per line.
+        whole = node_errors and isinstance(node_errors, dict)
+        parts = [str(error.get("message") or "") if whole else _message_details(error)]
+    else:
+        parts = [str(error or "")]
     if isinstance(node_errors, dict):
-        for node_id, info in list(node_errors.items())[:3]:
-            errs = info.get("errors", []) if isinstance(info, dict) else []
-            first = errs[0] if errs and isinstance(errs[0], dict) else {}
-            detail = first.get("details") or first.get("message") or "invalid"
-            parts.append(f"node {node_id} ({info.get('class_type', '?')}): {detail}")
+        for node_id, info in list(node_errors.items())[:5]:
+            info = info if isinstance(info, dict) else {}
+            errs = [e for e in info.get("errors", []) if isinstance(e, dict)]
+            text = "; ".join(_message_details(e) for e in errs[:3]) or "invalid"
+            parts.append(f"node {node_id} ({info.get('class_type', '?')}): {text}")
+        if len(node_errors) > 5:
+            parts.append(f"and {len(node_errors) - 5} more nodes")
     text = "; ".join(p for p in parts if p)
     return text or json.dumps(body)[:200]
 
 
-def _first_output(entry: dict[str, Any]) -> dict[str, str]:
+def _message_details(error: dict[str, Any]) -> str:
+    message = str(error.get("message") or "").strip()
+    details = str(error.get("details") or "").strip()
+    # A whole-graph rejection repeats every node's errors in its details, one per line.
+    details = details.replace("\n", "; ")
+    if message and details and details not in message:
+        return f"{message}: {details}"
+    return message or details
+
+
+def _output_image(entry: dict[str, Any], node_id: str) -> dict[str, str]:
+    """The first saved image of the template's output node; previews never count."""
     outputs = entry.get("outputs")
+    node = outputs.get(node_id) if isinstance(outputs, dict) else None
     images = [
         img
-        for node in (outputs.values() if isinstance(outputs, dict) else [])
-        if isinstance(node, dict)
-        for img in node.get("images", [])
-        if isinstance(img, dict) and img.get("filename")
+        for img in (node.get("images", []) if isinstance(node, dict) else [])
+        if isinstance(img, dict) and img.get("filename") and img.get("type", "output") == "output"
     ]
-    # Prefer a saved output over a preview ("temp") when the workflow has both.
-    images.sort(key=lambda img: img.get("type") != "output")
     if not images:
         raise GeneratorError(
-            "the ComfyUI workflow produced no image", transient=False, kind="bad-output"
+            f"the ComfyUI workflow produced no image at its output node {node_id}",
+            transient=False,
+            kind="bad-output",
         )
     img = images[0]
     return {
         "filename": str(img["filename"]),
         "subfolder": str(img.get("subfolder", "")),
-        "type": str(img.get("type", "output")),
+        "type": "output",
     }

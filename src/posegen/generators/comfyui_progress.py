@@ -21,11 +21,16 @@ from posegen.exceptions import GeneratorError
 from posegen.generators.base import timeout_error
 
 History = Callable[[], "dict[str, Any] | None"]
+#: Whether the server still knows the prompt (queued, running or finished).
+Known = Callable[[], bool]
 
 _POLL_FIRST = 0.1
 _POLL_MAX = 1.0
 #: Even with a live websocket, look at the history now and then (a missed message costs this).
 _WS_HISTORY_EVERY = 5.0
+#: While polling, ask this often whether the server still knows the prompt: a server that
+#: restarted forgot it, and its history would stay empty until the deadline.
+_KNOWN_EVERY = 2.0
 
 
 class Follower:
@@ -63,7 +68,7 @@ class Follower:
         self._ws = None
         self._stack.close()
 
-    def wait(self, prompt_id: str, history: History) -> dict[str, Any]:
+    def wait(self, prompt_id: str, history: History, known: Known | None = None) -> dict[str, Any]:
         """Block until the prompt finished; its history entry, or a GeneratorError."""
         if self._ws is not None:
             try:
@@ -72,7 +77,7 @@ class Follower:
                     return entry
             except (ConnectionClosed, OSError):
                 pass  # the server restarted or a proxy cut us off: polling still works
-        return self._poll(prompt_id, history)
+        return self._poll(prompt_id, history, known)
 
     def _follow_ws(self, prompt_id: str, history: History) -> dict[str, Any] | None:
         assert self._ws is not None
@@ -91,12 +96,22 @@ class Follower:
                 if entry is not None:
                     return _checked(entry)
 
-    def _poll(self, prompt_id: str, history: History) -> dict[str, Any]:
+    def _poll(self, prompt_id: str, history: History, known: Known | None) -> dict[str, Any]:
         delay = _POLL_FIRST
+        next_known = time.monotonic() + _KNOWN_EVERY
         while True:
             entry = history()
             if entry is not None:
                 return _checked(entry)
+            if known is not None and time.monotonic() >= next_known:
+                next_known = time.monotonic() + _KNOWN_EVERY
+                if not known():
+                    raise GeneratorError(
+                        f"ComfyUI no longer knows prompt {prompt_id} (the server restarted?)",
+                        transient=True,
+                        outage=True,
+                        kind="comfyui-restarted",
+                    )
             time.sleep(min(delay, self._left()))
             delay = min(delay * 2, _POLL_MAX)
 

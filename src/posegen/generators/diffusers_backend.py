@@ -171,9 +171,19 @@ class DiffusersGenerator:
             if len(reqs) > 1:
                 # The batch did not fit: one at a time still might.
                 return [res for r in reqs for res in self._run([r])]
+            # Not this generation's fault (another process holds the memory, fragmentation):
+            # the worker pauses, gives the generation back and retries after a cool-down.
             raise GeneratorError(
-                "the GPU ran out of memory", transient=True, kind="out-of-memory"
+                "the GPU ran out of memory", transient=True, outage=True, kind="out-of-memory"
             ) from exc
+
+    def probe(self) -> None:
+        """The breaker's probe while paused after an out-of-memory: give cached blocks back;
+        the next claim is the real test (there is nothing else to ask a local GPU)."""
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _call(self, loaded: _Loaded, reqs: Sequence[GenerateRequest]) -> list[GenerateResult]:
         import torch
@@ -208,6 +218,7 @@ class DiffusersGenerator:
             kwargs.update(image=[control] * n, width=width, height=height)
         started = time.perf_counter()
         try:
+            _injected_fault()
             images = pipe(**kwargs).images
         except _DeadlineExceeded as exc:
             raise timeout_error(self.name, s.generator_timeout_seconds, transient=False) from exc
@@ -248,6 +259,26 @@ class DiffusersGenerator:
 
 class _DeadlineExceeded(Exception):
     pass
+
+
+#: Tests only: ``POSEGEN_DIFFUSERS_FAULT_OOM=N`` makes the first N pipeline calls of this process
+#: raise CUDA out-of-memory, so outage handling can be tested on a CPU. Never set in production.
+FAULT_ENV = "POSEGEN_DIFFUSERS_FAULT_OOM"
+_faults_left: int | None = None
+_faults_lock = threading.Lock()
+
+
+def _injected_fault() -> None:
+    global _faults_left
+    with _faults_lock:
+        if _faults_left is None:
+            _faults_left = int(os.environ.get(FAULT_ENV, "0") or 0)
+        if _faults_left <= 0:
+            return
+        _faults_left -= 1
+    import torch
+
+    raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected by {FAULT_ENV})")
 
 
 def _deadline_callback(deadline: float | None) -> Any:

@@ -75,6 +75,56 @@ def load_template(path: Path | None) -> dict[str, Any]:
     return template
 
 
+#: ``_meta.title`` that marks the node whose images are the result (when the workflow has more
+#: than one ``SaveImage`` node, or saves through a custom node).
+OUTPUT_TITLE = "posegen output"
+#: Nodes that only show an image in ComfyUI's own UI: never a result.
+PREVIEW_CLASSES = frozenset({"PreviewImage"})
+
+
+def placeholders(template: dict[str, Any]) -> frozenset[str]:
+    """The placeholders a template uses."""
+    return frozenset(_tokens(template))
+
+
+def output_node(template: dict[str, Any], origin: str = "the ComfyUI workflow") -> str:
+    """The id of the node whose images are the result: the one titled ``posegen output``, else
+    the only ``SaveImage`` node. Previews never count (ConfigError when none qualifies)."""
+    titled = [
+        node_id
+        for node_id, node in template.items()
+        if isinstance(node.get("_meta"), dict)
+        and str(node["_meta"].get("title", "")).strip().lower() == OUTPUT_TITLE
+    ]
+    saves = [node_id for node_id, node in template.items() if node["class_type"] == "SaveImage"]
+    chosen = titled or saves
+    if len(chosen) != 1:
+        found = (
+            f"{len(chosen)} {'nodes titled ' + repr(OUTPUT_TITLE) if titled else 'SaveImage nodes'}"
+        )
+        raise ConfigError(
+            f"{origin}: cannot tell which node is the result ({found}): "
+            f"give exactly one node the title {OUTPUT_TITLE!r}"
+        )
+    node_id = chosen[0]
+    if template[node_id]["class_type"] in PREVIEW_CLASSES:
+        raise ConfigError(f"{origin}: the result node {node_id} is a preview; use SaveImage")
+    return node_id
+
+
+def literal_steps(template: dict[str, Any]) -> int | None:
+    """The sampler steps a template fixes itself (no ``{{steps}}``): the one integer ``steps``
+    input, or None when there is none or several different ones."""
+    found = {
+        node["inputs"]["steps"]
+        for node in template.values()
+        if isinstance(node.get("inputs"), dict)
+        and isinstance(node["inputs"].get("steps"), int)
+        and not isinstance(node["inputs"].get("steps"), bool)
+    }
+    return found.pop() if len(found) == 1 else None
+
+
 def fill(template: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``template`` with every placeholder replaced from ``values``."""
     result = _fill(template, values)

@@ -34,6 +34,13 @@ POSE_OVERHEAD_SECONDS = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 WORKER_IN_FLIGHT = Gauge("posegen_worker_in_flight", "Generations running in this worker")
+WORKER_PAUSED = Gauge(
+    "posegen_worker_paused", "1 while this worker claims nothing because its backend is down"
+)
+BACKEND_OUTAGES = Counter(
+    "posegen_backend_outages_total",
+    "Generations given back without spending an attempt because the backend was unavailable",
+)
 HTTP_REQUEST_SECONDS = Histogram(
     "posegen_http_request_duration_seconds",
     # Until the response headers are sent: an SSE stream would otherwise count its whole life.

@@ -159,14 +159,21 @@ def _queue(conn: Connection, now: dt.datetime) -> dict[str, Any]:
 
 def _workers(conn: Connection, now: dt.datetime, stale_seconds: float) -> dict[str, int]:
     w = Worker
-    live, in_flight, capacity = conn.execute(
+    live, in_flight, capacity, paused = conn.execute(
         select(
             func.count(),
             func.coalesce(func.sum(w.in_flight), 0),
             func.coalesce(func.sum(w.concurrency), 0),
+            # Live but claiming nothing: their backend is unavailable.
+            func.count(w.paused_reason),
         ).where(w.stopped_at.is_(None), w.last_seen_at >= now - dt.timedelta(seconds=stale_seconds))
     ).one()
-    return {"live": int(live), "inFlight": int(in_flight), "capacity": int(capacity)}
+    return {
+        "live": int(live),
+        "inFlight": int(in_flight),
+        "capacity": int(capacity),
+        "paused": int(paused),
+    }
 
 
 def _age(now: dt.datetime, then: Any) -> float | None:

@@ -59,18 +59,32 @@ def heartbeat_many(
     return HeartbeatResult(lost, frozenset(i for i, c in alive.items() if c))
 
 
-def release(engine: Engine, job_id: int, lease_token: int) -> None:
-    """Give a generation back to ``pending`` without counting the attempt (graceful shutdown).
+def release(
+    engine: Engine,
+    job_id: int,
+    lease_token: int,
+    *,
+    kind: str | None = None,
+    message: str | None = None,
+) -> None:
+    """Give a generation back to ``pending`` without counting the attempt (graceful shutdown,
+    or a backend outage: ``kind``/``message`` then say why it waits).
 
     A generation whose cancel was requested ends ``cancelled`` instead. Raises
     :class:`LeaseLost` when the lease is already gone.
     """
-    lost = release_many(engine, [(job_id, lease_token)])
+    lost = release_many(engine, [(job_id, lease_token)], kind=kind, message=message)
     if lost:
         raise LeaseLost(f"generation {job_id}: lease {lease_token} lost")
 
 
-def release_many(engine: Engine, leases: Iterable[tuple[int, int]]) -> frozenset[int]:
+def release_many(
+    engine: Engine,
+    leases: Iterable[tuple[int, int]],
+    *,
+    kind: str | None = None,
+    message: str | None = None,
+) -> frozenset[int]:
     """Release many leases in one transaction; returns the ids whose lease was already lost."""
     pairs = list(leases)
     ops = ops_for(engine)
@@ -83,7 +97,7 @@ def release_many(engine: Engine, leases: Iterable[tuple[int, int]]) -> frozenset
         )
         back = [r for r in live.values() if not r.cancel_requested]
         transitions.requeue(
-            conn, [(r, 0.0, None, None) for r in back], pending, count_attempt=False
+            conn, [(r, 0.0, kind, message) for r in back], pending, count_attempt=False
         )
         pending.write(conn, ops)
     pending.count_metrics()

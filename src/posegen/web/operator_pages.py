@@ -69,7 +69,14 @@ def _compute(ctx: WebContext, period: str, map_cache: MapCache) -> dict[str, Any
                 "inFlight": w.in_flight,
                 "concurrency": w.concurrency,
                 "lastSeen": w.last_seen_at.isoformat(),
-                "state": "alive" if w.alive else ("stopped" if w.stopped_at else "stale"),
+                "state": (
+                    ("paused" if w.paused else "alive")
+                    if w.alive
+                    else ("stopped" if w.stopped_at else "stale")
+                ),
+                # A worker whose backend is unavailable claims nothing until its probe passes.
+                "pausedReason": w.paused_reason if w.paused else None,
+                "pausedSince": w.paused_at.isoformat() if w.paused and w.paused_at else None,
             }
             for w in workers
         ],

@@ -13,7 +13,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from posegen import queue
 from posegen.config import Settings
 from posegen.exceptions import GeneratorError, LeaseLost, PosegenError
+from posegen.metrics import prom
 from posegen.queue import ClaimedJob
+from posegen.worker.breaker import Breaker
 from posegen.worker.context import JobContext, JobHandler
 from posegen.worker.writer import BatchWriter
 
@@ -30,13 +32,22 @@ def run_attempt(
     ctx: JobContext,
     writer: BatchWriter,
     stopping: threading.Event,
+    breaker: Breaker | None = None,
 ) -> str:
     """Run the handler and end the attempt; returns what happened (a worker ``stats`` key).
 
-    ``GeneratorError(transient=True)`` and unexpected exceptions retry the generation later;
-    other posegen errors fail it; ``LeaseLost`` drops it (the new owner decides).
+    A backend outage (``GeneratorError.outage``) gives the generation back without spending an
+    attempt and tells the ``breaker``; ``GeneratorError(transient=True)`` and unexpected
+    exceptions retry the generation later; other posegen errors fail it; ``LeaseLost`` drops
+    it (the new owner decides).
     """
     extra = {"generation_id": job.id, "attempt": job.attempts}
+
+    def give_back(kind: str | None, message: str | None, label: str) -> str:
+        return _guard(
+            lambda: queue.release(engine, job.id, job.lease_token, kind=kind, message=message),
+            label,
+        )
 
     def fail(kind: str, message: str, transient: bool) -> str:
         log.warning(
@@ -61,19 +72,35 @@ def run_attempt(
         log.warning("lease lost; result discarded", extra=extra)
         return "lease-lost"
     except GeneratorError as exc:
+        if exc.outage and breaker is not None:
+            opened = breaker.outage(f"{exc.kind}: {exc.message}")
+            log.warning(
+                "backend unavailable; generation given back without spending an attempt",
+                extra={**extra, "kind": exc.kind, "breaker_opened": opened},
+            )
+            prom.BACKEND_OUTAGES.inc()
+            return give_back(exc.kind, exc.message, "released-outage")
+        if breaker is not None:
+            breaker.answered()
         return fail(exc.kind, exc.message, exc.transient)
     except PosegenError as exc:
         return fail(exc.kind, exc.message, False)
     except Exception as exc:
         log.exception("handler crashed", extra=extra)
         return fail("internal", f"{type(exc).__name__}: {exc}", True)
+    if breaker is not None and not ctx.paused:
+        breaker.answered()
     if ctx.finished is not None:  # the last pose's commit already ended it
         return ctx.finished.value
     if ctx.lease_lost:
         return "lease-lost"
     if not ctx.all_done and not ctx.cancel_requested:
         if stopping.is_set():
-            return _guard(lambda: queue.release(engine, job.id, job.lease_token), "released")
+            return give_back(None, None, "released")
+        if ctx.paused:
+            reason = breaker.reason if breaker is not None else None
+            prom.BACKEND_OUTAGES.inc()
+            return give_back("backend-unavailable", reason, "released-outage")
         if ctx.past_deadline():
             return fail("deadline-exceeded", "hard deadline passed", True)
     status = writer.finish(job.id, job.lease_token)

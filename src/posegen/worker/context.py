@@ -36,12 +36,15 @@ class JobContext:
         job: ClaimedJob,
         sink: PoseSink,
         shutdown: threading.Event,
+        paused: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
         self.job = job
         self._sink = sink
         self._shutdown = shutdown
+        #: Set while the worker's breaker is open (its backend is unavailable).
+        self._paused = paused
         self._lock = threading.Lock()
         self._done: set[str] = set(job.done_keys)
         self._expected = frozenset(key for _, _, key in job.variation_keys())
@@ -76,13 +79,20 @@ class JobContext:
 
     def should_stop(self) -> bool:
         """True when the handler should stop before its next pose: cancel requested, lease
-        lost, worker shutting down, or the generation's hard deadline passed."""
+        lost, worker shutting down or paused (backend unavailable), or the generation's hard
+        deadline passed."""
         return (
             self.cancel_requested
             or self.lease_lost
             or self._shutdown.is_set()
+            or self.paused
             or self.past_deadline()
         )
+
+    @property
+    def paused(self) -> bool:
+        """The worker's backend is unavailable: what is left goes back without an attempt."""
+        return self._paused is not None and self._paused.is_set()
 
     def past_deadline(self) -> bool:
         return utcnow() >= self.job.deadline_at

@@ -2,7 +2,9 @@
 heartbeats all its leases every lease/3, runs the recovery loop, and stops gracefully.
 
 Side threads: the writer (group commit), heartbeat, recovery and, on PostgreSQL, LISTEN. The
-main loop wakes on NOTIFY, on a finished job, or every ``poll_interval_seconds``.
+main loop wakes on NOTIFY, on a finished job, or every ``poll_interval_seconds``. While the
+backend is unavailable the circuit breaker (``breaker.py``) keeps the loop from claiming; the
+loop probes the backend with backoff instead and says so in the worker's registry row.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from posegen.queue.dead_workers import recover_dead_workers
 from posegen.queue.dialects import ops_for
 from posegen.worker import liveness, registry
 from posegen.worker.attempt import run_attempt
+from posegen.worker.breaker import BackendGate
 from posegen.worker.context import JobContext, JobHandler
 from posegen.worker.pool import JobThreads
 from posegen.worker.writer import BatchWriter
@@ -73,6 +76,9 @@ class Worker:
         #: The lock peers probe to see this worker is alive (None: leases only).
         self._liveness: liveness.Holder | None = None
         self._recover_now = threading.Event()
+        #: Start-up check, probing while paused, the pause in the registry (``breaker.py``).
+        self.gate = BackendGate(settings, engine, self.id, handler, self._stopping)
+        self.breaker = self.gate.breaker
 
     # --- public -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -86,9 +92,14 @@ class Worker:
             return len(self._in_flight)
 
     def run(self) -> None:
-        """Work until stopped (or, in burst mode, until nothing is left). Blocking."""
+        """Work until stopped (or, in burst mode, until nothing is left). Blocking.
+
+        Raises ConfigError, before registering, when the backend answers but cannot run the
+        work (the start-up check); an unreachable backend starts the worker paused instead.
+        """
         # Every line this worker's threads log names it (threads get a copy: observe.carry).
         scope = observe.context.enter(worker=self.id)
+        self.gate.preflight()
         self._liveness = liveness.hold(
             self.settings, self.engine, self.id, self._wake.set, self._recover_now.set
         )
@@ -99,6 +110,7 @@ class Worker:
             if self._liveness is not None:
                 self._liveness.close()
             raise
+        self.gate.show()
         log.info("worker started", extra={"worker": self.id, "concurrency": self.concurrency})
         self._writer = BatchWriter(self.engine, ops_for(self.engine).writer_threads)
         threads = JobThreads(self.concurrency)
@@ -132,6 +144,11 @@ class Worker:
     def _loop(self, threads: JobThreads) -> None:
         backlog = False
         while not self._stopping.is_set():
+            if self.breaker.paused.is_set():
+                self.gate.while_paused()
+                backlog = False
+                continue
+            self.gate.show()
             free = self.concurrency - self.in_flight
             # With a backlog, wait for half the slots before claiming again: one claim per
             # batch instead of one per finished job. Without one, claim at once (latency).
@@ -178,7 +195,14 @@ class Worker:
 
     def _start(self, threads: JobThreads, job: ClaimedJob) -> None:
         assert self._writer is not None
-        ctx = JobContext(self.settings, self.engine, job, self._writer.record_pose, self._stopping)
+        ctx = JobContext(
+            self.settings,
+            self.engine,
+            job,
+            self._writer.record_pose,
+            self._stopping,
+            self.breaker.paused,
+        )
         with self._lock:
             self._in_flight[job.id] = ctx
         self.stats["claimed"] += 1
@@ -198,11 +222,20 @@ class Worker:
             ):
                 log.info("generation claimed", extra={"attempt": job.attempts})
                 outcome = run_attempt(
-                    self.settings, self.engine, self.handler, job, ctx, self._writer, self._stopping
+                    self.settings,
+                    self.engine,
+                    self.handler,
+                    job,
+                    ctx,
+                    self._writer,
+                    self._stopping,
+                    self.breaker,
                 )
                 observe.set_attributes(span, outcome=outcome, **{"posegen.generation_id": job.id})
                 log.info("attempt ended", extra={"outcome": outcome})
             self.stats[outcome] += 1
+            if self.breaker.paused.is_set():
+                self._wake.set()  # the claim loop shows the pause and starts probing
         except Exception:
             log.exception("job bookkeeping failed", extra={"generation_id": job.id})
             self.stats["error"] += 1

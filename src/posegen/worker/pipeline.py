@@ -70,6 +70,14 @@ class PipelineHandler:
     def __call__(self, job: ClaimedJob, ctx: JobContext) -> None:
         _Run(self, job, ctx).execute()
 
+    def probe(self) -> None:
+        """Ask the backend whether it can work (the worker's start-up check and its breaker's
+        probe). Raises GeneratorError while it is unavailable, ConfigError when it answers but
+        cannot run what posegen needs. Backends without a probe always can."""
+        probe = getattr(self.generator, "probe", None)
+        if callable(probe):
+            probe()
+
     def close(self) -> None:
         """Release the backend's connections and flush the map cache's counters."""
         close = getattr(self.generator, "close", None)
@@ -190,8 +198,8 @@ class _Run:
                 results = self.h.generator.generate_batch(reqs)
         except GeneratorError as exc:
             self.clock.backend_ends(started, n)
-            if exc.transient:
-                raise
+            if exc.transient or exc.whole_generation:
+                raise  # retried later, or fails the generation once (not pose by pose)
             self._fail_all(pose_id, [(i, k) for i, k, _ in chunk], exc.kind, exc.message)
             return
         self.clock.backend_ends(started, n)
@@ -225,9 +233,10 @@ class _Run:
             meta.update(
                 width=(result.image.width if result.image else req.width),
                 height=(result.image.height if result.image else req.height),
-                steps=result.steps,
                 backendSeconds=round(backend_s, 6),
             )
+            if result.steps is not None:
+                meta["steps"] = result.steps
             storage_s = time.perf_counter() - started
             # The write's own time cannot be inside the row it writes: it is in the log line.
             meta["timings"] = {

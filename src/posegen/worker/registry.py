@@ -9,7 +9,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import Worker
@@ -59,6 +59,21 @@ def stopped(engine: Engine, worker_id: str) -> None:
         )
 
 
+def set_paused(engine: Engine, worker_id: str, reason: str | None) -> None:
+    """Say that the worker stopped claiming and why (its backend is unavailable), or, with
+    ``None``, that it claims again."""
+    with write_transaction(engine) as conn:
+        conn.execute(
+            update(Worker)
+            .where(Worker.id == worker_id)
+            .values(
+                paused_reason=None if reason is None else reason[:500],
+                # Kept while the reason changes: "paused since" is the start of the outage.
+                paused_at=None if reason is None else func.coalesce(Worker.paused_at, utcnow()),
+            )
+        )
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     id: str
@@ -71,6 +86,14 @@ class WorkerInfo:
     stopped_at: dt.datetime | None
     #: Seen within ``worker_stale_seconds`` and not stopped.
     alive: bool
+    #: Why it claims nothing (backend unavailable); None while it claims.
+    paused_reason: str | None = None
+    paused_at: dt.datetime | None = None
+
+    @property
+    def paused(self) -> bool:
+        """Alive but not claiming: its circuit breaker is open."""
+        return self.alive and self.paused_reason is not None
 
 
 def list_workers(
@@ -94,6 +117,8 @@ def list_workers(
             last_seen_at=r.last_seen_at,
             stopped_at=r.stopped_at,
             alive=r.stopped_at is None and r.last_seen_at >= cutoff,
+            paused_reason=r.paused_reason,
+            paused_at=r.paused_at,
         )
         for r in rows
     ]
