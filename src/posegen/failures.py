@@ -27,6 +27,8 @@ SENTENCES: dict[str, str] = {
     "truncated": "The image file is incomplete.",
     "invalid-input": "The pose could not be used.",
     "pose-missing": "The pose no longer exists.",
+    "invalid-pose": "The pose could not be used.",
+    "map-unavailable": "The pose's map is not available.",
     # The image backend.
     "generator-timeout": "The image backend took too long.",
     "generator-failed": "The image backend could not make this image.",
@@ -39,11 +41,13 @@ SENTENCES: dict[str, str] = {
     "comfyui-interrupted": "The image backend stopped before finishing.",
     "comfyui-execution-error": "The image backend failed while making this image.",
     "generator": "The image backend failed.",
+    "backend-unavailable": "The image backend is not available right now; it will be retried.",
     # The service itself.
     "storage": "The result could not be saved.",
     "internal": "Something went wrong on our side; it will be retried.",
     "deadline-exceeded": "The generation took longer than its time limit.",
     "lease-expired": "The worker running this generation stopped; it will be retried.",
+    "worker-lost": "The worker running this generation stopped; it will be retried.",
     "incomplete": "The generation stopped before every pose was made.",
     "pose-failures": "Some poses could not be made.",
 }
