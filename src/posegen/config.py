@@ -142,6 +142,15 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'posegen.db').resolve()}"
 
     @property
+    def serving_backend(self) -> str:
+        """The backend generations are bound to by default and this worker claims for.
+
+        ``noop`` (load tests, benchmarks) stands in for the embedded ``posemap`` backend, so a
+        no-op worker drains what a default deployment queues.
+        """
+        return "posemap" if self.backend == "noop" else self.backend
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 

@@ -223,12 +223,21 @@ class PoseGeneration(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
+    #: The backend this generation was accepted for; only a worker serving it claims it.
+    backend: Mapped[str] = mapped_column(
+        String(16), default="posemap", server_default=text("'posemap'")
+    )
+    #: The model it is bound to (named in the request, else pinned by its first claim so a
+    #: retry never mixes two models' images); NULL = any model of the backend, or none exists.
+    model: Mapped[str | None] = mapped_column(String(200))
 
 
 # Queue indexes live in their own migration revision (0002); declared here so the models are the
 # whole truth and the migration test can compare them.
 Index(
     "ix_pose_generations_claim",
+    # Backend first: a worker's claim is an equality on it, then the queue order.
+    PoseGeneration.backend,
     PoseGeneration.priority.desc(),
     PoseGeneration.run_after,
     PoseGeneration.id,
@@ -268,6 +277,9 @@ class GeneratedPose(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: The backend and model that made this image (NULL on rows older than the binding).
+    backend: Mapped[str | None] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200))
 
 
 class GenerationEvent(Base):
@@ -321,6 +333,9 @@ class Worker(Base):
     started_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: What it serves: it claims only generations bound to this backend (and model).
+    backend: Mapped[str | None] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200))
 
 
 class RecoveryRun(Base):

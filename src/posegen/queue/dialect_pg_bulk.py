@@ -28,7 +28,8 @@ FENCE = (
 _POSE_COLUMNS = (
     "generation_id bigint, variation_key text, pose_id bigint, variation_index int, "
     "status text, image_path text, thumbnail_path text, seed bigint, prompt_used text, "
-    "duration_ms int, error_kind text, error_message text, metadata json"
+    "duration_ms int, error_kind text, error_message text, metadata json, "
+    "backend text, model text"
 )
 _POSE_NAMES = ", ".join(c.split()[0] for c in _POSE_COLUMNS.split(", "))
 
@@ -168,6 +169,8 @@ _GEN_COLUMNS = (
     "created_at",
     "idempotency_key",
     "request_hash",
+    "backend",
+    "model",
 )
 
 # One submit, one statement: the row (only if the project is the user's), the rollup, the
@@ -228,6 +231,8 @@ _RECORD_TYPES = {
     "cancel_requested": "boolean",
     "idempotency_key": "text",
     "request_hash": "text",
+    "backend": "text",
+    "model": "text",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

@@ -43,6 +43,10 @@ class GenerationRequest:
     idempotency_key: str | None = None
     #: SHA-256 of the canonical request body, compared when an idempotency key is reused.
     request_hash: str | None = None
+    #: The backend it is accepted for (``None``: the deployment's ``serving_backend``) and the
+    #: model it is bound to (``None``: pinned by the first claim, or the backend has none).
+    backend: str | None = None
+    model: str | None = None
 
     @property
     def total_expected_poses(self) -> int:
@@ -81,6 +85,9 @@ class ClaimedJob:
     done_keys: frozenset[str] = field(default_factory=frozenset)
     priority: int = 0
     total_expected_poses: int = 0
+    #: What it is bound to (the claim pinned ``model`` if the request named none).
+    backend: str = "posemap"
+    model: str | None = None
 
     def variation_keys(self) -> list[tuple[int | None, int, str]]:
         """Every (pose_id, variation index, key) this generation must produce, in order."""
@@ -106,6 +113,9 @@ class PoseResult:
     error_kind: str | None = None
     error_message: str | None = None
     meta: dict[str, Any] | None = None
+    #: The backend and model that made the image.
+    backend: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)

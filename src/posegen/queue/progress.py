@@ -122,4 +122,6 @@ def _pose_row(w: PoseWrite) -> dict[str, Any]:
         "error_kind": r.error_kind,
         "error_message": r.error_message,
         "metadata": r.meta,  # the column is named "metadata" (its ORM attribute is meta)
+        "backend": r.backend,
+        "model": r.model,
     }

@@ -134,6 +134,8 @@ def _row(req: GenerationRequest, settings: Settings, now: dt.datetime) -> dict[s
         "created_at": now,
         "idempotency_key": req.idempotency_key,
         "request_hash": req.request_hash,
+        "backend": req.backend or settings.serving_backend,
+        "model": req.model,
     }
 
 

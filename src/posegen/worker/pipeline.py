@@ -23,7 +23,7 @@ from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import FetchError, GeneratorError, InvalidInput
-from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator
+from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator, model_id
 from posegen.generators.base import fit_cover
 from posegen.queue import ClaimedJob, PoseResult, variation_key
 from posegen.storage import ResultStore, make_storage
@@ -61,6 +61,8 @@ class PipelineHandler:
         self.on_pose = on_pose
         self.write_depth = write_depth
         self.generator = generator or make_generator(settings)
+        #: What made the images, recorded on every result row.
+        self.model = model_id(settings)
         self.storage = storage or make_storage(settings)
         self.images = PipelineImages(settings, maps or MapCache(settings))
 
@@ -218,6 +220,8 @@ class _Run:
                     prompt_used=result.prompt,
                     duration_ms=round(result.duration_s * 1000),
                     meta=meta,
+                    backend=self.h.generator.name,
+                    model=self.h.model,
                 )
             )
 
@@ -236,6 +240,8 @@ class _Run:
                 status=PoseStatus.FAILED,
                 error_kind=kind,
                 error_message=message[:1000],
+                backend=self.h.generator.name,
+                model=self.h.model,
             )
             for index, key in pending
         ]

@@ -21,7 +21,14 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def register(engine: Engine, worker_id: str, concurrency: int) -> None:
+def register(
+    engine: Engine,
+    worker_id: str,
+    concurrency: int,
+    backend: str | None = None,
+    model: str | None = None,
+) -> None:
+    """Record a starting worker and what it serves (``backend``, ``model``)."""
     now = utcnow()
     with write_transaction(engine) as conn:
         conn.execute(
@@ -33,6 +40,8 @@ def register(engine: Engine, worker_id: str, concurrency: int) -> None:
                 in_flight=0,
                 started_at=now,
                 last_seen_at=now,
+                backend=backend,
+                model=model,
             )
         )
 
@@ -68,6 +77,8 @@ class WorkerInfo:
     stopped_at: dt.datetime | None
     #: Seen within ``worker_stale_seconds`` and not stopped.
     alive: bool
+    backend: str | None = None
+    model: str | None = None
 
 
 def list_workers(
@@ -91,6 +102,24 @@ def list_workers(
             last_seen_at=r.last_seen_at,
             stopped_at=r.stopped_at,
             alive=r.stopped_at is None and r.last_seen_at >= cutoff,
+            backend=r.backend,
+            model=r.model,
         )
         for r in rows
     ]
+
+
+def served_recently(engine: Engine, backend: str, within_seconds: float) -> list[str | None]:
+    """Models of the workers for ``backend`` seen within ``within_seconds`` (stopped or not).
+
+    Empty: no worker has served this backend recently. A worker that is running but paused
+    (its backend is out) still counts: its generations wait, they are not refused.
+    """
+    cutoff = utcnow() - dt.timedelta(seconds=within_seconds)
+    with read_connection(engine) as conn:
+        rows = conn.execute(
+            select(Worker.model)
+            .where(Worker.backend == backend, Worker.last_seen_at >= cutoff)
+            .distinct()
+        ).all()
+    return [r.model for r in rows]
