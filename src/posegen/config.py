@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     worker_stale_seconds: float = Field(default=180.0, gt=0)
     backend: Backend = "posemap"
+    #: A request naming a backend no worker has served for this long is refused.
+    backend_seen_seconds: float = Field(default=3600.0, gt=0)
     generator_timeout_seconds: float = Field(default=600.0, gt=0)
     #: Seconds the ``noop`` backend (load tests and benchmarks only) sleeps per pose.
     noop_pose_seconds: float = Field(default=0.0, ge=0)

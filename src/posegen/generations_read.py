@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from posegen import pagination
+from posegen.backends import PREVIEW_BACKENDS
 from posegen.config import Settings
 from posegen.db.engine import read_connection
 from posegen.db.models import (
@@ -63,6 +64,13 @@ class GenerationView:
     completed_at: dt.datetime | None
     error_kind: str | None
     error_message: str | None
+    backend: str = "posemap"
+    model: str | None = None
+
+    @property
+    def preview(self) -> bool:
+        """Its images are previews (a skeleton drawing), not a model's pictures."""
+        return self.backend in PREVIEW_BACKENDS
 
     @property
     def percent(self) -> float:
@@ -102,6 +110,8 @@ _COLUMNS = (
     G.completed_at,
     G.error_kind,
     G.error_message,
+    G.backend,
+    G.model,
 )
 
 
@@ -131,6 +141,8 @@ def _view(row: Any) -> GenerationView:
         completed_at=row.completed_at,
         error_kind=row.error_kind,
         error_message=row.error_message,
+        backend=row.backend,
+        model=row.model,
     )
 
 
@@ -246,6 +258,13 @@ class ResultRow:
     error_kind: str | None
     error_message: str | None
     created_at: dt.datetime
+    #: What made it (rows older than the binding: the generation's backend, model unknown).
+    backend: str | None = None
+    model: str | None = None
+
+    @property
+    def preview(self) -> bool:
+        return self.backend in PREVIEW_BACKENDS
 
 
 def _result(r: Any) -> ResultRow:
@@ -263,6 +282,8 @@ def _result(r: Any) -> ResultRow:
         r.error_kind,
         r.error_message,
         r.created_at,
+        r.backend,
+        r.model,
     )
 
 
@@ -280,6 +301,11 @@ _RESULT_COLUMNS = (
     GeneratedPose.error_kind,
     GeneratedPose.error_message,
     GeneratedPose.created_at,
+    func.coalesce(
+        GeneratedPose.backend,
+        select(G.backend).where(G.id == GeneratedPose.generation_id).scalar_subquery(),
+    ).label("backend"),
+    GeneratedPose.model,
 )
 
 

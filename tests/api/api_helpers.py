@@ -95,6 +95,8 @@ def write_pose(
     index: int,
     *,
     failed: bool = False,
+    backend: str | None = None,
+    model: str | None = None,
 ) -> None:
     """Store an image (unless ``failed``) and record the pose through the queue, fenced."""
     key = queue.variation_key(pose_id, index)
@@ -116,5 +118,7 @@ def write_pose(
             duration_ms=5,
             error_kind="generator" if failed else None,
             error_message="backend said no" if failed else None,
+            backend=backend,
+            model=model,
         ),
     )

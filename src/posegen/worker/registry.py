@@ -108,18 +108,3 @@ def list_workers(
         for r in rows
     ]
 
-
-def served_recently(engine: Engine, backend: str, within_seconds: float) -> list[str | None]:
-    """Models of the workers for ``backend`` seen within ``within_seconds`` (stopped or not).
-
-    Empty: no worker has served this backend recently. A worker that is running but paused
-    (its backend is out) still counts: its generations wait, they are not refused.
-    """
-    cutoff = utcnow() - dt.timedelta(seconds=within_seconds)
-    with read_connection(engine) as conn:
-        rows = conn.execute(
-            select(Worker.model)
-            .where(Worker.backend == backend, Worker.last_seen_at >= cutoff)
-            .distinct()
-        ).all()
-    return [r.model for r in rows]

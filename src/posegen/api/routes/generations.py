@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 
-from posegen import catalog, generations_read, projects, queue
+from posegen import backends, catalog, generations_read, projects, queue
 from posegen.accounts import Account
 from posegen.api import sse
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
@@ -35,7 +35,9 @@ def visible_generation(
 GenerationDep = Annotated[generations_read.GenerationView, Depends(visible_generation)]
 
 
-def generation_out(request: Request, g: generations_read.GenerationView) -> GenerationOut:
+def generation_out(
+    request: Request, g: generations_read.GenerationView, warning: str | None = None
+) -> GenerationOut:
     return GenerationOut(
         id=g.id,
         project_id=g.project_id,
@@ -65,6 +67,10 @@ def generation_out(request: Request, g: generations_read.GenerationView) -> Gene
         completed_at=g.completed_at,
         events_url=request.url_for("generation_events", generation_id=g.id).path,
         results_url=request.url_for("generation_results", generation_id=g.id).path,
+        backend=g.backend,
+        model=g.model,
+        preview=g.preview,
+        warning=warning,
     )
 
 
@@ -149,6 +155,8 @@ def create_generation(
         missing = catalog.missing_poses(engine, body.pose_ids, include_private=is_admin(user))
         if missing:
             raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
+    backend = body.backend or settings.serving_backend
+    warning = backends.check_served(engine, settings, backend, body.model)
     check_submission_limits(engine, settings, user.id)
     text = body.text_prompt is not None
     result = queue.submit(
@@ -168,12 +176,14 @@ def create_generation(
             priority=body.priority or 0,
             idempotency_key=idempotency_key,
             request_hash=digest,
+            backend=backend,
+            model=body.model,
         ),
     )
     view = generations_read.get_visible(engine, result.generation_id, None)
     response.status_code = 202 if result.created else 200
     response.headers["Location"] = request.url_for("get_generation", generation_id=view.id).path
-    return generation_out(request, view)
+    return generation_out(request, view, warning)
 
 
 @router.get("", response_model=Page[GenerationOut], responses=problems(403))
