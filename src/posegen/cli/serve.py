@@ -15,7 +15,7 @@ import typer
 import uvicorn
 from sqlalchemy import Engine
 
-from posegen import accounts
+from posegen import accounts, backends
 from posegen.cli.app import state
 from posegen.config import Settings
 from posegen.db import migrate
@@ -147,9 +147,17 @@ def _announce(
         "docs": f"http://{host}:{port}/docs",
         "database": "sqlite" if settings.is_sqlite else "postgresql",
         "poses": poses,
+        "backend": settings.serving_backend,
     }
     if new_admin is not None:
         # Shown once: only its hash is stored.
         info["adminEmail"] = new_admin.account.email
         info["adminApiKey"] = new_admin.api_key
     typer.echo(json.dumps(info))
+    if settings.serving_backend in backends.PREVIEW_BACKENDS:
+        # stderr: stdout stays one JSON line for scripts.
+        typer.echo(
+            f"posegen: the {settings.serving_backend} backend draws skeleton previews, not images; "
+            f"for real images {backends.REAL_MODEL_HINT}",
+            err=True,
+        )

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from posegen import catalog, generations_read, pagination, projects, queue
+from posegen import backends, catalog, generations_read, pagination, projects, queue
 from posegen.db.models import GenerationStatus, PoseStatus
 from posegen.exceptions import InvalidInput
 from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
@@ -109,6 +109,7 @@ def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[st
         "done": sum(1 for r in results if r.status == PoseStatus.COMPLETED),
         "active": view.status in generations_read.ACTIVE_STATUSES,
         "terminal": _terminal_names(),
+        "real_model_hint": backends.REAL_MODEL_HINT,
     }
 
 
