@@ -47,9 +47,7 @@ def served_models(engine: Engine, backend: str, within_seconds: float) -> set[st
     return {r.model for r in rows} if rows else None
 
 
-def check_served(
-    engine: Engine, settings: Settings, backend: str, model: str | None
-) -> str | None:
+def check_served(engine: Engine, settings: Settings, backend: str, model: str | None) -> str | None:
     """Accept ``backend``/``model`` for a new generation, or raise :class:`BackendUnavailable`.
 
     Returns a warning for the caller to show when the generation will wait for a worker that

@@ -107,4 +107,3 @@ def list_workers(
         )
         for r in rows
     ]
-
