@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # --- generator backends ---------------------------------------------------------------
     diffusers_model_path: Path | None = None
     diffusers_controlnet_path: Path | None = None
+    #: Diffusers-format config folders for single-file checkpoints (no weights needed).
+    diffusers_config_path: Path | None = None
+    diffusers_controlnet_config_path: Path | None = None
     diffusers_variant: Literal["sd15", "sdxl"] = "sd15"
     diffusers_steps: int = Field(default=25, ge=1)
     diffusers_guidance_scale: float = 7.5
