@@ -115,3 +115,25 @@ def test_results_record_what_made_them_and_say_preview(
     # an older row without its own backend falls back to its generation's
     assert (p["backend"], p["model"], p["preview"]) == ("posemap", None, True)
     assert (m["backend"], m["model"], m["preview"]) == ("comfyui", "m.safetensors", False)
+
+
+def test_the_idempotency_hash_of_a_body_without_backend_is_unchanged() -> None:
+    """A key replayed across the upgrade that added ``backend``/``model`` still matches."""
+    import hashlib
+    import json
+
+    from posegen.api.routes.generations import request_hash
+    from posegen.api.schemas import GenerationCreate
+
+    body = GenerationCreate.model_validate({"projectId": 1, "poseIds": [1], "variations": 2})
+    dumped = body.model_dump(mode="json")
+    # the canonical form the hash had before the two fields existed
+    legacy = {k: v for k, v in dumped.items() if k not in ("backend", "model")}
+    digest = hashlib.sha256(
+        json.dumps(legacy, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    assert request_hash(body) == digest
+    named = GenerationCreate.model_validate(
+        {"projectId": 1, "poseIds": [1], "variations": 2, "backend": "comfyui"}
+    )
+    assert request_hash(named) != digest

@@ -101,7 +101,13 @@ def _check_request(body: GenerationCreate, user: Account, settings: Settings) ->
 
 def request_hash(body: GenerationCreate) -> str:
     """SHA-256 of the canonical request (what an Idempotency-Key is bound to)."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = body.model_dump(mode="json")
+    # Fields added later are left out while unset, so a body sent before they existed hashes
+    # as it did then (an Idempotency-Key replayed across an upgrade is not a conflict).
+    for late in ("backend", "model"):
+        if data.get(late) is None:
+            data.pop(late, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
