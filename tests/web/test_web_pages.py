@@ -110,6 +110,8 @@ def test_form_creates_a_project_and_a_generation_then_the_gallery_and_zip(
     # posemap made these: the gallery says they are previews, and how to get real images
     assert len(re.findall(r'class="badge badge-preview"[^>]*>preview<', page.text)) == 4 + 1
     assert 'id="preview-note"' in page.text and "POSEGEN_BACKEND=diffusers" in page.text
+    listing = client.get("/ui/generations")
+    assert listing.status_code == 200 and 'class="badge badge-preview"' in listing.text
     for url in thumbs + maps:
         r = client.get(url)
         assert r.status_code == 200 and r.headers["content-type"].startswith("image/")
