@@ -7,11 +7,18 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 DIFFUSERS_STAMP := $(VENV)/.installed-diffusers
-# torch comes from this index (CPU wheels, ~200 MB instead of ~1.7 GB with CUDA libraries).
-# For an NVIDIA GPU: make install-diffusers TORCH_INDEX=https://download.pytorch.org/whl/cu124
+# torch is installed first, alone, from this index: CPU wheels (~200 MB) instead of PyPI's
+# CUDA build (~2 GB of NVIDIA libraries). For an NVIDIA GPU:
+#   make install-diffusers TORCH_INDEX=https://download.pytorch.org/whl/cu124
+# Where the index cannot be reached (offline mirrors) pip's configured indexes are used instead.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP := $(BIN)/python -m pip install --quiet
-TORCH_PIP := $(PIP) --extra-index-url $(TORCH_INDEX)
+# The test extra pins torch; the diffusers extra takes any recent one.
+TEST_TORCH := $(shell sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml | head -n 1)
+DIFFUSERS_TORCH := $(shell sed -n 's/^ *"\(torch>=[^"]*\)".*/\1/p' pyproject.toml | head -n 1)
+define install_torch
+	$(PIP) --retries 0 --timeout 30 --index-url $(TORCH_INDEX) '$(1)' || $(PIP) '$(1)'
+endef
 
 .PHONY: install install-run install-test install-diffusers test lint typecheck pytest run bench clean
 
@@ -31,11 +38,13 @@ $(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
 
 # The test extra includes the diffusers stack (torch from TORCH_INDEX) and the bench rivals.
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(TORCH_PIP) -e '.[test,bench]'
+	$(call install_torch,$(TEST_TORCH))
+	$(PIP) -e '.[test,bench]'
 	@touch $(TEST_STAMP) $(RUN_STAMP)
 
 $(DIFFUSERS_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(TORCH_PIP) -e '.[diffusers]'
+	$(call install_torch,$(DIFFUSERS_TORCH))
+	$(PIP) -e '.[diffusers]'
 	@touch $(DIFFUSERS_STAMP) $(RUN_STAMP)
 
 lint: install-test
