@@ -1,11 +1,12 @@
 """Tiny single-file checkpoints in the layout people download: an A1111 / original-LDM style
 ``.safetensors`` of a whole SD1.5 pipeline (``model.diffusion_model.*``, ``first_stage_model.*``,
-``cond_stage_model.transformer.*``), and a ControlNet as one diffusers-format file (how most SDXL
-OpenPose ControlNets ship), each with a weights-free config folder.
+``cond_stage_model.transformer.*``), the SGM layout of SDXL (``conditioner.embedders.0/1``, the
+second an OpenCLIP with fused q/k/v), and a ControlNet as one diffusers-format file (how most
+SDXL OpenPose ControlNets ship), each with a weights-free config folder.
 
-The SD1.5 file is written by inverting diffusers' own LDM -> diffusers key conversion
+The files are written by inverting diffusers' own LDM -> diffusers key conversion
 (``diffusers.loaders.single_file_utils``), generalised to any block count and layers per block,
-so ``from_single_file`` has to do the same work on it as on a real checkpoint.
+so ``from_single_file`` has to do the same work on them as on a real checkpoint.
 """
 
 from __future__ import annotations
@@ -159,3 +160,137 @@ def write_controlnet_single_file(cn_dir: Path, out: Path) -> Path:
 
 def model_class(config_dir: Path) -> str:
     return str(json.loads((config_dir / "model_index.json").read_text())["_class_name"])
+
+
+def build_sdxl(root: Path) -> tuple[Path, Path]:
+    """A tiny SDXL folder + ControlNet whose two text encoders differ in width (32 and 48), as
+    real SDXL's do (768 and 1280): ``from_single_file`` tells the encoders apart by width."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from pipeline_tiny_models import _text_config, perturb_controlnet, write_tokenizer
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    tok = write_tokenizer(root / "sdxl-tokenizer")
+    common: dict[str, Any] = dict(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        in_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=6 * 8 + 32,
+        cross_attention_dim=32 + 48,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=32, out_channels=4, up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), **common
+    )
+    controlnet = ControlNetModel(conditioning_embedding_out_channels=(16, 32), **common)
+    vae = AutoencoderKL(
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        latent_channels=4,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        steps_offset=1,
+        beta_schedule="scaled_linear",
+        timestep_spacing="leading",
+    )
+    # The suite's tiny config, 48 wide instead of 32 (its helper fixes the width).
+    wide = _text_config(tok, projection_dim=32)
+    wide.hidden_size = 48
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(_text_config(tok)),
+        text_encoder_2=CLIPTextModelWithProjection(wide),
+        tokenizer=tok,
+        tokenizer_2=tok,
+        unet=unet,
+        scheduler=scheduler,
+        add_watermarker=False,
+    )
+    model_dir, cn_dir = root / "sdxl", root / "sdxl-controlnet"
+    pipe.save_pretrained(model_dir)
+    perturb_controlnet(controlnet)
+    controlnet.save_pretrained(cn_dir)
+    return model_dir, cn_dir
+
+
+def open_clip_to_ldm(state: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """CLIPTextModelWithProjection keys -> OpenCLIP keys (``prefix`` + ``transformer.resblocks``
+    with fused q/k/v, ``ln_final``, ``positional_embedding``, transposed ``text_projection``)."""
+    import torch
+
+    out: dict[str, Any] = {}
+    qkv: dict[str, dict[str, Any]] = {}
+    names = {
+        "text_model.embeddings.position_embedding.weight": "positional_embedding",
+        "text_model.embeddings.token_embedding.weight": "token_embedding.weight",
+        "text_model.final_layer_norm.weight": "ln_final.weight",
+        "text_model.final_layer_norm.bias": "ln_final.bias",
+    }
+    for raw, value in state.items():
+        key = raw if raw.startswith(("text_model.", "text_projection")) else "text_model." + raw
+        if key.endswith("position_ids"):
+            continue
+        if key in names:
+            out[prefix + names[key]] = value
+        elif key == "text_projection.weight":
+            out[prefix + "text_projection"] = value.T.contiguous()
+        elif m := re.match(
+            r"text_model\.encoder\.layers\.(\d+)\.self_attn\.([qkv])_proj\.(\w+)", key
+        ):
+            qkv.setdefault(f"{m[1]}.{m[3]}", {})[m[2]] = value
+        elif m := re.match(r"text_model\.encoder\.layers\.(\d+)\.(.*)", key):
+            rest = (
+                m[2]
+                .replace("self_attn.", "attn.")
+                .replace("layer_norm1", "ln_1")
+                .replace("layer_norm2", "ln_2")
+                .replace("mlp.fc1", "mlp.c_fc")
+                .replace("mlp.fc2", "mlp.c_proj")
+            )
+            out[f"{prefix}transformer.resblocks.{m[1]}.{rest}"] = value
+        else:
+            raise KeyError(f"no OpenCLIP name for {raw}")
+    for layer_kind, parts in qkv.items():
+        layer, kind = layer_kind.split(".")
+        fused = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
+        out[f"{prefix}transformer.resblocks.{layer}.attn.in_proj_{kind}"] = fused
+    return out
+
+
+def write_sdxl_single_file(model_dir: Path, out: Path) -> Path:
+    """The SDXL folder ``model_dir`` as one original-layout (SGM) ``.safetensors``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(model_dir, subfolder="unet")
+    vae = AutoencoderKL.from_pretrained(model_dir, subfolder="vae")
+    text = CLIPTextModel.from_pretrained(model_dir / "text_encoder")
+    text2 = CLIPTextModelWithProjection.from_pretrained(model_dir / "text_encoder_2")
+    state: dict[str, Any] = {}
+    state |= unet_to_ldm(unet.state_dict(), dict(unet.config))
+    state |= vae_to_ldm(vae.state_dict(), dict(vae.config))
+    state |= {
+        k.replace("cond_stage_model.transformer.", "conditioner.embedders.0.transformer."): v
+        for k, v in clip_to_ldm(text.state_dict()).items()
+    }
+    state |= open_clip_to_ldm(text2.state_dict(), "conditioner.embedders.1.model.")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out))
+    return out

@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 from pipeline_keypoints import STANDING  # type: ignore[import-not-found]
 from pipeline_single_file import (  # type: ignore[import-not-found]
+    build_sdxl,
     config_only,
     write_controlnet_single_file,
     write_sd15_single_file,
+    write_sdxl_single_file,
 )
 from pipeline_tiny_models import build  # type: ignore[import-not-found]
 
@@ -134,16 +136,29 @@ def test_a_single_file_needs_its_config_folder(sd15: dict[str, Path]) -> None:
 
 
 @pytest.mark.diffusers
-def test_sdxl_with_a_single_file_controlnet(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """SDXL OpenPose ControlNets mostly ship as one diffusers-format ``.safetensors``."""
+def test_sdxl_single_files_render_exactly_like_the_folders(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """An SGM-layout SDXL checkpoint (two text encoders, OpenCLIP with fused q/k/v) and a
+    one-file diffusers-format ControlNet (how most SDXL OpenPose ControlNets ship)."""
+    from safetensors import safe_open
+
     root = tmp_path_factory.mktemp("single-sdxl")
-    model, controlnet = build(root, "sdxl")
+    model, controlnet = build_sdxl(root)
+    model_file = write_sdxl_single_file(model, root / "tiny-sdxl-base.safetensors")
     cn_file = write_controlnet_single_file(controlnet, root / "openpose-sdxl.safetensors")
+    with safe_open(str(model_file), "pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("conditioner.embedders.1.model.transformer.resblocks.") for k in keys)
+    assert any(k.startswith("conditioner.embedders.0.transformer.text_model.") for k in keys)
     single = _settings(
         root,
         "sdxl",
-        model,
+        model_file,
         cn_file,
+        diffusers_config_path=config_only(model, root / "sdxl-config"),
         diffusers_controlnet_config_path=config_only(controlnet, root / "cn-config"),
     )
-    assert np.array_equal(_render(single), _render(_settings(root, "sdxl", model, controlnet)))
+    a = _render(single)
+    assert a.std() > 1
+    assert np.array_equal(a, _render(_settings(root, "sdxl", model, controlnet)))
