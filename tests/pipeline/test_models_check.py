@@ -119,3 +119,29 @@ def test_an_unreachable_comfyui_is_one_line_and_exit_1(tmp_path: Path) -> None:
         POSEGEN_GENERATOR_TIMEOUT_SECONDS="5",
     )
     _one_line_failure(proc, "smoke render (1 step) failed")
+
+
+def test_comfyui_renders_at_one_and_three_steps(tmp_path: Path) -> None:
+    from fake_comfyui import FakeComfyUI  # type: ignore[import-not-found]
+
+    with FakeComfyUI() as server:
+        proc = _run(
+            tmp_path,
+            "--width",
+            "64",
+            "--height",
+            "64",
+            POSEGEN_BACKEND="comfyui",
+            POSEGEN_COMFYUI_URL=server.url,
+        )
+        steps = [
+            node["inputs"]["steps"]
+            for prompt in server.prompts
+            for node in prompt.values()
+            if isinstance(node, dict) and node.get("class_type") == "KSampler"
+        ]
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "checkpoint: v1-5-pruned-emaonly.safetensors" in proc.stdout
+    assert "controlnet: control_v11p_sd15_openpose.pth" in proc.stdout
+    assert "per further step" in proc.stdout and proc.stdout.rstrip().endswith("ok")
+    assert steps == [1, 3]
