@@ -39,6 +39,11 @@ def test_upgrade_verify_on_a_new_database(empty_db_url, tmp_path):
     assert "FAIL" not in ver.stdout
     assert "plan recovery scan: plan uses ix_pose_generations_recovery" in ver.stdout
     assert "plan top users: plan uses ix_user_generation_stats_top" in ver.stdout
+    # The claim is bound to the worker's backend, and the index (not a filter) serves that.
+    assert "plan claim: plan uses ix_pose_generations_claim on backend" in ver.stdout
+    assert "plan pending for a backend: plan uses ix_pose_generations_claim on backend" in (
+        ver.stdout
+    )
     cur = run(env, "db", "current")
     # The head moves with each new revision; the command must name it.
     assert f"current: {migrate.head_revision()}" in cur.stdout

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     breaker_threshold: int = Field(default=3, ge=1)
     breaker_probe_min_seconds: float = Field(default=1.0, gt=0)
     breaker_probe_max_seconds: float = Field(default=60.0, gt=0)
+    #: A request naming a backend no worker has served for this long is refused.
+    backend_seen_seconds: float = Field(default=3600.0, gt=0)
     generator_timeout_seconds: float = Field(default=600.0, gt=0)
     #: Seconds the ``noop`` backend (load tests and benchmarks only) sleeps per pose.
     noop_pose_seconds: float = Field(default=0.0, ge=0)
@@ -82,6 +84,9 @@ class Settings(BaseSettings):
     # --- generator backends ---------------------------------------------------------------
     diffusers_model_path: Path | None = None
     diffusers_controlnet_path: Path | None = None
+    #: Diffusers-format config folders for single-file checkpoints (no weights needed).
+    diffusers_config_path: Path | None = None
+    diffusers_controlnet_config_path: Path | None = None
     diffusers_variant: Literal["sd15", "sdxl"] = "sd15"
     diffusers_steps: int = Field(default=25, ge=1)
     diffusers_guidance_scale: float = 7.5
@@ -182,6 +187,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'posegen.db').resolve()}"
+
+    @property
+    def serving_backend(self) -> str:
+        """The backend generations are bound to by default and this worker claims for.
+
+        ``noop`` (load tests, benchmarks) stands in for the embedded ``posemap`` backend, so a
+        no-op worker drains what a default deployment queues.
+        """
+        return "posemap" if self.backend == "noop" else self.backend
 
     @property
     def is_sqlite(self) -> bool:

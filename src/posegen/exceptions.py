@@ -52,6 +52,13 @@ class InvalidInput(PosegenError):
     http_status = 422
 
 
+class BackendUnavailable(PosegenError):
+    """No worker has served the requested backend (or model) recently: it would wait forever."""
+
+    kind = "backend-unavailable"
+    http_status = 422
+
+
 class Unauthorized(PosegenError):
     kind = "unauthorized"
     http_status = 401

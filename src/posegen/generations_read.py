@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from posegen import pagination
+from posegen.backends import PREVIEW_BACKENDS
 from posegen.config import Settings
 from posegen.db.engine import read_connection
 from posegen.db.models import (
@@ -65,6 +66,13 @@ class GenerationView:
     error_message: str | None
     #: Raw failure text: admins only (the owner sees ``error_message``, a sentence per kind).
     error_detail: str | None = None
+    backend: str = "posemap"
+    model: str | None = None
+
+    @property
+    def preview(self) -> bool:
+        """Its images are previews (a skeleton drawing), not a model's pictures."""
+        return self.backend in PREVIEW_BACKENDS
 
     @property
     def percent(self) -> float:
@@ -105,6 +113,8 @@ _COLUMNS = (
     G.error_kind,
     G.error_message,
     G.error_detail,
+    G.backend,
+    G.model,
 )
 
 
@@ -135,6 +145,8 @@ def _view(row: Any) -> GenerationView:
         error_kind=row.error_kind,
         error_message=row.error_message,
         error_detail=row.error_detail,
+        backend=row.backend,
+        model=row.model,
     )
 
 
@@ -227,6 +239,13 @@ class ResultRow:
     created_at: dt.datetime
     #: Raw failure text: admins only.
     error_detail: str | None = None
+    #: What made it (rows older than the binding: the generation's backend, model unknown).
+    backend: str | None = None
+    model: str | None = None
+
+    @property
+    def preview(self) -> bool:
+        return self.backend in PREVIEW_BACKENDS
 
 
 def _result(r: Any) -> ResultRow:
@@ -245,6 +264,8 @@ def _result(r: Any) -> ResultRow:
         r.error_message,
         r.created_at,
         r.error_detail,
+        r.backend,
+        r.model,
     )
 
 
@@ -263,6 +284,11 @@ _RESULT_COLUMNS = (
     GeneratedPose.error_message,
     GeneratedPose.created_at,
     GeneratedPose.error_detail,
+    func.coalesce(
+        GeneratedPose.backend,
+        select(G.backend).where(G.id == GeneratedPose.generation_id).scalar_subquery(),
+    ).label("backend"),
+    GeneratedPose.model,
 )
 
 

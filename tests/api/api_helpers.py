@@ -95,6 +95,8 @@ def write_pose(
     index: int,
     *,
     failed: bool = False,
+    backend: str | None = None,
+    model: str | None = None,
 ) -> None:
     """Store an image (unless ``failed``) and record the pose through the queue, fenced."""
     key = queue.variation_key(pose_id, index)
@@ -120,5 +122,7 @@ def write_pose(
             error_kind="generator" if failed else None,
             error_message="backend said no" if failed else None,
             bytes=size,
+            backend=backend,
+            model=model,
         ),
     )

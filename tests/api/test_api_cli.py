@@ -94,6 +94,7 @@ def test_up_runs_api_worker_and_recovery_and_stops_cleanly(cli_env: dict[str, st
         info = _first_line(proc)
         key = info["adminApiKey"]
         assert info["poses"] > 0 and info["api"] == base + "/api/pose-generator"
+        assert info["backend"] == "posemap"
         auth = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=info["api"], headers=auth, timeout=10) as client:
             pid = client.post("/projects", json={"name": "up"}).json()["id"]
@@ -107,12 +108,16 @@ def test_up_runs_api_worker_and_recovery_and_stops_cleanly(cli_env: dict[str, st
                 time.sleep(0.2)
             results = client.get(f"/generations/{gid}/results").json()
             assert len(results) == 2
+            assert [(r["backend"], r["preview"]) for r in results] == [("posemap", True)] * 2
             image = httpx.get(base + results[0]["imageUrl"], headers=auth)
             assert image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
             workers = client.get("/admin/workers").json()
-            assert [w["alive"] for w in workers] == [True]
+            assert [(w["alive"], w["backend"]) for w in workers] == [(True, "posemap")]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+        assert proc.stderr is not None
+        # `posegen up` (and so `make run`) says the default backend only draws previews
+        assert "for real images set POSEGEN_BACKEND=diffusers" in proc.stderr.read()
     # A second start keeps the existing admin: no new key is printed.
     with _running({**env, "POSEGEN_HTTP_HEADER_TIMEOUT_SECONDS": "1"}, "up") as (proc, base):
         assert "adminApiKey" not in _first_line(proc)

@@ -55,6 +55,7 @@ def test_generate_submits_runs_and_prints_where_the_images_are(
     out = json.loads(done.stdout)
     assert out["status"] == "completed" and (out["completed"], out["total"]) == (4, 4)
     assert len(out["images"]) == 4
+    assert (out["backend"], out["model"], out["preview"]) == ("posemap", None, True)
     for path in out["images"]:
         assert Path(path).parent == Path(out["folder"])
         with Image.open(path) as img:
@@ -74,6 +75,9 @@ def test_generate_submits_runs_and_prints_where_the_images_are(
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[0].endswith("completed: 1 of 1 images") and lines[1].startswith("images: ")
+    # the default backend's images are previews, and the output says how to get real ones
+    assert lines[2] == "these are posemap previews (a skeleton drawing), not a model's images"
+    assert lines[3].startswith("for real images: set POSEGEN_BACKEND=diffusers")
 
 
 def test_bad_input_is_one_line_and_queues_nothing(

@@ -135,3 +135,23 @@ def test_operator_template_errors_are_clear(tmp_path: Path) -> None:
     path.write_text(json.dumps({"1": node}))
     filled = fill(load_template(path), {"prompt": "p", "seed": 5, "pose_map": "m.png"})
     assert filled["1"]["inputs"]["a"] == "style of p, seed 5, map m.png"
+
+
+def test_a_text_request_preview_shows_its_prompt_not_a_figure() -> None:
+    from posegen.generators.posemap import TEXT_HEADING
+
+    gen = PosemapGenerator()
+    text = gen.generate(_req(subject=None, pose_map=None, prompt="a dancer mid-leap"))
+    other = gen.generate(_req(subject=None, pose_map=None, prompt="a boxer in guard"))
+    assert text.meta["shows"] == "prompt" and text.meta["poseMap"] is False
+    assert text.meta["preview"] is True
+    # the words are drawn: another prompt gives another picture (same seed, same size)
+    assert text.image_png != other.image_png
+    img = _decode(text.image_png)
+    # the heading's yellow is on the canvas, and no OpenPose limb colour is
+    colours = {c for _, c in img.getcolors(320 * 256) or []}
+    assert (255, 230, 120) in colours
+    assert (0, 0, 255) not in colours and (255, 0, 0) not in colours
+    assert TEXT_HEADING.startswith("text request")
+    with_pose = gen.generate(_req())
+    assert with_pose.meta["shows"] == "skeleton"

@@ -108,6 +108,11 @@ def test_form_creates_a_project_and_a_generation_then_the_gallery_and_zip(
     maps = re.findall(r'src="(/ui/library/poses/\d+/map\.png\?size=256)"', page.text)
     assert len(thumbs) == 4 and len(maps) == 4
     assert all(alt for alt in re.findall(r'<img[^>]*alt="([^"]*)"', page.text))
+    # posemap made these: the gallery says they are previews, and how to get real images
+    assert len(re.findall(r'class="badge badge-preview"[^>]*>preview<', page.text)) == 4 + 1
+    assert 'id="preview-note"' in page.text and "POSEGEN_BACKEND=diffusers" in page.text
+    listing = client.get("/ui/generations")
+    assert listing.status_code == 200 and 'class="badge badge-preview"' in listing.text
     for url in thumbs + maps:
         r = client.get(url)
         assert r.status_code == 200 and r.headers["content-type"].startswith("image/")

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from posegen.backends import RequestBackend
 from posegen.db.models import GenerationStatus, GenerationType, PoseStatus, ProjectStatus, Role
 
 T = TypeVar("T")
@@ -232,6 +233,16 @@ class GenerationCreate(RequestModel):
     priority: Annotated[int, Field(ge=-100, le=100)] | None = Field(
         default=None, description="Admins only; higher runs first."
     )
+    backend: RequestBackend | None = Field(
+        default=None,
+        description="The backend to run on (default: the deployment's). Refused with "
+        "`backend-unavailable` when no worker has served it recently.",
+    )
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="A model of that backend (weights file or folder name, ComfyUI checkpoint); "
+        "default: whichever model first picks it up.",
+    )
 
     @field_validator("pose_ids")
     @classmethod
@@ -281,6 +292,14 @@ class GenerationOut(ApiModel):
     completed_at: dt.datetime | None
     events_url: str
     results_url: str
+    backend: str = Field(description="The backend it is bound to.")
+    model: str | None = Field(description="The model it is bound to, once known.")
+    preview: bool = Field(
+        description="True: its images are skeleton previews (posemap), not a model's pictures."
+    )
+    warning: str | None = Field(
+        default=None, description="Set on submit when the generation may wait long."
+    )
 
 
 class ResultOut(ApiModel):
@@ -299,6 +318,9 @@ class ResultOut(ApiModel):
     image_url: str | None
     thumbnail_url: str | None
     created_at: dt.datetime
+    backend: str | None = Field(description="The backend that made it.")
+    model: str | None = Field(description="The model that made it (none for posemap).")
+    preview: bool = Field(description="True: a skeleton preview, not a model's picture.")
 
 
 class EventOut(ApiModel):
@@ -352,6 +374,8 @@ class WorkerOut(ApiModel):
     paused: bool = False
     paused_reason: str | None = None
     paused_at: dt.datetime | None = None
+    backend: str | None = None
+    model: str | None = None
 
 
 class UserOut(ApiModel):

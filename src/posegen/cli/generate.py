@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine, select
 
-from posegen import accounts, generations_read, projects, queue, uploads
+from posegen import accounts, backends, generations_read, projects, queue, uploads
 from posegen.cli.app import keep_generation_logs, state
 from posegen.cli.worker import default_project, listed_pose_ids
 from posegen.config import Settings
@@ -191,6 +191,9 @@ def _report(
             "folder": str(folder),
             "images": images,
             "failures": failures,
+            "backend": view.backend,
+            "model": view.model,
+            "preview": view.preview,
         }
         typer.echo(json.dumps(out))
     else:
@@ -199,6 +202,11 @@ def _report(
         )
         if images:
             typer.echo(f"images: {folder}")
+        if view.preview:
+            typer.echo(
+                f"these are {view.backend} previews (a skeleton drawing), not a model's images"
+            )
+            typer.echo(f"for real images: {backends.REAL_MODEL_HINT}")
     if view.status == GenerationStatus.COMPLETED:
         return
     why = ", ".join(f"{k}: {n}" for k, n in sorted(failures.items())) or (

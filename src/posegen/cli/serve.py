@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from posegen import accounts
+from posegen import accounts, backends
 from posegen.cli.app import keep_generation_logs, log_secrets, state
 from posegen.config import Settings
 from posegen.db import migrate
@@ -169,6 +169,7 @@ def _announce(
         "openapi": f"http://{host}:{port}/openapi.json",
         "database": "sqlite" if settings.is_sqlite else "postgresql",
         "poses": poses,
+        "backend": settings.serving_backend,
     }
     if settings.api_docs:
         info["docs"] = f"http://{host}:{port}/docs"
@@ -177,3 +178,10 @@ def _announce(
         info["adminEmail"] = new_admin.account.email
         info["adminApiKey"] = new_admin.api_key
     typer.echo(json.dumps(info))
+    if settings.serving_backend in backends.PREVIEW_BACKENDS:
+        # stderr: stdout stays one JSON line for scripts.
+        typer.echo(
+            f"posegen: the {settings.serving_backend} backend draws skeleton previews, not images; "
+            f"for real images {backends.REAL_MODEL_HINT}",
+            err=True,
+        )

@@ -14,6 +14,9 @@ class HotQuery:
     sql: str
     #: Literal values used when EXPLAINing on PostgreSQL.
     explain_params: dict[str, object]
+    #: A column the index itself must match on (an index condition, not a filter applied to
+    #: every row it reads): the claim's backend binding is served by the index, not scanned.
+    index_column: str | None = None
 
 
 RECOVERY_SCAN = HotQuery(
@@ -31,11 +34,20 @@ CLAIM_SCAN = HotQuery(
     name="claim",
     index="ix_pose_generations_claim",
     sql=(
+        # A worker claims only what it serves: its backend (an equality on the index's first
+        # column) and its model, or generations no model is pinned to yet.
         "SELECT id FROM pose_generations "
-        "WHERE status = 'pending' AND run_after <= :now "
+        "WHERE status = 'pending' AND backend = :backend "
+        "AND (model IS NULL OR model = :model) AND run_after <= :now "
         "ORDER BY priority DESC, run_after, id LIMIT :limit"
     ),
-    explain_params={"now": "2100-01-01T00:00:00+00:00", "limit": 10},
+    explain_params={
+        "now": "2100-01-01T00:00:00+00:00",
+        "limit": 10,
+        "backend": "diffusers",
+        "model": "sd15.safetensors",
+    },
+    index_column="backend",
 )
 
 TOP_USERS = HotQuery(
@@ -59,4 +71,23 @@ USER_GENERATIONS = HotQuery(
     explain_params={"user_id": 1, "limit": 20},
 )
 
-ALL: tuple[HotQuery, ...] = (RECOVERY_SCAN, CLAIM_SCAN, TOP_USERS, USER_GENERATIONS)
+#: "Is there anything for this worker left?" (burst workers exit when not).
+PENDING_FOR_BACKEND = HotQuery(
+    name="pending for a backend",
+    index="ix_pose_generations_claim",
+    sql=(
+        "SELECT id FROM pose_generations "
+        "WHERE status = 'pending' AND backend = :backend "
+        "AND (model IS NULL OR model = :model) LIMIT 1"
+    ),
+    explain_params={"backend": "comfyui", "model": "v1-5-pruned-emaonly.safetensors"},
+    index_column="backend",
+)
+
+ALL: tuple[HotQuery, ...] = (
+    RECOVERY_SCAN,
+    CLAIM_SCAN,
+    PENDING_FOR_BACKEND,
+    TOP_USERS,
+    USER_GENERATIONS,
+)

@@ -293,12 +293,21 @@ class PoseGeneration(Base):
     reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     #: W3C traceparent of the submit's span: the worker continues that trace (NULL: untraced).
     traceparent: Mapped[str | None] = mapped_column(String(64))
+    #: The backend this generation was accepted for; only a worker serving it claims it.
+    backend: Mapped[str] = mapped_column(
+        String(16), default="posemap", server_default=text("'posemap'")
+    )
+    #: The model it is bound to (named in the request, else pinned by its first claim so a
+    #: retry never mixes two models' images); NULL = any model of the backend, or none exists.
+    model: Mapped[str | None] = mapped_column(String(200))
 
 
 # Queue indexes live in their own migration revision (0002); declared here so the models are the
 # whole truth and the migration test can compare them.
 Index(
     "ix_pose_generations_claim",
+    # Backend first: a worker's claim is an equality on it, then the queue order.
+    PoseGeneration.backend,
     PoseGeneration.priority.desc(),
     PoseGeneration.run_after,
     PoseGeneration.id,
@@ -341,6 +350,9 @@ class GeneratedPose(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Bytes of the stored image and thumbnail (counted in the owner's ``result_bytes``).
     bytes: Mapped[int | None] = mapped_column(BigInteger)
+    #: The backend and model that made this image (NULL on rows older than the binding).
+    backend: Mapped[str | None] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200))
 
 
 class GenerationEvent(Base):
@@ -437,6 +449,9 @@ class Worker(Base):
     #: Why the worker stopped claiming (its backend is unavailable); NULL while it claims.
     paused_reason: Mapped[str | None] = mapped_column(String(500))
     paused_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: What it serves: it claims only generations bound to this backend (and model).
+    backend: Mapped[str | None] = mapped_column(String(16))
+    model: Mapped[str | None] = mapped_column(String(200))
 
 
 class RecoveryRun(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,8 @@ def verify(engine: Engine) -> Report:
             for query in hot_queries.ALL:
                 used = explain_uses_index(engine, query)
                 detail = f"plan uses {query.index}" if used else f"plan does not use {query.index}"
+                if used and query.index_column is not None:
+                    detail += f" on {query.index_column}"
                 report.checks.append(Check(f"plan {query.name}", used, detail))
     return report
 
@@ -65,31 +68,46 @@ def explain_uses_index(engine: Engine, query: hot_queries.HotQuery) -> bool:
     prefers them, and the question here is whether the index *can* serve the query at all (a
     partial index whose predicate the query does not imply, or a column order that does not
     match the ORDER BY, shows up as a plan without it).
+
+    With ``query.index_column``, the index must also match on that column (SQLite:
+    ``USING INDEX name (column=?``; PostgreSQL: the column in the node's ``Index Cond``).
     """
     if engine.dialect.name == "sqlite":
         with engine.connect() as conn:
             details = conn.execute(
                 text("EXPLAIN QUERY PLAN " + query.sql), query.explain_params
             ).all()
-        return any(f"INDEX {query.index}" in str(row[-1]) for row in details)
+        want = f"INDEX {query.index}"
+        if query.index_column is not None:
+            want += f" ({query.index_column}=?"
+        return any(want in str(row[-1]) for row in details)
     with engine.connect() as conn, conn.begin():
         conn.execute(text("SET LOCAL enable_seqscan = off"))
         rows = conn.execute(
             text("EXPLAIN (FORMAT JSON) " + query.sql), query.explain_params
         ).scalar_one()
         plan = rows if isinstance(rows, list) else json.loads(rows)
-    return query.index in _index_names(plan)
+    conds = _index_conds(plan)
+    if query.index not in conds:
+        return False
+    # PostgreSQL writes a varchar comparison as ``((backend)::text = 'x'::text)``.
+    column = re.compile(rf"\(\(?{re.escape(query.index_column or '')}\)?(::\w+)? =")
+    return query.index_column is None or any(column.search(c) for c in conds[query.index])
 
 
-def _index_names(node: Any) -> set[str]:
-    found: set[str] = set()
+def _index_conds(node: Any) -> dict[str, list[str]]:
+    """Index name -> the ``Index Cond`` texts of the plan nodes that use it."""
+    found: dict[str, list[str]] = {}
     if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "Index Name" and isinstance(value, str):
-                found.add(value)
-            else:
-                found |= _index_names(value)
+        name = node.get("Index Name")
+        if isinstance(name, str):
+            found.setdefault(name, []).append(str(node.get("Index Cond", "")))
+        for value in node.values():
+            if isinstance(value, dict | list):
+                for k, v in _index_conds(value).items():
+                    found.setdefault(k, []).extend(v)
     elif isinstance(node, list):
         for item in node:
-            found |= _index_names(item)
+            for k, v in _index_conds(item).items():
+                found.setdefault(k, []).extend(v)
     return found

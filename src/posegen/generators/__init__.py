@@ -17,7 +17,22 @@ __all__ = [
     "Generator",
     "SequentialBatch",
     "make_generator",
+    "model_id",
 ]
+
+
+def model_id(settings: Settings) -> str | None:
+    """The model a worker with these settings serves, as generations and results record it.
+
+    The weights' file or folder name (``diffusers``), the checkpoint the workflow asks ComfyUI
+    for (``comfyui``); ``None`` for backends without a model. Computed from settings alone, so
+    the API and ``posegen worker`` agree without loading anything.
+    """
+    if settings.backend == "diffusers" and settings.diffusers_model_path is not None:
+        return settings.diffusers_model_path.expanduser().name[:200] or None
+    if settings.backend == "comfyui":
+        return settings.comfyui_checkpoint[:200] or None
+    return None
 
 
 def make_generator(settings: Settings) -> Generator:

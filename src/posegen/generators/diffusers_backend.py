@@ -1,8 +1,14 @@
-"""``diffusers``: Stable Diffusion 1.5 or SDXL with an OpenPose ControlNet, from local folders.
+"""``diffusers``: Stable Diffusion 1.5 or SDXL with an OpenPose ControlNet, from local weights.
+
+Weights are either ``save_pretrained`` folders or single-file checkpoints (A1111 / civitai style
+``.safetensors`` or ``.ckpt``, loaded with ``from_single_file``). A single file carries weights
+only: the component configs (and tokenizers) come from a local diffusers-format config folder
+(``POSEGEN_DIFFUSERS_CONFIG_PATH``, ``POSEGEN_DIFFUSERS_CONTROLNET_CONFIG_PATH``), passed as
+``config=`` so diffusers never reaches for the hub.
 
 torch and diffusers are imported inside the functions that need them, so ``posegen`` imports
-(and its other backends run) without the optional ``posegen[diffusers]`` install. Weights come
-from local folders only; the hub is never contacted at run time.
+(and its other backends run) without the optional ``posegen[diffusers]`` install. The hub is never
+contacted at run time.
 """
 
 from __future__ import annotations
@@ -33,54 +39,99 @@ from posegen.generators.base import (
 _VARIANT_MARK = {"sd15": False, "sdxl": True}  # does model_index.json's class name say "XL"?
 
 
+#: Single-file checkpoint suffixes ``from_single_file`` reads.
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+
+
 @dataclass(frozen=True)
 class DiffusersPaths:
     model: Path
     controlnet: Path
+    #: For a single-file model / ControlNet: the folder with its diffusers configs; None for a
+    #: ``save_pretrained`` folder (which holds its own).
+    model_config: Path | None = None
+    controlnet_config: Path | None = None
+
+    @property
+    def single_file(self) -> bool:
+        return self.model_config is not None
 
 
 def validate(settings: Settings) -> DiffusersPaths:
-    """Check the settings and folders before any weight is loaded; ConfigError says what to fix."""
+    """Check the settings and files before any weight is loaded; ConfigError says what to fix."""
     missing = [m for m in ("torch", "diffusers", "transformers") if not _importable(m)]
     if missing:
         raise ConfigError(
             f"POSEGEN_BACKEND=diffusers needs {', '.join(missing)}: "
-            "install posegen[diffusers] (pip install 'posegen[diffusers]')"
+            "install posegen[diffusers] "
+            "(make install-diffusers, or pip install 'posegen[diffusers]')"
         )
-    model = _folder(
-        settings.diffusers_model_path, "POSEGEN_DIFFUSERS_MODEL_PATH", "model_index.json"
+    model, model_config = _weights(
+        settings.diffusers_model_path,
+        "POSEGEN_DIFFUSERS_MODEL_PATH",
+        settings.diffusers_config_path,
+        "POSEGEN_DIFFUSERS_CONFIG_PATH",
+        "model_index.json",
     )
-    controlnet = _folder(
-        settings.diffusers_controlnet_path, "POSEGEN_DIFFUSERS_CONTROLNET_PATH", "config.json"
+    controlnet, controlnet_config = _weights(
+        settings.diffusers_controlnet_path,
+        "POSEGEN_DIFFUSERS_CONTROLNET_PATH",
+        settings.diffusers_controlnet_config_path,
+        "POSEGEN_DIFFUSERS_CONTROLNET_CONFIG_PATH",
+        "config.json",
     )
-    pipeline_class = _json(model / "model_index.json").get("_class_name", "")
+    index = (model_config or model) / "model_index.json"
+    pipeline_class = _json(index).get("_class_name", "")
     want_xl = _VARIANT_MARK[settings.diffusers_variant]
     if ("XL" in str(pipeline_class)) != want_xl:
         raise ConfigError(
-            f"POSEGEN_DIFFUSERS_VARIANT={settings.diffusers_variant} but {model} holds a "
+            f"POSEGEN_DIFFUSERS_VARIANT={settings.diffusers_variant} but {index} describes a "
             f"{pipeline_class or 'pipeline of unknown class'}"
         )
-    cn_class = _json(controlnet / "config.json").get("_class_name", "")
+    cn_config = (controlnet_config or controlnet) / "config.json"
+    cn_class = _json(cn_config).get("_class_name", "")
     if cn_class != "ControlNetModel":
-        raise ConfigError(f"{controlnet} is not a ControlNet folder (its config says {cn_class!r})")
-    return DiffusersPaths(model, controlnet)
+        raise ConfigError(
+            f"{cn_config.parent} is not a ControlNet folder (its config says {cn_class!r})"
+        )
+    return DiffusersPaths(model, controlnet, model_config, controlnet_config)
 
 
 def _importable(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def _folder(value: Path | None, env: str, marker: str) -> Path:
+def _weights(
+    value: Path | None, env: str, config: Path | None, config_env: str, marker: str
+) -> tuple[Path, Path | None]:
+    """(weights path, config folder or None): a ``save_pretrained`` folder, or a single file
+    with a config folder (the setting, else the file's own folder if it holds ``marker``)."""
     if value is None:
-        raise ConfigError(f"POSEGEN_BACKEND=diffusers needs {env} (a local weights folder)")
-    path = value.expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"{env}={value} is not a folder")
-    if not (path / marker).is_file():
         raise ConfigError(
-            f"{env}={value} has no {marker}: is it a diffusers (save_pretrained) folder?"
+            f"POSEGEN_BACKEND=diffusers needs {env} (a weights folder or .safetensors file)"
         )
-    return path.resolve()
+    path = value.expanduser()
+    if path.is_dir():
+        if not (path / marker).is_file():
+            raise ConfigError(
+                f"{env}={value} has no {marker}: is it a diffusers (save_pretrained) folder?"
+            )
+        return path.resolve(), None
+    if not path.is_file():
+        raise ConfigError(f"{env}={value} is not a folder or a checkpoint file (no such path)")
+    if path.suffix.lower() not in SINGLE_FILE_SUFFIXES:
+        raise ConfigError(
+            f"{env}={value} is neither a folder nor a checkpoint file "
+            f"({', '.join(SINGLE_FILE_SUFFIXES)})"
+        )
+    folder = config.expanduser() if config is not None else path.parent
+    if not (folder / marker).is_file():
+        where = f"{config_env}={config}" if config is not None else f"{path.parent}"
+        raise ConfigError(
+            f"{env} is a single file, which holds no config: set {config_env} to a folder with "
+            f"the diffusers configs ({marker}, no weights needed; {where} has none)"
+        )
+    return path.resolve(), folder.resolve()
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -306,28 +357,49 @@ def _load(paths: DiffusersPaths, variant: str, device: str) -> _Loaded:
 
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
     try:
-        controlnet = lib.ControlNetModel.from_pretrained(
-            paths.controlnet, dtype=dtype, local_files_only=True
+        if paths.controlnet_config is not None:
+            controlnet = lib.ControlNetModel.from_single_file(
+                str(paths.controlnet),
+                config=str(paths.controlnet_config),
+                dtype=dtype,
+                local_files_only=True,
+            )
+        else:
+            controlnet = lib.ControlNetModel.from_pretrained(
+                paths.controlnet, dtype=dtype, local_files_only=True
+            )
+        pipeline_class = (
+            lib.StableDiffusionXLControlNetPipeline
+            if variant == "sdxl"
+            else lib.StableDiffusionControlNetPipeline
         )
-        if variant == "sdxl":
-            txt2img = lib.StableDiffusionXLControlNetPipeline.from_pretrained(
-                paths.model,
+        extra: dict[str, Any] = {"add_watermarker": False} if variant == "sdxl" else {}
+        if paths.model_config is not None:
+            if variant != "sdxl":
+                # A single file has no safety-checker weights; fetching them would go online.
+                extra.update(safety_checker=None, requires_safety_checker=False)
+            txt2img = pipeline_class.from_single_file(
+                str(paths.model),
+                config=str(paths.model_config),
                 controlnet=controlnet,
                 dtype=dtype,
                 local_files_only=True,
-                add_watermarker=False,
+                **extra,
             )
+        else:
+            txt2img = pipeline_class.from_pretrained(
+                paths.model, controlnet=controlnet, dtype=dtype, local_files_only=True, **extra
+            )
+        if variant == "sdxl":
             img2img = lib.StableDiffusionXLControlNetImg2ImgPipeline(**txt2img.components)
         else:
-            txt2img = lib.StableDiffusionControlNetPipeline.from_pretrained(
-                paths.model, controlnet=controlnet, dtype=dtype, local_files_only=True
-            )
             img2img = lib.StableDiffusionControlNetImg2ImgPipeline(
                 **txt2img.components,
                 requires_safety_checker=txt2img.config.requires_safety_checker,
             )
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"cannot load diffusers weights from {paths.model}: {exc}") from exc
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"cannot load diffusers weights from {paths.model}: {first}") from exc
     # Both pipelines share one set of modules (the constructor takes the same objects): moving
     # one moves both, and the weights sit in memory once.
     txt2img.to(device)

@@ -7,6 +7,7 @@ Its output is a preview, not a model's picture, and its result metadata says so.
 from __future__ import annotations
 
 import hashlib
+import textwrap
 import time
 
 from PIL import Image, ImageDraw, ImageFont
@@ -48,6 +49,10 @@ class PosemapGenerator(SequentialBatch):
             skeleton = fit_map(req.pose_map, width, height)
             canvas.paste(skeleton, (0, 0), skeleton.convert("L").point(_MASK_LUT))
         draw = ImageDraw.Draw(canvas)
+        if req.pose_map is None:
+            # A text request has no pose to draw: the preview shows the words it was asked for
+            # instead of pretending to have drawn a figure.
+            _draw_prompt(draw, req.prompt, width, height)
         # The frame colour comes from the seed so variations of one pose are told apart at a glance.
         draw.rectangle((0, 0, width - 1, height - 1), outline=accent, width=_FRAME)
         draw.text(
@@ -69,9 +74,29 @@ class PosemapGenerator(SequentialBatch):
                 "note": PREVIEW_NOTE,
                 "subject": req.subject is not None,
                 "poseMap": req.pose_map is not None,
+                # A text request's preview shows its prompt, not a figure.
+                "shows": "skeleton" if req.pose_map is not None else "prompt",
             },
             image=canvas,
         )
+
+
+#: Heading of a text request's preview: no model read the prompt, no pose was drawn.
+TEXT_HEADING = "text request - no pose drawn"
+
+
+def _draw_prompt(draw: ImageDraw.ImageDraw, prompt: str, width: int, height: int) -> None:
+    size = max(10, min(24, width // 24))
+    font = ImageFont.load_default(size)
+    margin = _FRAME + 8
+    chars = max(8, (width - 2 * margin) * 2 // size)  # the default font is about size/2 wide
+    lines = [TEXT_HEADING, "", *textwrap.wrap(prompt, chars)]
+    most = max(1, (height - 2 * margin - 20) // (size + 4))
+    if len(lines) > most:
+        lines = [*lines[: most - 1], "..."]
+    for i, line in enumerate(lines):
+        fill = (255, 230, 120) if i == 0 else (255, 255, 255)
+        draw.text((margin, margin + i * (size + 4)), line, fill=fill, font=font)
 
 
 def _seed_colour(seed: int) -> tuple[int, int, int]:

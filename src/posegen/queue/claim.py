@@ -7,10 +7,11 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select
+from sqlalchemy import Connection, Engine, String, bindparam, select, text
 
 from posegen.config import Settings
 from posegen.db.engine import read_connection
+from posegen.db.hot_queries import PENDING_FOR_BACKEND
 from posegen.db.models import GeneratedPose, GenerationStatus, GenerationType, PoseGeneration
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.metrics import prom
@@ -27,8 +28,14 @@ def claim(
     limit: int,
     *,
     conn: Connection | None = None,
+    backend: str | None = None,
+    model: str | None = None,
 ) -> list[ClaimedJob]:
     """Lease up to ``limit`` pending generations whose ``run_after`` has come.
+
+    Only generations bound to ``backend`` (default: ``settings.serving_backend``) whose model is
+    ``model`` or not pinned yet; the claim pins an unpinned one to ``model``, so every attempt of
+    a generation uses one model. ``model=None``: this worker's backend has no model (posemap).
 
     Order: priority (higher first), then ``run_after``, then id. Each claimed row becomes
     ``processing`` with a fresh ``lease_token`` (+1), ``attempts`` + 1, a heartbeat, a hard
@@ -42,6 +49,8 @@ def claim(
     stmt = ops.claim_statement.bindparams(
         bindparam("now", type_=UTCDateTime()),
         bindparam("lease_until", type_=UTCDateTime()),
+        bindparam("backend", type_=String()),
+        bindparam("model", type_=String()),
     )
     params = {
         "now": now,
@@ -50,6 +59,8 @@ def claim(
         "worker": worker_id[:100],
         "deadline_base": settings.deadline_base_seconds,
         "deadline_per_pose": settings.deadline_per_pose_seconds,
+        "backend": backend or settings.serving_backend,
+        "model": model,
     }
     bind = conn if conn is not None else engine
     started_ns = time.time_ns()
@@ -102,6 +113,8 @@ def claim(
             priority=int(r["priority"]),
             total_expected_poses=int(r["total_expected_poses"]),
             traceparent=r["traceparent"],
+            backend=str(r["backend"]),
+            model=r["model"],
         )
         for r in rows
     ]
@@ -123,14 +136,25 @@ def _done_keys(engine: Engine, ids: list[int]) -> dict[int, set[str]]:
     return out
 
 
-def pending_exists(engine: Engine) -> bool:
-    """Is any generation pending (due now or later)? Burst workers exit when none is."""
+def pending_exists(engine: Engine, backend: str | None = None, model: str | None = None) -> bool:
+    """Is any generation pending (due now or later)? Burst workers exit when none is.
+
+    With ``backend``: only generations a worker serving ``backend``/``model`` could claim.
+    """
     with read_connection(engine) as conn:
-        found = conn.execute(
-            select(PoseGeneration.id)
-            .where(PoseGeneration.status == GenerationStatus.PENDING)
-            .limit(1)
-        ).first()
+        if backend is None:
+            found = conn.execute(
+                select(PoseGeneration.id)
+                .where(PoseGeneration.status == GenerationStatus.PENDING)
+                .limit(1)
+            ).first()
+        else:
+            found = conn.execute(
+                text(PENDING_FOR_BACKEND.sql).bindparams(
+                    bindparam("backend", type_=String()), bindparam("model", type_=String())
+                ),
+                {"backend": backend, "model": model},
+            ).first()
     return found is not None
 
 

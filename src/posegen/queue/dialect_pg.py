@@ -43,7 +43,7 @@ CLAIM = claim_columns(
         "claimed AS (UPDATE pose_generations SET status = 'processing', "
         "started_at = COALESCE(started_at, :now), "
         "lease_token = lease_token + 1, attempts = attempts + 1, "
-        "leased_by = :worker, heartbeat_at = :now, "
+        "leased_by = :worker, heartbeat_at = :now, model = COALESCE(model, :model), "
         f"deadline_at = {_DEADLINE}, "
         f"lease_expires_at = LEAST(:lease_until, {_DEADLINE}) "
         "WHERE id IN (SELECT id FROM picked) RETURNING " + CLAIM_RETURNING + "), "

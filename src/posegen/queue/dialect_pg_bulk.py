@@ -31,7 +31,7 @@ _POSE_COLUMNS = (
     "generation_id bigint, variation_key text, pose_id bigint, variation_index int, "
     "status text, image_path text, thumbnail_path text, seed bigint, prompt_used text, "
     "duration_ms int, error_kind text, error_message text, error_detail text, metadata json, "
-    "bytes bigint"
+    "bytes bigint, backend text, model text"
 )
 _POSE_NAMES = ", ".join(c.split()[0] for c in _POSE_COLUMNS.split(", "))
 
@@ -183,6 +183,8 @@ _GEN_COLUMNS = (
     "request_hash",
     "reserved_bytes",
     "traceparent",
+    "backend",
+    "model",
 )
 
 # One submit, one statement: the admission upsert of the user's rollup row (every per-user limit
@@ -250,6 +252,8 @@ _RECORD_TYPES = {
     "request_hash": "text",
     "reserved_bytes": "bigint",
     "traceparent": "text",
+    "backend": "text",
+    "model": "text",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

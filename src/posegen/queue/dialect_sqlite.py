@@ -27,7 +27,7 @@ CLAIM = claim_columns(
         "UPDATE pose_generations SET status = 'processing', "
         "started_at = COALESCE(started_at, :now), "
         "lease_token = lease_token + 1, attempts = attempts + 1, "
-        "leased_by = :worker, heartbeat_at = :now, "
+        "leased_by = :worker, heartbeat_at = :now, model = COALESCE(model, :model), "
         f"deadline_at = {_DEADLINE}, "
         f"lease_expires_at = min(:lease_until, {_DEADLINE}) "
         "WHERE id IN (" + CLAIM_SCAN.sql + ") RETURNING " + CLAIM_RETURNING

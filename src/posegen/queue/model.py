@@ -45,6 +45,10 @@ class GenerationRequest:
     request_hash: str | None = None
     #: W3C traceparent to store with the row; None: the current span's (if tracing is on).
     traceparent: str | None = None
+    #: The backend it is accepted for (``None``: the deployment's ``serving_backend``) and the
+    #: model it is bound to (``None``: pinned by the first claim, or the backend has none).
+    backend: str | None = None
+    model: str | None = None
 
     @property
     def total_expected_poses(self) -> int:
@@ -85,6 +89,9 @@ class ClaimedJob:
     total_expected_poses: int = 0
     #: The submit's trace context: the worker's spans for this generation continue it.
     traceparent: str | None = None
+    #: What it is bound to (the claim pinned ``model`` if the request named none).
+    backend: str = "posemap"
+    model: str | None = None
 
     def variation_keys(self) -> list[tuple[int | None, int, str]]:
         """Every (pose_id, variation index, key) this generation must produce, in order."""
@@ -112,6 +119,9 @@ class PoseResult:
     meta: dict[str, Any] | None = None
     #: Bytes of the stored image and thumbnail (the owner's stored-result quota counts them).
     bytes: int | None = None
+    #: The backend and model that made the image.
+    backend: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)

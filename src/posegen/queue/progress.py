@@ -128,4 +128,6 @@ def _pose_row(w: PoseWrite) -> dict[str, Any]:
         "error_detail": failures.detail(r.error_message),
         "metadata": r.meta,  # the column is named "metadata" (its ORM attribute is meta)
         "bytes": r.bytes,
+        "backend": r.backend,
+        "model": r.model,
     }

@@ -11,7 +11,7 @@ from posegen.db.types import UTCDateTime
 CLAIM_RETURNING = (
     "id, lease_token, user_id, project_id, type, selected_pose_ids, variations, prompt, "
     "negative_prompt, width, height, seed, attempts, max_attempts, deadline_at, priority, "
-    "run_after, total_expected_poses, poses_completed, poses_failed, traceparent"
+    "run_after, total_expected_poses, poses_completed, poses_failed, traceparent, backend, model"
 )
 
 
@@ -35,4 +35,6 @@ def claim_columns(stmt: TextClause) -> TextualSelect:
         poses_completed=Integer(),
         poses_failed=Integer(),
         traceparent=String(),
+        backend=String(),
+        model=String(),
     )

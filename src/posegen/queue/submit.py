@@ -200,6 +200,8 @@ def _row(
         "request_hash": req.request_hash,
         "reserved_bytes": reserved,
         "traceparent": req.traceparent or tracing.traceparent(),
+        "backend": req.backend or settings.serving_backend,
+        "model": req.model,
     }
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import RedirectResponse, Response
 
-from posegen import catalog, generations_read, pagination, projects, queue
+from posegen import backends, catalog, generations_read, pagination, projects, queue
 from posegen.db.models import GenerationStatus, PoseStatus
 from posegen.exceptions import InvalidInput
 from posegen.observe import dblog, timeline
@@ -124,6 +124,7 @@ def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[st
         # How the run went: per-pose timings for everyone, the trace id for operators.
         "timings": timeline.pose_timings(ctx.engine, generation_id),
         "trace_id": timeline.trace_id(ctx.engine, generation_id) if session.is_admin else None,
+        "real_model_hint": backends.REAL_MODEL_HINT,
     }
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from posegen import observe, queue
+from posegen import generators, observe, queue
 from posegen.config import Settings
 from posegen.exceptions import PosegenError
 from posegen.metrics import prom
@@ -53,6 +53,8 @@ class Worker:
         *,
         worker_id: str | None = None,
         run_recovery: bool = True,
+        backend: str | None = None,
+        model: str | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -61,6 +63,9 @@ class Worker:
         self.burst = burst
         self.id = worker_id or registry.new_worker_id()
         self.run_recovery = run_recovery
+        #: What this worker serves: it claims only generations bound to it.
+        self.backend = backend or settings.serving_backend
+        self.model = model if model is not None else generators.model_id(settings)
         #: Outcomes seen by this worker: claimed, completed, released, lease-lost, ...
         self.stats: Counter[str] = Counter()
         self._stopping = threading.Event()
@@ -105,13 +110,23 @@ class Worker:
         )
         try:
             kind = self._liveness.kind if self._liveness else None
-            registry.register(self.engine, self.id, self.concurrency, kind)
+            registry.register(
+                self.engine, self.id, self.concurrency, kind, backend=self.backend, model=self.model
+            )
         except BaseException:
             if self._liveness is not None:
                 self._liveness.close()
             raise
         self.gate.show()
-        log.info("worker started", extra={"worker": self.id, "concurrency": self.concurrency})
+        log.info(
+            "worker started",
+            extra={
+                "worker": self.id,
+                "concurrency": self.concurrency,
+                "backend": self.backend,
+                "model": self.model,
+            },
+        )
         self._writer = BatchWriter(self.engine, ops_for(self.engine).writer_threads)
         threads = JobThreads(self.concurrency)
         side = [self._side("heartbeat", self._heartbeat_loop)]
@@ -161,7 +176,13 @@ class Worker:
                     if self._claim_conn is None:
                         self._claim_conn = tx.claimer_connection(self.engine)
                     jobs = queue.claim(
-                        self.engine, self.settings, self.id, free, conn=self._claim_conn
+                        self.engine,
+                        self.settings,
+                        self.id,
+                        free,
+                        conn=self._claim_conn,
+                        backend=self.backend,
+                        model=self.model,
                     )
                 except _DB_ERRORS as exc:
                     log.warning("claim failed; retrying", extra={"error": str(exc)})
@@ -189,7 +210,7 @@ class Worker:
 
     def _work_left(self) -> bool:
         try:
-            return queue.pending_exists(self.engine)
+            return queue.pending_exists(self.engine, self.backend, self.model)
         except _DB_ERRORS:
             return True
 

@@ -36,6 +36,7 @@ def make_handler(settings: Settings) -> JobHandler:
                     status=PoseStatus.COMPLETED,
                     duration_ms=round((time.perf_counter() - started) * 1000),
                     meta={"backend": "noop"},
+                    backend="noop",
                 )
             )
 

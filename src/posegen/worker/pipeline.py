@@ -24,7 +24,7 @@ from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import FetchError, GeneratorError, InvalidInput
-from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator
+from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator, model_id
 from posegen.generators.base import fit_subject
 from posegen.observe.timeline import WRITE_LINE
 from posegen.pose import Framing
@@ -64,6 +64,8 @@ class PipelineHandler:
         self.on_pose = on_pose
         self.write_depth = write_depth
         self.generator = generator or make_generator(settings)
+        #: What made the images, recorded on every result row.
+        self.model = model_id(settings)
         self.storage = storage or make_storage(settings)
         self.images = PipelineImages(settings, maps or MapCache(settings))
 
@@ -257,6 +259,8 @@ class _Run:
                     duration_ms=round(result.duration_s * 1000),
                     meta=meta,
                     bytes=stored.bytes,
+                    backend=self.h.generator.name,
+                    model=self.h.model,
                 )
             )
 
@@ -292,6 +296,8 @@ class _Run:
                 status=PoseStatus.FAILED,
                 error_kind=kind,
                 error_message=message[:1000],
+                backend=self.h.generator.name,
+                model=self.h.model,
             )
             for index, key in pending
         ]

@@ -21,9 +21,18 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def register(engine: Engine, worker_id: str, concurrency: int, liveness: str | None = None) -> None:
-    """``liveness``: the kind of lock the worker holds for its life (see
-    :mod:`posegen.queue.liveness`); None when it holds none and only its leases tell."""
+def register(
+    engine: Engine,
+    worker_id: str,
+    concurrency: int,
+    liveness: str | None = None,
+    *,
+    backend: str | None = None,
+    model: str | None = None,
+) -> None:
+    """Record a starting worker and what it serves (``backend``, ``model``). ``liveness``: the
+    kind of lock the worker holds for its life (see :mod:`posegen.queue.liveness`); None when
+    it holds none and only its leases tell."""
     now = utcnow()
     with write_transaction(engine) as conn:
         conn.execute(
@@ -36,6 +45,8 @@ def register(engine: Engine, worker_id: str, concurrency: int, liveness: str | N
                 started_at=now,
                 last_seen_at=now,
                 liveness=liveness,
+                backend=backend,
+                model=model,
             )
         )
 
@@ -95,6 +106,9 @@ class WorkerInfo:
         """Alive but not claiming: its circuit breaker is open."""
         return self.alive and self.paused_reason is not None
 
+    backend: str | None = None
+    model: str | None = None
+
 
 def list_workers(
     engine: Engine, stale_seconds: float, include_stopped: bool = False
@@ -119,6 +133,8 @@ def list_workers(
             alive=r.stopped_at is None and r.last_seen_at >= cutoff,
             paused_reason=r.paused_reason,
             paused_at=r.paused_at,
+            backend=r.backend,
+            model=r.model,
         )
         for r in rows
     ]

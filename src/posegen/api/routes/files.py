@@ -54,6 +54,9 @@ def result_out(
         image_url=_url(request, generation_id, r.id, "image") if r.image_path else None,
         thumbnail_url=_url(request, generation_id, r.id, "thumbnail") if r.thumbnail_path else None,
         created_at=r.created_at,
+        backend=r.backend,
+        model=r.model,
+        preview=r.preview,
     )
 
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 
-from posegen import catalog, generations_read, projects, queue
+from posegen import backends, catalog, generations_read, projects, queue
 from posegen.accounts import Account
 from posegen.api import sse
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
@@ -38,7 +38,11 @@ GenerationDep = Annotated[generations_read.GenerationView, Depends(visible_gener
 
 
 def generation_out(
-    request: Request, g: generations_read.GenerationView, *, admin: bool = False
+    request: Request,
+    g: generations_read.GenerationView,
+    *,
+    admin: bool = False,
+    warning: str | None = None,
 ) -> GenerationOut:
     """The API view; ``error_detail`` (raw failure text) only for an admin caller."""
     return GenerationOut(
@@ -71,6 +75,10 @@ def generation_out(
         completed_at=g.completed_at,
         events_url=request.url_for("generation_events", generation_id=g.id).path,
         results_url=request.url_for("generation_results", generation_id=g.id).path,
+        backend=g.backend,
+        model=g.model,
+        preview=g.preview,
+        warning=warning,
     )
 
 
@@ -101,7 +109,13 @@ def _check_request(body: GenerationCreate, user: Account, settings: Settings) ->
 
 def request_hash(body: GenerationCreate) -> str:
     """SHA-256 of the canonical request (what an Idempotency-Key is bound to)."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = body.model_dump(mode="json")
+    # Fields added later are left out while unset, so a body sent before they existed hashes
+    # as it did then (an Idempotency-Key replayed across an upgrade is not a conflict).
+    for late in ("backend", "model"):
+        if data.get(late) is None:
+            data.pop(late, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -155,6 +169,8 @@ def create_generation(
         missing = catalog.missing_poses(engine, body.pose_ids, include_private=is_admin(user))
         if missing:
             raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
+    backend = body.backend or settings.serving_backend
+    warning = backends.check_served(engine, settings, backend, body.model)
     text = body.text_prompt is not None
     result = queue.submit(
         engine,
@@ -173,6 +189,8 @@ def create_generation(
             priority=body.priority or 0,
             idempotency_key=idempotency_key,
             request_hash=digest,
+            backend=backend,
+            model=body.model,
         ),
         queue.SubmitLimits.from_settings(settings),
     )
@@ -183,7 +201,7 @@ def create_generation(
     view = generations_read.get_visible(engine, result.generation_id, None)
     response.status_code = 202 if result.created else 200
     response.headers["Location"] = request.url_for("get_generation", generation_id=view.id).path
-    return generation_out(request, view)
+    return generation_out(request, view, admin=is_admin(user), warning=warning)
 
 
 @router.get("", response_model=Page[GenerationOut], responses=problems(403))
