@@ -145,11 +145,13 @@ def test_stop_releases_unfinished_work_without_counting_the_attempt(engine, tune
     hung = queue.submit(engine, s, owner.request(poses=3)).generation_id
     stopping, release_hung = threading.Event(), threading.Event()
     seen: list[Any] = []
+    parked: set[int] = set()
 
     def gate(job: ClaimedJob, key: str) -> None:
         if key != job.variation_keys()[0][2]:
             # the second pose is in flight when the stop comes: "finishing" completes it within
             # the grace period; "hung" hangs past it
+            parked.add(job.id)
             (stopping if job.id == finishing else release_hung).wait(10)
         seen.append(key)
 
@@ -162,7 +164,9 @@ def test_stop_releases_unfinished_work_without_counting_the_attempt(engine, tune
 
     w = Worker(s, engine, handler, concurrency=2)
     t = start(w)
-    wait_for(lambda: len(seen) >= 2, 10)
+    # Both must be inside their second pose when the stop comes (not between poses, where a
+    # stopping worker's handler returns before it writes anything).
+    wait_for(lambda: parked >= {finishing, hung}, 10)
     w.stop()
     stopping.set()
     t.join(10)
