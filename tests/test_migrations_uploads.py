@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from PIL import Image
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, Insert, MetaData, Table, insert, inspect, select
 
 from posegen.config import load_settings
 from posegen.db import migrate
@@ -22,6 +22,14 @@ def _png(colour: tuple[int, int, int], size: tuple[int, int] = (40, 30)) -> byte
     buf = io.BytesIO()
     Image.new("RGB", size, colour).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _pre(conn: Connection, model: type) -> Insert:
+    """An INSERT into ``model``'s table as it is at ``PRE``: only the columns that exist there
+    (later revisions add columns today's models fill with defaults)."""
+    existing = {c["name"] for c in inspect(conn).get_columns(model.__tablename__)}
+    columns = [c._copy() for c in model.__table__.columns if c.name in existing]  # type: ignore[attr-defined]
+    return insert(Table(model.__tablename__, MetaData(), *columns))
 
 
 def test_upload_paths_are_adopted_and_given_back(empty_db_url: str, tmp_path: Path) -> None:
@@ -39,10 +47,10 @@ def test_upload_paths_are_adopted_and_given_back(empty_db_url: str, tmp_path: Pa
         migrate.upgrade(engine, PRE, uploads_dir=root)
         with engine.begin() as conn:
             user = conn.execute(
-                insert(User).values(name="U", email="u@x", role="user").returning(User.id)
+                _pre(conn, User).values(name="U", email="u@x", role="user").returning(User.id)
             ).scalar_one()
             admin = conn.execute(
-                insert(User).values(name="A", email="a@x", role="admin").returning(User.id)
+                _pre(conn, User).values(name="A", email="a@x", role="admin").returning(User.id)
             ).scalar_one()
             refs = {
                 "adopted": "/uploads/subjects/project-1.png",
@@ -54,17 +62,17 @@ def test_upload_paths_are_adopted_and_given_back(empty_db_url: str, tmp_path: Pa
             }
             pids = {
                 label: conn.execute(
-                    insert(Project)
+                    _pre(conn, Project)
                     .values(user_id=user, name=label, subject_image_url=ref)
                     .returning(Project.id)
                 ).scalar_one()
                 for label, ref in refs.items()
             }
             cat = conn.execute(
-                insert(PoseCategory).values(slug="c", name="C").returning(PoseCategory.id)
+                _pre(conn, PoseCategory).values(slug="c", name="C").returning(PoseCategory.id)
             ).scalar_one()
             pose = conn.execute(
-                insert(PoseLibrary)
+                _pre(conn, PoseLibrary)
                 .values(
                     slug="p",
                     name="P",
@@ -75,7 +83,7 @@ def test_upload_paths_are_adopted_and_given_back(empty_db_url: str, tmp_path: Pa
                 .returning(PoseLibrary.id)
             ).scalar_one()
             gen = conn.execute(
-                insert(PoseGeneration)
+                _pre(conn, PoseGeneration)
                 .values(
                     user_id=user,
                     project_id=pids["adopted"],
