@@ -6,22 +6,20 @@ itself (owner or admin); there is no public static folder.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
 from typing import Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from posegen import generations_read
+from posegen.api import downloads
 from posegen.api.deps import EngineDep, PathId, SettingsDep
 from posegen.api.openapi import problems
 from posegen.api.routes.generations import GenerationDep
 from posegen.api.schemas import ResultOut
 from posegen.api.zipstream import stream_zip
-from posegen.config import Settings
 from posegen.exceptions import NotFound
-from posegen.storage import make_storage
+from posegen.storage import delete_results
 
 router = APIRouter(prefix="/generations", tags=["results"])
 
@@ -75,7 +73,8 @@ def list_results(request: Request, generation: GenerationDep, engine: EngineDep)
             "description": "The image (PNG) or its thumbnail (JPEG).",
             "content": {"image/png": {}, "image/jpeg": {}},
         },
-        **problems(404),
+        307: {"description": "Redirect to a presigned URL (``POSEGEN_S3_DOWNLOAD=redirect``)."},
+        **problems(404, 503),
     },
 )
 def result_file(
@@ -84,20 +83,19 @@ def result_file(
     what: Literal["image", "thumbnail"],
     engine: EngineDep,
     settings: SettingsDep,
-) -> FileResponse:
-    """Download one result image or its thumbnail."""
+) -> Response:
+    """Download one result image or its thumbnail (or, with ``POSEGEN_S3_DOWNLOAD=redirect``,
+    a 307 to a short-lived presigned URL of the object store)."""
     row = generations_read.result(engine, generation.id, result_id)
     rel = row.image_path if what == "image" else row.thumbnail_path
     if rel is None:
         raise NotFound(f"result {result_id} has no {what}")
-    path = make_storage(settings).open(rel)
     suffix = "png" if what == "image" else "jpg"
-    return FileResponse(
-        path,
-        media_type=_MEDIA[what],
+    return downloads.stored_file(
+        settings,
+        rel,
+        cache_control="private, max-age=3600",
         filename=f"generation-{generation.id}-{row.variation_key}.{suffix}",
-        content_disposition_type="inline",
-        headers={"Cache-Control": "private, max-age=3600"},
     )
 
 
@@ -121,9 +119,5 @@ def archive(
     )
 
 
-def remove_results(settings: Settings, generation_ids: Iterable[int]) -> None:
-    """Delete the stored files of generations whose rows are gone (project deleted)."""
-    store = make_storage(settings)
-    for generation_id in generation_ids:
-        with contextlib.suppress(OSError):
-            store.delete_generation(generation_id)
+#: Kept under its old name for the project route.
+remove_results = delete_results
