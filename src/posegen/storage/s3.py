@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -210,6 +211,9 @@ def _client(endpoint: str | None, region: str, path_style: bool, timeout: float)
     import boto3
     from botocore.config import Config
 
+    # "Found credentials in environment variables" at INFO on every start: noise, and the
+    # start-up failure must stay one line.
+    logging.getLogger("botocore.credentials").setLevel(logging.WARNING)
     config = Config(
         signature_version="s3v4",
         s3={"addressing_style": "path" if path_style else "auto"},

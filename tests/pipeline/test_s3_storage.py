@@ -1,0 +1,299 @@
+"""Results in a real S3 server (SeaweedFS ``weed mini``, signatures and expiry enforced).
+
+Generations run through the real queue and a real worker with the posemap backend, on SQLite and
+PostgreSQL; the API is a real uvicorn server on 127.0.0.1 and every download goes over HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+from pipeline_world import World  # type: ignore[import-not-found]
+from s3_server import READER, WRITER, S3Server, running  # type: ignore[import-not-found]
+from sqlalchemy import func, select, update
+
+from posegen import accounts
+from posegen.api.app import create_app
+from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, User
+from posegen.db.types import utcnow
+from posegen.storage import s3
+from posegen.storage.s3 import S3Storage
+from posegen.worker import Worker
+from posegen.worker.pipeline import PipelineHandler, make_handler
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "api"))
+from live_server import live_server  # type: ignore[import-not-found]
+
+PREFIX = "/api/pose-generator"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    with running(tmp_path_factory.mktemp("weed")) as server:
+        yield server
+
+
+@pytest.fixture
+def use_creds(monkeypatch: pytest.MonkeyPatch, s3_server: S3Server) -> Any:
+    """Point boto3's standard credential chain at ``creds`` (a fresh client picks them up)."""
+
+    def use(creds: tuple[str, str]) -> None:
+        for name, value in s3_server.env(creds).items():
+            if name.startswith("AWS_"):
+                monkeypatch.setenv(name, value)
+        s3._client.cache_clear()
+
+    use(WRITER)
+    yield use
+    s3._client.cache_clear()
+
+
+@pytest.fixture
+def s3_world(world: World, s3_server: S3Server, use_creds: Any, request: Any) -> World:
+    # A prefix per test: tests share the bucket, never each other's keys.
+    settings = world.settings.model_copy(
+        update={
+            "storage": "s3",
+            "s3_endpoint_url": s3_server.endpoint,
+            "s3_bucket": s3_server.bucket,
+            "s3_path_style": True,
+            "s3_prefix": f"t{time.monotonic_ns()}",
+        }
+    )
+    return dataclasses.replace(world, settings=settings)
+
+
+def _keys(world: World) -> list[str]:
+    store = S3Storage(world.settings)
+    pages = store.client.get_paginator("list_objects_v2").paginate(
+        Bucket=store.bucket, Prefix=store.prefix
+    )
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
+
+
+def _completed(world: World, gid: int) -> list[Any]:
+    with world.engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(GeneratedPose)
+                .where(GeneratedPose.generation_id == gid, GeneratedPose.status == "completed")
+                .order_by(GeneratedPose.id)
+            )
+        )
+
+
+def _key(world: World) -> str:
+    with world.engine.connect() as conn:
+        email = conn.execute(select(User.email).where(User.id == world.user_id)).scalar_one()
+    return accounts.issue_key(world.engine, email).api_key
+
+
+def test_generation_results_live_in_the_bucket_and_download_over_http(s3_world: World) -> None:
+    world = s3_world
+    gid = world.submit()
+    world.run_pipeline()
+    rows = _completed(world, gid)
+    assert len(rows) == len(world.pose_ids) * 2
+    store = S3Storage(world.settings)
+    expected = sorted(store.key(r.image_path) for r in rows) + sorted(
+        store.key(r.thumbnail_path) for r in rows
+    )
+    assert _keys(world) == sorted(expected)
+    # Nothing went to this host's disk.
+    results_dir = world.settings.effective_results_dir
+    assert not results_dir.exists() or not any(results_dir.rglob("*.png"))
+
+    key = _key(world)
+    with (
+        live_server(create_app(world.settings, world.engine), world.settings) as (base, _port),
+        httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+    ):
+        for row in rows:
+            for what, fmt, rel in (
+                ("image", "PNG", row.image_path),
+                ("thumbnail", "JPEG", row.thumbnail_path),
+            ):
+                resp = http.get(f"{base}/generations/{gid}/results/{row.id}/{what}")
+                assert resp.status_code == 200, resp.text
+                assert resp.headers["cache-control"].startswith("private")
+                assert resp.content == store.read(rel)
+                with Image.open(io.BytesIO(resp.content)) as img:
+                    assert img.format == fmt
+        # Someone else cannot see them (the ownership check comes before the store).
+        stranger = accounts.create_user(world.engine, "Eve", "eve@example.com").api_key
+        resp = httpx.get(
+            f"{base}/generations/{gid}/results/{rows[0].id}/image",
+            headers={"Authorization": f"Bearer {stranger}"},
+        )
+        assert resp.status_code == 404
+
+        resp = http.get(f"{base}/generations/{gid}/archive")
+        assert resp.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(resp.content)) as archive:
+            assert archive.testzip() is None
+            assert sorted(archive.namelist()) == sorted(f"{r.variation_key}.png" for r in rows)
+            for r in rows:
+                assert archive.read(f"{r.variation_key}.png") == store.read(r.image_path)
+
+        # Deleting the generation removes its rows, then its objects.
+        assert http.delete(f"{base}/generations/{gid}").status_code == 204
+        assert _keys(world) == []
+        with world.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(GeneratedPose)).scalar() == 0
+            assert (
+                conn.execute(
+                    select(func.count())
+                    .select_from(GenerationEvent)
+                    .where(GenerationEvent.generation_id == gid)
+                ).scalar()
+                == 0
+            )
+        assert http.get(f"{base}/generations/{gid}").status_code == 404
+        assert http.delete(f"{base}/generations/{gid}").status_code == 404
+
+
+def test_delete_is_refused_while_active_and_for_others(s3_world: World) -> None:
+    world = s3_world
+    gid = world.submit()
+    key = _key(world)
+    stranger = accounts.create_user(world.engine, "Eve", "eve@example.com").api_key
+    with live_server(create_app(world.settings, world.engine), world.settings) as (base, _):
+        resp = httpx.delete(f"{base}/generations/{gid}", headers={"Authorization": f"Bearer {key}"})
+        assert resp.status_code == 409
+        assert resp.json()["kind"] == "generation-active"
+        resp = httpx.delete(
+            f"{base}/generations/{gid}", headers={"Authorization": f"Bearer {stranger}"}
+        )
+        assert resp.status_code == 404
+    with world.engine.connect() as conn:
+        assert conn.execute(select(PoseGeneration.id).where(PoseGeneration.id == gid)).scalar()
+
+
+def test_presigned_downloads_work_then_expire(s3_world: World) -> None:
+    world = s3_world
+    gid = world.submit(variations=1)
+    world.run_pipeline()
+    row = _completed(world, gid)[0]
+    settings = world.settings.model_copy(
+        update={"s3_download": "redirect", "s3_presign_seconds": 2}
+    )
+    key = _key(world)
+    with live_server(create_app(settings, world.engine), settings) as (base, _):
+        resp = httpx.get(
+            f"{base}/generations/{gid}/results/{row.id}/image",
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert resp.status_code == 307
+        assert resp.headers["cache-control"] == "no-store"
+        url = resp.headers["location"]
+        assert url.startswith(settings.s3_endpoint_url or "")
+        fetched = httpx.get(url)  # no posegen key: the signature is the authorisation
+        assert fetched.status_code == 200
+        assert fetched.content == S3Storage(world.settings).read(row.image_path)
+        tampered = url.replace("X-Amz-Expires=2", "X-Amz-Expires=3600")
+        assert httpx.get(tampered).status_code == 403
+        time.sleep(3.2)
+        assert httpx.get(url).status_code == 403
+
+
+def test_a_bucket_that_refuses_writes_retries_the_generation_and_loses_nothing(
+    s3_world: World, use_creds: Any
+) -> None:
+    world = s3_world
+    gid = world.submit()
+    use_creds(READER)
+    refused = make_handler(world.settings)
+    assert isinstance(refused, PipelineHandler)
+    # A long backoff: the generation waits, pending, after its first refused attempt.
+    tuned = world.settings.model_copy(update={"retry_backoff_base_seconds": 3600.0})
+    worker = Worker(tuned, world.engine, refused, concurrency=1)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with world.engine.connect() as conn:
+                gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+            if gen.attempts >= 1 and gen.status == "pending" and gen.error_message:
+                break
+            assert time.monotonic() < deadline, gen
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        thread.join(30)
+        refused.close()
+    # Retried, not failed; the reason names the store's refusal; no row names missing bytes.
+    assert gen.error_message and "refused these credentials" in gen.error_message
+    assert "reader-secret" not in gen.error_message
+    assert _completed(world, gid) == []
+    assert _keys(world) == []
+
+    use_creds(WRITER)
+    with world.engine.begin() as conn:  # the retry's backoff is not what this test waits for
+        conn.execute(
+            update(PoseGeneration).where(PoseGeneration.id == gid).values(run_after=func.now())
+        )
+    world.run_pipeline()
+    with world.engine.connect() as conn:
+        gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+    assert gen.status == "completed"
+    rows = _completed(world, gid)
+    assert len(rows) == len(world.pose_ids) * 2
+    store = S3Storage(world.settings)
+    for r in rows:
+        assert store.read(r.image_path)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("creds", "bucket", "expected"),
+    [
+        (("AKIDPOSEGENWRITER", "not-the-secret"), None, "refused these credentials"),
+        (("AKIDNOSUCHUSER", "whatever"), None, "refused these credentials"),
+        (WRITER, "no-such-bucket", "the bucket does not exist"),
+    ],
+)
+def test_wrong_credentials_or_bucket_are_one_line_at_start_up(
+    tmp_path: Path,
+    s3_server: S3Server,
+    creds: tuple[str, str],
+    bucket: str | None,
+    expected: str,
+) -> None:
+    # The check happens before any database work: one engine is enough.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSEGEN_", "AWS_"))}
+    env.update(s3_server.env(creds), POSEGEN_DATA_DIR=str(tmp_path / "data"))
+    if bucket:
+        env["POSEGEN_S3_BUCKET"] = bucket
+    subprocess.run(
+        [sys.executable, "-m", "posegen", "db", "upgrade"], env=env, check=True, capture_output=True
+    )
+    # A free port for serve; it never binds it: the check comes first.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for command in (["worker", "--burst"], ["serve", "--port", str(port)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "posegen", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, done
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert lines[0].startswith("error: cannot use bucket") and expected in lines[0]
+        assert creds[1] not in done.stderr
