@@ -244,7 +244,7 @@ def test_a_bucket_that_refuses_writes_retries_the_generation_and_loses_nothing(
     use_creds(WRITER)
     with world.engine.begin() as conn:  # the retry's backoff is not what this test waits for
         conn.execute(
-            update(PoseGeneration).where(PoseGeneration.id == gid).values(run_after=func.now())
+            update(PoseGeneration).where(PoseGeneration.id == gid).values(run_after=utcnow())
         )
     world.run_pipeline()
     with world.engine.connect() as conn:
