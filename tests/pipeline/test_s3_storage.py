@@ -6,6 +6,7 @@ PostgreSQL; the API is a real uvicorn server on 127.0.0.1 and every download goe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import os
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +29,7 @@ from sqlalchemy import func, select, update
 
 from posegen import accounts
 from posegen.api.app import create_app
+from posegen.api.zipstream import BLOCK, stream_zip
 from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, User
 from posegen.db.types import utcnow
 from posegen.storage import s3
@@ -297,3 +300,64 @@ def test_wrong_credentials_or_bucket_are_one_line_at_start_up(
         assert len(lines) == 1, done.stderr
         assert lines[0].startswith("error: cannot use bucket") and expected in lines[0]
         assert creds[1] not in done.stderr
+
+
+def test_deleting_a_project_removes_its_objects(s3_world: World) -> None:
+    world = s3_world
+    first, second = world.submit(variations=1), world.submit([], variations=1)
+    world.run_pipeline()
+    assert len(_keys(world)) == 2 * (len(world.pose_ids) + 1)
+    key = _key(world)
+    with live_server(create_app(world.settings, world.engine), world.settings) as (base, _):
+        resp = httpx.delete(
+            f"{base}/projects/{world.project_id}", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert resp.status_code == 204, resp.text
+    assert _keys(world) == []
+    with world.engine.connect() as conn:
+        left = conn.execute(
+            select(func.count())
+            .select_from(PoseGeneration)
+            .where(PoseGeneration.id.in_([first, second]))
+        ).scalar_one()
+    assert left == 0
+
+
+def test_the_zip_streams_objects_in_blocks_without_holding_them(s3_world: World) -> None:
+    store = S3Storage(s3_world.settings)
+    members = []
+    for i in range(4):
+        rel = f"000000/7/p{i}-v0.png"
+        store._put(rel, os.urandom(12 * BLOCK + 11 * i), "image/png")
+        members.append((f"m{i}.png", functools.partial(store.open_stream, rel)))
+    members.insert(2, ("gone.png", functools.partial(store.open_stream, "000000/7/gone.png")))
+    tracemalloc.start()
+    try:
+        chunks = []
+        largest = 0
+        for chunk in stream_zip(members):
+            largest = max(largest, len(chunk))
+            chunks.append(len(chunk))
+            del chunk
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # 4 objects of 3 MiB each: no chunk, and at no moment the process, holds one of them
+    # (a few copies of one 256 KiB block: the read, the ZIP's write, the chunk handed out).
+    assert largest <= BLOCK + 1024
+    assert peak < 6 * BLOCK, peak
+    data = b"".join(
+        stream_zip(
+            [
+                (n, functools.partial(store.open_stream, f"000000/7/p{i}-v0.png"))
+                for i, n in enumerate(f"m{j}.png" for j in range(4))
+            ]
+        )
+    )
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == [f"m{i}.png" for i in range(4)]
+        for i in range(4):
+            assert archive.read(f"m{i}.png") == store.read(f"000000/7/p{i}-v0.png")
+    assert sum(chunks) == len(data)  # the missing member was left out, the rest are whole
+    assert store.delete_generation(7) == 4
