@@ -24,7 +24,7 @@ import httpx
 import pytest
 from PIL import Image
 from pipeline_world import World  # type: ignore[import-not-found]
-from s3_server import READER, WRITER, S3Server, running  # type: ignore[import-not-found]
+from s3_server import READER, WRITER, S3Server, SlowProxy, running  # type: ignore[import-not-found]
 from sqlalchemy import func, select, update
 
 from posegen import accounts
@@ -361,3 +361,58 @@ def test_the_zip_streams_objects_in_blocks_without_holding_them(s3_world: World)
             assert archive.read(f"m{i}.png") == store.read(f"000000/7/p{i}-v0.png")
     assert sum(chunks) == len(data)  # the missing member was left out, the rest are whole
     assert store.delete_generation(7) == 4
+
+
+def test_a_slow_store_times_out_and_the_generation_is_retried(
+    s3_world: World, s3_server: S3Server
+) -> None:
+    proxy = SlowProxy(s3_server.endpoint)
+    try:
+        settings = s3_world.settings.model_copy(
+            update={"s3_endpoint_url": proxy.endpoint, "s3_timeout_seconds": 0.5}
+        )
+        world = dataclasses.replace(s3_world, settings=settings)
+        gid = world.submit()
+        proxy.delay = 2.0
+        slow = make_handler(settings)
+        assert isinstance(slow, PipelineHandler)
+        tuned = settings.model_copy(update={"retry_backoff_base_seconds": 3600.0})
+        worker = Worker(tuned, world.engine, slow, concurrency=1)
+        thread = threading.Thread(target=worker.run)
+        started = time.monotonic()
+        thread.start()
+        try:
+            gen = _wait_for_retry(world, gid)
+        finally:
+            worker.stop()
+            thread.join(30)
+            slow.close()
+        # Bounded by the timeout (three tries of 0.5 s), not by the store's 2 s per answer.
+        assert time.monotonic() - started < 30
+        assert gen.error_message and "timeout" in gen.error_message.lower()
+        assert _completed(world, gid) == []
+
+        proxy.delay = 0.0
+        with world.engine.begin() as conn:
+            conn.execute(
+                update(PoseGeneration).where(PoseGeneration.id == gid).values(run_after=utcnow())
+            )
+        world.run_pipeline()
+        rows = _completed(world, gid)
+        assert len(rows) == len(world.pose_ids) * 2
+        store = S3Storage(settings)
+        for r in rows:
+            assert store.read(r.thumbnail_path)[:2] == b"\xff\xd8"
+    finally:
+        proxy.close()
+
+
+def _wait_for_retry(world: World, gid: int) -> Any:
+    deadline = time.monotonic() + 60
+    while True:
+        with world.engine.connect() as conn:
+            gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+        if gen.attempts >= 1 and gen.status == "pending" and gen.error_message:
+            return gen
+        assert time.monotonic() < deadline, gen
+        time.sleep(0.05)
