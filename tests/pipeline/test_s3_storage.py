@@ -32,6 +32,7 @@ from posegen.api.app import create_app
 from posegen.api.zipstream import BLOCK, stream_zip
 from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, User
 from posegen.db.types import utcnow
+from posegen.exceptions import ConfigError, InvalidInput, NotFound
 from posegen.storage import s3
 from posegen.storage.s3 import S3Storage
 from posegen.worker import Worker
@@ -416,3 +417,37 @@ def _wait_for_retry(world: World, gid: int) -> Any:
             return gen
         assert time.monotonic() < deadline, gen
         time.sleep(0.05)
+
+
+def test_server_side_encryption_is_asked_for_on_every_write(s3_world: World) -> None:
+    settings = s3_world.settings.model_copy(update={"s3_sse": "AES256"})
+    store = S3Storage(settings)
+    stored = store.save_result(9, "p1-v0", _png())
+    for rel in (stored.image, stored.thumbnail):
+        head = store.client.head_object(Bucket=store.bucket, Key=store.key(rel))
+        assert head["ServerSideEncryption"] == "AES256"
+    assert store.read(stored.image) == _png()
+    assert store.delete_generation(9) == 2
+
+
+def test_names_are_checked_before_any_request_and_a_bucket_is_required(
+    s3_world: World,
+) -> None:
+    store = S3Storage(s3_world.settings)
+    for bad in ("../../etc/passwd", "000000/1/../../x.png", "000000/1/p1-v0.png?x", ""):
+        with pytest.raises(InvalidInput):
+            store.read(bad)
+        with pytest.raises(InvalidInput):
+            store.presign(bad, 60)
+    with pytest.raises(NotFound):
+        store.read("000000/1/p1-v0.png")
+    with pytest.raises(NotFound):
+        store.presign("000000/1/p1-v0.png", 60)
+    with pytest.raises(ConfigError, match="POSEGEN_S3_BUCKET"):
+        S3Storage(s3_world.settings.model_copy(update={"s3_bucket": ""}))
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, format="PNG")
+    return buf.getvalue()
