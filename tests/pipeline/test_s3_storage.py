@@ -27,14 +27,14 @@ from pipeline_world import World  # type: ignore[import-not-found]
 from s3_server import READER, WRITER, S3Server, SlowProxy, running  # type: ignore[import-not-found]
 from sqlalchemy import func, select, update
 
-from posegen import accounts
+from posegen import accounts, projects, uploads
 from posegen.api.app import create_app
 from posegen.api.zipstream import BLOCK, stream_zip
 from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, User
 from posegen.db.types import utcnow
 from posegen.exceptions import ConfigError, InvalidInput, NotFound
 from posegen.storage import s3
-from posegen.storage.s3 import S3Storage
+from posegen.storage.s3 import S3Storage, S3Uploads
 from posegen.worker import Worker
 from posegen.worker.pipeline import PipelineHandler, make_handler
 
@@ -451,3 +451,59 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 48), (10, 200, 30)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def test_uploads_live_in_the_bucket_from_upload_to_generation_to_release(
+    s3_world: World,
+) -> None:
+    world = s3_world
+    key = _key(world)
+    subject = _png()
+    auth = {"Authorization": f"Bearer {key}"}
+    with (
+        live_server(create_app(world.settings, world.engine), world.settings) as (base, _),
+        httpx.Client(headers=auth, timeout=30) as http,
+    ):
+        resp = http.post(f"{base}/uploads", files={"file": ("s.png", subject, "image/png")})
+        assert resp.status_code == 201, resp.text
+        upload = resp.json()
+        store = S3Uploads(world.settings)
+        rel = f"{world.user_id}/{upload['sha256'][:2]}/{upload['sha256']}.png"
+        assert store.get(rel, 10**6) == subject
+        # Not on this host's disk.
+        uploads_dir = world.settings.effective_uploads_dir
+        assert not any(p.name.endswith(upload["sha256"] + ".png") for p in uploads_dir.rglob("*"))
+        assert http.get(f"{base}/uploads/{upload['id']}/content").content == subject
+        # The same bytes again: the same row, still one object.
+        again = http.post(f"{base}/uploads", files={"file": ("s.png", subject, "image/png")})
+        assert again.json()["id"] == upload["id"]
+
+        body = {"name": "from s3", "subjectUploadId": upload["id"]}
+        project = http.post(f"{base}/projects", json=body).json()["id"]
+        gen = http.post(
+            f"{base}/generations",
+            json={"projectId": project, "poseIds": world.pose_ids[:1], "variations": 1},
+        )
+        assert gen.status_code == 202, gen.text
+        world.run_pipeline()
+        final = http.get(f"{base}/generations/{gen.json()['id']}").json()
+        assert final["status"] == "completed", final
+
+        # The project was the upload's last user: deleting it removes the row, then the object.
+        assert http.delete(f"{base}/projects/{project}").status_code == 204
+        assert http.get(f"{base}/uploads/{upload['id']}").status_code == 404
+        assert not store.exists(rel)
+
+
+def test_a_missing_upload_object_is_subject_unavailable_not_a_crash(s3_world: World) -> None:
+    world = s3_world
+    view = uploads.store(world.engine, world.settings, world.user_id, _png())
+    project = projects.create(world.engine, world.user_id, "gone", None, view.id)
+    S3Uploads(world.settings).delete(view.relpath)  # removed behind the database's back
+    gid = dataclasses.replace(world, project_id=project.id).submit(variations=1)
+    world.run_pipeline()
+    with world.engine.connect() as conn:
+        gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+    assert gen.status == "failed"
+    assert gen.error_kind == "subject-unavailable"
+    assert view.sha256 not in (gen.error_message or "")

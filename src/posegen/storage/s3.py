@@ -17,13 +17,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
 
 from posegen.config import Settings
-from posegen.exceptions import ConfigError, NotFound, StorageUnavailable
+from posegen.exceptions import ConfigError, InvalidInput, NotFound, StorageUnavailable
 from posegen.storage.base import (
     StoredFile,
     StoredResult,
@@ -150,6 +151,66 @@ class S3Storage:
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
         except Exception as exc:
             raise _translate(exc, f"write {key}") from exc
+
+
+#: An upload's name (``uploads.files.relpath``): owner id, hash shard, SHA-256, checked type.
+UPLOAD_REL = re.compile(r"[1-9][0-9]{0,18}/[0-9a-f]{2}/[0-9a-f]{64}\.(png|jpg|webp)")
+
+
+class S3Uploads:
+    """Upload files in the bucket under ``<prefix>/uploads/<user id>/<sha[:2]>/<sha>.<ext>``:
+    the same content-addressed, per-owner names as on disk (``uploads/files.py``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        base = S3Storage(settings)
+        self.client, self.bucket, self.sse = base.client, base.bucket, base.sse
+        prefix = settings.s3_prefix.strip("/")
+        self.prefix = f"{prefix}/uploads/" if prefix else "uploads/"
+
+    def key(self, rel: str) -> str:
+        if not isinstance(rel, str) or not UPLOAD_REL.fullmatch(rel):
+            raise InvalidInput("not an upload path", kind="bad-path")
+        return self.prefix + rel
+
+    def exists(self, rel: str) -> bool:
+        key = self.key(rel)
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            err = _translate(exc, f"find {key}")
+            if isinstance(err, NotFound):
+                return False
+            raise err from exc
+        return True
+
+    def put(self, rel: str, data: bytes) -> None:
+        key = self.key(rel)
+        extra: dict[str, Any] = {}
+        if self.sse:
+            extra["ServerSideEncryption"] = self.sse
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **extra)
+        except Exception as exc:
+            raise _translate(exc, f"write {key}") from exc
+
+    def get(self, rel: str, max_bytes: int) -> bytes:
+        """The object's bytes, refusing one over ``max_bytes`` (NotFound when absent)."""
+        key = self.key(rel)
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise _translate(exc, f"read {key}") from exc
+        if int(resp["ContentLength"]) > max_bytes:
+            resp["Body"].close()
+            raise InvalidInput(f"upload is over the {max_bytes}-byte cap", kind="too-large")
+        return b"".join(_chunks(resp["Body"], key))
+
+    def delete(self, rel: str) -> None:
+        key = self.key(rel)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise _translate(exc, f"delete {key}") from exc
 
 
 def _chunks(body: Any, key: str) -> Iterator[bytes]:
