@@ -150,6 +150,27 @@ class Settings(BaseSettings):
     #: is switched on by the standard ``OTEL_EXPORTER_OTLP_ENDPOINT``.
     trace_file: Path | None = None
 
+    # --- object storage (results in an S3-compatible store) -------------------------------
+    #: ``local``: results on this host's disk; ``s3``: in the bucket below (every host agrees).
+    storage: Literal["local", "s3"] = "local"
+    #: Empty = AWS's own endpoint for the region; set it for MinIO, R2, Ceph, SeaweedFS...
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_bucket: str = ""
+    #: Prepended to every key (``posegen/`` keeps posegen's objects in one folder of a bucket).
+    s3_prefix: str = ""
+    #: Path-style URLs (``endpoint/bucket/key``): most self-hosted stores need them.
+    s3_path_style: bool = False
+    #: Server-side encryption asked for on every write: empty (the bucket's default),
+    #: ``AES256`` or ``aws:kms``.
+    s3_sse: Literal["", "AES256", "aws:kms"] = ""
+    #: Seconds one S3 call may take before it is abandoned (connect and read each).
+    s3_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: ``stream``: the API reads the object and sends it; ``redirect``: 307 to a presigned URL.
+    s3_download: Literal["stream", "redirect"] = "stream"
+    #: Lifetime of a presigned download URL.
+    s3_presign_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
+
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:

@@ -142,3 +142,10 @@ class UploadsBusy(PosegenError):
 
     kind = "uploads-busy"
     http_status = 503
+
+
+class StorageUnavailable(PosegenError):
+    """The object store refused or could not be reached (credentials, bucket, network)."""
+
+    kind = "storage-unavailable"
+    http_status = 503

@@ -6,9 +6,10 @@ Job state is written only by :mod:`posegen.queue`; this module never changes it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select
@@ -27,8 +28,8 @@ from posegen.db.models import (
     PoseStatus,
 )
 from posegen.db.types import utcnow
-from posegen.exceptions import NotFound, PosegenError
-from posegen.storage import make_storage
+from posegen.exceptions import NotFound
+from posegen.storage import StoredFile, make_storage
 
 log = logging.getLogger(__name__)
 
@@ -314,16 +315,15 @@ def result(engine: Engine, generation_id: int, result_id: int) -> ResultRow:
     return _result(row)
 
 
-def archive_files(engine: Engine, settings: Settings, generation_id: int) -> list[tuple[str, Path]]:
-    """``(<variation key>.png, file)`` for every completed image: the members of a generation's
-    ZIP. A file removed behind the database's back is left out, so the rest still download."""
+def archive_files(
+    engine: Engine, settings: Settings, generation_id: int
+) -> list[tuple[str, Callable[[], StoredFile]]]:
+    """``(<variation key>.png, opener)`` for every completed image: the members of a generation's
+    ZIP, each opened from the result store only when the archive reaches it (one object open at
+    a time, however many images)."""
     store = make_storage(settings)
-    files = []
-    for row in results(engine, generation_id):
-        if row.status != PoseStatus.COMPLETED or not row.image_path:
-            continue
-        try:
-            files.append((f"{row.variation_key}.png", store.open(row.image_path)))
-        except PosegenError:
-            log.warning("result file missing", extra={"result_id": row.id})
-    return files
+    return [
+        (f"{row.variation_key}.png", functools.partial(store.open_stream, row.image_path))
+        for row in results(engine, generation_id)
+        if row.status == PoseStatus.COMPLETED and row.image_path
+    ]

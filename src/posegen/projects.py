@@ -249,6 +249,29 @@ def remove(engine: Engine, project_id: int, user_id: int) -> tuple[ProjectView, 
     return view, generation_ids
 
 
+def remove_generation(engine: Engine, generation_id: int, user_id: int) -> None:
+    """Delete one of the user's generations (its poses, events and log lines by cascade);
+    refused with 409 while it is pending or running. The caller removes its files afterwards:
+    rows first, so no row ever names bytes that are gone."""
+    g = PoseGeneration
+    with write_transaction(engine) as conn:
+        # The quota row before the generation: submit and project deletion take that order too.
+        quota.lock_user(conn, user_id)
+        status = conn.execute(
+            select(g.status).where(g.id == generation_id, g.user_id == user_id).with_for_update()
+        ).scalar_one_or_none()
+        if status is None:
+            # Someone else's generation and no generation read the same: ids cannot be probed.
+            raise NotFound(f"generation {generation_id} not found")
+        if status in _ACTIVE:
+            raise Conflict(
+                f"generation {generation_id} is {status.value}: cancel it first",
+                kind="generation-active",
+            )
+        quota.forget_results(conn, user_id, [generation_id])
+        conn.execute(delete(g).where(g.id == generation_id))
+
+
 def _lock(conn: Connection, project_id: int, user_id: int) -> ProjectView:
     # FOR UPDATE on PostgreSQL (SQLite already holds its write lock: BEGIN IMMEDIATE).
     row = conn.execute(

@@ -157,6 +157,8 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", "/generations"): Row(everyone(200)),
     ("GET", G): Row(owner_only(200, admin=200), _gen),
     ("GET", G + "/events"): Row(owner_only(200, admin=200), _gen),
+    # Deleting is the owner's alone, like a project's: for anyone else it does not exist.
+    ("DELETE", G): Row(owner_only(204), _gen),
     ("POST", G + "/cancel"): Row(
         owner_only(200, admin=200), lambda w: {"generation_id": w.pending_generation()}
     ),

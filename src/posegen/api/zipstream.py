@@ -1,16 +1,26 @@
 """A ZIP archive produced as a stream of chunks, never held in memory whole.
 
 The standard library's ``zipfile`` writes to a non-seekable sink by using data descriptors; this
-module hands it such a sink and yields whatever it wrote after every block read from disk.
+module hands it such a sink and yields whatever it wrote after every block read from the store
+(a file on disk, or an object streamed from S3: members are opened one at a time, when reached).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import logging
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from posegen.exceptions import PosegenError
+from posegen.storage import StoredFile
+
+log = logging.getLogger(__name__)
+
+#: A member's bytes: a file, or a function that opens a stored file when the member is reached.
+Source = Path | Callable[[], StoredFile]
 
 BLOCK = 256 * 1024
 
@@ -34,22 +44,42 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def stream_zip(files: Iterable[tuple[str, Path]]) -> Iterator[bytes]:
-    """Yield a ZIP (stored, not deflated: PNGs are already compressed) of ``(name, path)``."""
+def stream_zip(files: Iterable[tuple[str, Source]]) -> Iterator[bytes]:
+    """Yield a ZIP (stored, not deflated: PNGs are already compressed) of ``(name, source)``.
+
+    A member that cannot be opened (its file removed behind the database's back) is left out,
+    so the rest still download."""
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
-        for name, path in files:
-            with path.open("rb") as src:
-                stat = path.stat()
-                stamp = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
-                info = zipfile.ZipInfo(name, date_time=stamp.timetuple()[:6])
-                info.file_size = stat.st_size  # lets zipfile choose ZIP64 up front when needed
-                with archive.open(info, "w") as dst:
-                    while block := src.read(BLOCK):
-                        dst.write(block)
-                        if chunk := sink.take():
-                            yield chunk
+        for name, source in files:
+            try:
+                stored = _open(source)
+            except (PosegenError, OSError) as exc:
+                log.warning("archive member missing", extra={"member": name, "error": str(exc)})
+                continue
+            info = zipfile.ZipInfo(name, date_time=stored.modified.timetuple()[:6])
+            info.file_size = stored.size  # lets zipfile choose ZIP64 up front when needed
+            with archive.open(info, "w") as dst:
+                for block in stored.chunks:
+                    dst.write(block)
+                    if chunk := sink.take():
+                        yield chunk
             if chunk := sink.take():
                 yield chunk
     if chunk := sink.take():
         yield chunk
+
+
+def _open(source: Source) -> StoredFile:
+    if not isinstance(source, Path):
+        return source()
+    fh = source.open("rb")
+    stat = source.stat()
+    stamp = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+    return StoredFile(stat.st_size, stamp, "application/octet-stream", _blocks(fh))
+
+
+def _blocks(fh: io.BufferedReader) -> Iterator[bytes]:
+    with fh:
+        while block := fh.read(BLOCK):
+            yield block

@@ -22,6 +22,7 @@ from posegen.config import Settings
 from posegen.db import migrate
 from posegen.db.models import Role
 from posegen.exceptions import ConfigError
+from posegen.storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ def serve(
     st = state(ctx)
     settings = st.settings
     _require_schema(st.engine)
+    # A wrong key or a missing bucket is one line now, not a failure per generation later.
+    make_storage(settings).check()
     keep_generation_logs(ctx, st.engine)
     bind_host = host or settings.api_host
     bind_port = settings.api_port if port is None else port

@@ -18,6 +18,7 @@ from posegen.db.models import GenerationType, PoseLibrary, Project
 from posegen.exceptions import ConfigError, InvalidInput, NotFound
 from posegen.metrics.exposition import is_loopback
 from posegen.queue import GenerationRequest
+from posegen.storage import make_storage
 from posegen.worker import Worker, signals
 from posegen.worker.handlers import select_handler
 from posegen.worker.registry import new_worker_id
@@ -52,6 +53,8 @@ def worker(
             "(or POSEGEN_API_HOST on a loopback address)"
         )
     _require_schema(engine)
+    # A wrong key or a missing bucket is one line now, not a failure per generation later.
+    make_storage(settings).check()
     handler = select_handler(settings)
     keep_generation_logs(ctx, engine)
     w = Worker(settings, engine, handler, concurrency, burst)

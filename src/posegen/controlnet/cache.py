@@ -20,7 +20,8 @@ from posegen.config import Settings
 from posegen.controlnet import stats as stats_file
 from posegen.controlnet.diskcache import DiskCache, Usage
 from posegen.controlnet.fetch import Fetcher, FetchPolicy
-from posegen.controlnet.localfiles import read_upload, upload_stat
+from posegen.controlnet.images import read_upload_bytes
+from posegen.controlnet.localfiles import upload_stat
 from posegen.controlnet.memory import MemoryLRU
 from posegen.controlnet.render import render_pose
 from posegen.controlnet.singleflight import Flights, HostLocks
@@ -127,9 +128,7 @@ class MapCache:
         elif source.kind == "url":
             key = source.url_key()
         else:
-            st = upload_stat(self.settings.effective_uploads_dir, source.value)
-            # Keyed by inode version too: a replaced upload is a different map.
-            key = sha256_text(f"upload:{source.value}|{st.st_ino}|{st.st_mtime_ns}|{st.st_size}")
+            key = self._upload_key(source.value)
         memory_key = (key, target)
         hit = self.memory.get(memory_key)
         if hit is not None:
@@ -144,6 +143,14 @@ class MapCache:
             self.counters.add("coalesced")
             return MapResult(result.png, result.sha256, "coalesced", result.size)
         return result
+
+    def _upload_key(self, value: str) -> str:
+        if self.settings.storage == "s3":
+            # Objects are named by their SHA-256: a name never stands for other bytes.
+            return sha256_text(f"s3-upload:{value}")
+        st = upload_stat(self.settings.effective_uploads_dir, value)
+        # Keyed by inode version too: a replaced upload is a different map.
+        return sha256_text(f"upload:{value}|{st.st_ino}|{st.st_mtime_ns}|{st.st_size}")
 
     def _fill(self, source: MapSource, key: str, target: Size | None) -> MapResult:
         base, outcome = self._base(source, key, target)
@@ -187,9 +194,7 @@ class MapCache:
             assert target is not None and source.pose is not None
             return to_png(render_pose(source.pose, *target))
         if source.kind == "upload":
-            data, _st = read_upload(
-                self.settings.effective_uploads_dir, source.value, self.settings.fetch_max_bytes
-            )
+            data = read_upload_bytes(self.settings, source.value, self.settings.fetch_max_bytes)
             return normalise(data, max_pixels)
         self.counters.add("origin_fetches")
         fetched = self._client().fetch(source.value)

@@ -2,13 +2,15 @@
 
 A store keeps each generated image and its thumbnail under a name derived from the generation id
 and the variation key only (both made by posegen, never typed by a user), so no request can pick
-where a file lands. The local filesystem store is the one posegen ships; an S3-compatible store
-implements the same three methods.
+where a file lands. The local filesystem store is the default; the S3-compatible store
+(``POSEGEN_STORAGE=s3``) implements the same methods.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from collections.abc import Iterator
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from PIL import Image
@@ -28,6 +30,15 @@ class StoredResult(NamedTuple):
     image: str
     thumbnail: str
     bytes: int
+
+
+class StoredFile(NamedTuple):
+    """A stored file opened for streaming: read ``chunks`` once, to the end (it closes itself)."""
+
+    size: int
+    modified: dt.datetime
+    media_type: str
+    chunks: Iterator[bytes]
 
 
 @runtime_checkable
@@ -52,8 +63,16 @@ class ResultStore(Protocol):
         """The bytes of a stored file (NotFound when it is not there)."""
         ...
 
+    def open_stream(self, rel_path: str) -> StoredFile:
+        """The file as a stream of blocks, never whole in memory (NotFound when absent)."""
+        ...
+
     def delete_generation(self, generation_id: int) -> int:
         """Remove every file of a generation; returns how many were removed."""
+        ...
+
+    def check(self) -> None:
+        """Raise StorageUnavailable (one line) when the store cannot be used; start-up calls it."""
         ...
 
 

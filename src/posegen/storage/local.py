@@ -7,10 +7,12 @@ sees either the old complete file or the new complete one.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from PIL import Image
@@ -19,6 +21,7 @@ from posegen.config import Settings
 from posegen.exceptions import InvalidInput, NotFound
 from posegen.storage.base import (
     THUMBNAIL_BOUNDS,
+    StoredFile,
     StoredResult,
     check_rel_path,
     generation_folder,
@@ -62,6 +65,17 @@ class LocalStorage:
         """The bytes of a stored file."""
         return self.open(rel_path).read_bytes()
 
+    def open_stream(self, rel_path: str) -> StoredFile:
+        path = self.open(rel_path)
+        fh = path.open("rb")  # opened now, so a missing file fails here and not mid-response
+        stat = os.fstat(fh.fileno())
+        media = "image/png" if path.suffix == ".png" else "image/jpeg"
+        modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+        return StoredFile(stat.st_size, modified, media, _blocks(fh))
+
+    def check(self) -> None:
+        """Nothing to check: the folder is made on the first write."""
+
     def delete_generation(self, generation_id: int) -> int:
         """Remove a generation's folder; returns the number of files removed."""
         folder = self.root / generation_folder(generation_id)
@@ -92,6 +106,12 @@ def make_thumbnail(source: bytes | Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=85)
     return buf.getvalue()
+
+
+def _blocks(fh: io.BufferedReader) -> Iterator[bytes]:
+    with fh:
+        while block := fh.read(256 * 1024):
+            yield block
 
 
 def _publish(target: Path, data: bytes) -> None:

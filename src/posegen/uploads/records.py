@@ -65,7 +65,8 @@ def store_checked(
 ) -> UploadView:
     rel = files.relpath(user_id, image.sha256, image.content_type)
     # The bytes go to disk before the lock (on SQLite it is the database's write lock); under
-    # it, only a rename.
+    # it, only a rename. With the object store the PUT itself happens under the lock: written
+    # earlier, a concurrent delete of the same content could remove it before this row exists.
     staged = files.stage(settings, rel, image.data)
     try:
         with write_transaction(engine) as conn:

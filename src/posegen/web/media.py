@@ -6,7 +6,6 @@ built from the same code as the API's routes (``api.sse.stream``, ``api.zipstrea
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,15 +13,13 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from posegen import catalog, generations_read
-from posegen.api import sse
-from posegen.api.conditional import private_file
+from posegen.api import downloads, sse
 from posegen.api.routes.library import map_png
 from posegen.api.zipstream import stream_zip
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
 from posegen.exceptions import InvalidInput, NotFound
 from posegen.library import load_pose_map
-from posegen.storage import make_storage
 from posegen.web.context import Ctx, PageRoute, SignedIn, WebContext
 from posegen.web.generation_pages import owner_filter
 
@@ -71,13 +68,13 @@ async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: i
 
 def _result_file(
     ctx: WebContext, session: Any, generation_id: int, result_id: int, kind: str
-) -> Path:
+) -> str:
     generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
     row = generations_read.result(ctx.engine, generation_id, result_id)
     rel = row.image_path if kind == "image" else row.thumbnail_path
     if row.status != PoseStatus.COMPLETED or not rel:
         raise NotFound(f"result {result_id} has no {kind}")
-    return make_storage(ctx.settings).open(rel)
+    return rel
 
 
 @router.get("/generations/{generation_id:int}/results/{result_id:int}/{kind}", name="web-result")
@@ -87,11 +84,10 @@ def result_file(
     """A finished image (``image``, PNG) or its thumbnail (``thumbnail``, JPEG)."""
     if kind not in ("image", "thumbnail"):
         raise NotFound(f"no {kind!r} for results")
-    path = _result_file(ctx, session, generation_id, result_id, kind)
-    media = "image/png" if path.suffix == ".png" else "image/jpeg"
+    rel = _result_file(ctx, session, generation_id, result_id, kind)
     # Results never change once written: the browser may keep them (privately) for a day, and
     # revalidates with the ETag after that.
-    return private_file(request, path, media, max_age=86400)
+    return downloads.stored_file(request, ctx.settings, rel, max_age=86400)
 
 
 def map_cache(request: Request, ctx: WebContext) -> MapCache:

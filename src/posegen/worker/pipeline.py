@@ -23,7 +23,7 @@ from posegen.config import Settings
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
 from posegen.db.types import utcnow
-from posegen.exceptions import FetchError, GeneratorError, InvalidInput
+from posegen.exceptions import FetchError, GeneratorError, InvalidInput, StorageUnavailable
 from posegen.generators import GenerateRequest, GenerateResult, Generator, make_generator, model_id
 from posegen.generators.base import fit_subject
 from posegen.observe.timeline import WRITE_LINE
@@ -230,6 +230,11 @@ class _Run:
                     f"cannot store the result: {exc.strerror or exc}",
                     transient=True,
                     kind="storage",
+                ) from exc
+            except StorageUnavailable as exc:
+                # The object store refused or is away: not the generation's fault, retried.
+                raise GeneratorError(
+                    f"cannot store the result: {exc.message}", transient=True, kind="storage"
                 ) from exc
             meta = dict(result.meta)
             meta.update(

@@ -55,6 +55,12 @@ class PipelineImages:
                 return load_image(self.settings, subject.upload_path)
             except FetchError as exc:
                 log.warning("subject upload unreadable", extra={"kind": exc.kind})
+                if exc.kind in TRANSIENT_FETCH_KINDS:  # the object store is away: retry later
+                    raise GeneratorError(
+                        "subject image: the object store is unavailable",
+                        transient=True,
+                        kind="storage",
+                    ) from exc
                 raise _unavailable() from exc
         assert subject.url is not None
         try:

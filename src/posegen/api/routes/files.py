@@ -6,27 +6,23 @@ itself (owner or admin); there is no public static folder.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from posegen import generations_read
-from posegen.api.conditional import private_file
+from posegen.api import downloads
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.routes.generations import GenerationDep
 from posegen.api.schemas import ResultOut
 from posegen.api.zipstream import stream_zip
-from posegen.config import Settings
 from posegen.exceptions import NotFound
-from posegen.storage import make_storage
+from posegen.storage import delete_results
 
 router = APIRouter(prefix="/generations", tags=["results"])
 
-_MEDIA = {"image": "image/png", "thumbnail": "image/jpeg"}
 
 
 def _url(request: Request, generation_id: int, result_id: int, what: str) -> str:
@@ -86,7 +82,8 @@ def list_results(
             "content": {"image/png": {}, "image/jpeg": {}},
         },
         304: {"description": "Not modified: `If-None-Match` named the current `ETag`."},
-        **problems(404),
+        307: {"description": "Redirect to a presigned URL (``POSEGEN_S3_DOWNLOAD=redirect``)."},
+        **problems(404, 503),
     },
 )
 def result_file(
@@ -97,18 +94,18 @@ def result_file(
     engine: EngineDep,
     settings: SettingsDep,
 ) -> Response:
-    """Download one result image or its thumbnail (``ETag``; 304 on a matching
-    ``If-None-Match``)."""
+    """Download one result image or its thumbnail (``ETag`` and 304 on a matching
+    ``If-None-Match`` from the local store; with ``POSEGEN_S3_DOWNLOAD=redirect``, a 307 to a
+    short-lived presigned URL of the object store)."""
     row = generations_read.result(engine, generation.id, result_id)
     rel = row.image_path if what == "image" else row.thumbnail_path
     if rel is None:
         raise NotFound(f"result {result_id} has no {what}")
-    path = make_storage(settings).open(rel)
     suffix = "png" if what == "image" else "jpg"
-    return private_file(
+    return downloads.stored_file(
         request,
-        path,
-        _MEDIA[what],
+        settings,
+        rel,
         max_age=3600,
         filename=f"generation-{generation.id}-{row.variation_key}.{suffix}",
     )
@@ -134,9 +131,5 @@ def archive(
     )
 
 
-def remove_results(settings: Settings, generation_ids: Iterable[int]) -> None:
-    """Delete the stored files of generations whose rows are gone (project deleted)."""
-    store = make_storage(settings)
-    for generation_id in generation_ids:
-        with contextlib.suppress(OSError):
-            store.delete_generation(generation_id)
+#: Kept under its old name for the project route.
+remove_results = delete_results

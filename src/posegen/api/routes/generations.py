@@ -21,6 +21,7 @@ from posegen.api.schemas import MAX_ID, GenerationCreate, GenerationOut, Page
 from posegen.config import Settings
 from posegen.db.models import GenerationStatus, GenerationType, ProjectStatus
 from posegen.exceptions import Conflict, Forbidden, InvalidInput
+from posegen.storage import delete_results
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +277,17 @@ async def generation_events(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ),
     )
+
+
+@router.delete("/{generation_id}", status_code=204, responses=problems(404, 409))
+def delete_generation(
+    generation_id: PathId, user: CurrentUser, engine: EngineDep, settings: SettingsDep
+) -> Response:
+    """Delete a finished generation (owner only; 409 while pending or running): its rows, then
+    its images and thumbnails from the result store."""
+    projects.remove_generation(engine, generation_id, user.id)
+    delete_results(settings, [generation_id])
+    return Response(status_code=204)
 
 
 @router.post("/{generation_id}/cancel", response_model=GenerationOut, responses=problems(404, 409))
