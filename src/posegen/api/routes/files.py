@@ -24,7 +24,6 @@ from posegen.storage import delete_results
 router = APIRouter(prefix="/generations", tags=["results"])
 
 
-
 def _url(request: Request, generation_id: int, result_id: int, what: str) -> str:
     return request.url_for(
         "result_file", generation_id=generation_id, result_id=result_id, what=what
