@@ -1,5 +1,8 @@
 """Server-Sent Events for one generation, replayed from the ``generation_events`` table.
 
+Streams are fed by the process's :class:`~posegen.api.event_feed.EventFeed` (no query per
+stream); ``POSEGEN_SSE_FEED=poll`` brings back one polling loop per stream (:func:`stream`).
+
 Each event's ``id`` is its row id, so a client that reconnects with ``Last-Event-ID`` resumes
 exactly after the last event it saw: nothing missed, nothing twice, whichever API replica it
 reaches. The stream ends after a terminal event (completed, partial, failed, cancelled).
@@ -7,6 +10,7 @@ reaches. The stream ends after a terminal event (completed, partial, failed, can
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -15,10 +19,12 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 from fastapi.sse import format_sse_event
 from sqlalchemy import Engine
+from starlette.datastructures import State
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from posegen import generations_read
+from posegen.api.event_feed import EventFeed
 from posegen.db.models import TERMINAL_STATUSES
 from posegen.exceptions import RateLimited
 from posegen.queue.events import KINDS
@@ -140,3 +146,39 @@ async def stream(
             yield format_sse_event(comment="keep-alive")
             quiet_since = time.monotonic()
         await anyio.sleep(poll_seconds)
+
+
+async def feed_stream(
+    feed: EventFeed, generation_id: int, after_id: int, max_seconds: float
+) -> AsyncIterator[bytes]:
+    """Like :func:`stream`, but the rows come from the shared feed: no query of its own, no
+    thread hop; the stream just awaits its queue."""
+    yield format_sse_event(retry=RETRY_MS)
+    sub = feed.subscribe(generation_id, after_id)
+    try:
+        deadline = time.monotonic() + max_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                batch = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE_SECONDS, left))
+            except TimeoutError:
+                if deadline - time.monotonic() > 0:
+                    yield format_sse_event(comment="keep-alive")
+                continue
+            for event in batch.events:
+                yield event_bytes(event, generation_id)
+            if batch.ended:
+                return
+    finally:
+        feed.unsubscribe(sub)
+
+
+def open_stream(
+    state: State, engine: Engine, generation_id: int, after_id: int
+) -> AsyncIterator[bytes]:
+    """The stream ``POSEGEN_SSE_FEED`` asks for; ``state`` is the app's ``state``."""
+    settings = state.settings
+    if settings.sse_feed == "poll":
+        poll = min(settings.poll_interval_seconds, 1.0)
+        return stream(engine, generation_id, after_id, poll, settings.sse_max_seconds)
+    feed: EventFeed = state.event_feed
+    return feed_stream(feed, generation_id, after_id, settings.sse_max_seconds)
