@@ -24,6 +24,7 @@ The threads run only while some stream is open, so an idle process holds no conn
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -31,6 +32,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import psycopg
+from fastapi.sse import format_sse_event
 from sqlalchemy import Engine, and_, or_, select
 
 from posegen.db.engine import read_connection
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 CHANNEL = "posegen_events"
 #: Generations per read statement: keeps each statement's parameter list bounded.
 CHUNK = 500
+#: After a notification, how long the reader waits for more before it reads: under a stream of
+#: events one read then serves several of them (fewer queries and fewer, larger writes).
+COALESCE_SECONDS = 0.01
 #: How long the LISTEN loop waits for notifications before checking whether it should stop.
 LISTEN_TICK_SECONDS = 0.5
 
@@ -51,10 +56,28 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 
 @dataclass(frozen=True)
 class Batch:
-    """Rows for one subscription, in id order; ``ended``: nothing follows them."""
+    """Rows for one subscription, in id order; ``ended``: nothing follows them. ``frames``:
+    those rows as SSE bytes, formatted once per generation and shared by all its streams."""
 
     events: list[EventRow]
     ended: bool
+    frames: bytes = b""
+
+
+def event_bytes(event: EventRow, generation_id: int) -> bytes:
+    """One event as an SSE frame: ``id`` is the row id (what ``Last-Event-ID`` resumes after)."""
+    payload = {
+        "id": event.id,
+        "kind": event.kind,
+        "generationId": generation_id,
+        "data": event.data,
+        "createdAt": event.created_at.isoformat(),
+    }
+    return format_sse_event(
+        data_str=json.dumps(payload, separators=(",", ":")),
+        event=event.kind,
+        id=str(event.id),
+    )
 
 
 class Subscription:
@@ -86,6 +109,8 @@ class EventFeed:
         self._lock = threading.Lock()
         self._subs: dict[int, set[Subscription]] = defaultdict(set)
         self._due: set[int] = set()
+        #: Generations with a new subscriber: their next read includes the status.
+        self._fresh: set[int] = set()
         self._sweep_all = False
         self._wake = threading.Event()
         self._reader: threading.Thread | None = None
@@ -99,6 +124,7 @@ class EventFeed:
         with self._lock:
             self._subs[generation_id].add(sub)
             self._due.add(generation_id)
+            self._fresh.add(generation_id)
             if self._reader is None and not self._closed:
                 self._reader = threading.Thread(
                     target=self._read_loop, name="posegen-event-feed", daemon=True
@@ -149,13 +175,17 @@ class EventFeed:
                         self._listener_stop = None
                     self.listening = False
                     return
-            self._wake.wait(max(0.0, next_sweep - time.monotonic()))
+            if self._wake.wait(max(0.0, next_sweep - time.monotonic())):
+                time.sleep(COALESCE_SECONDS)
             self._wake.clear()
             with self._lock:
                 sweep = self._sweep_all or time.monotonic() >= next_sweep
                 self._sweep_all = False
                 gens = set(self._subs) if sweep else self._due & self._subs.keys()
+                # A notified read needs no status: rows alone say whether a stream ended.
+                with_status = sweep or bool(self._fresh & gens)
                 self._due.clear()
+                self._fresh.clear()
                 cursors = {g: min(s.sent for s in self._subs[g]) for g in gens}
             if sweep:
                 interval = self.sweep_seconds if self.listening else self.poll_seconds
@@ -163,18 +193,21 @@ class EventFeed:
             if not cursors:
                 continue
             try:
-                statuses, rows = self._read(cursors)
+                statuses, rows = self._read(cursors, with_status)
             except Exception as exc:  # the reader must outlive a bad moment
                 log.warning("event feed read failed; retrying", extra={"error": str(exc)})
                 with self._lock:
                     self._due.update(cursors)
+                    self._fresh.update(cursors)
                 time.sleep(self.poll_seconds)
                 continue
             self._dispatch(cursors, statuses, rows)
 
-    def _read(self, cursors: dict[int, int]) -> tuple[dict[int, str], dict[int, list[EventRow]]]:
-        """Status first, then events: a status that is terminal here had its last event
-        committed with it, so the events read after it include that event."""
+    def _read(
+        self, cursors: dict[int, int], with_status: bool
+    ) -> tuple[dict[int, str] | None, dict[int, list[EventRow]]]:
+        """Status first (if asked), then events: a status that is terminal here had its last
+        event committed with it, so the events read after it include that event."""
         E, G = GenerationEvent, PoseGeneration
         statuses: dict[int, str] = {}
         rows: dict[int, list[EventRow]] = defaultdict(list)
@@ -182,9 +215,11 @@ class EventFeed:
         with read_connection(self.engine) as conn:
             for start in range(0, len(items), CHUNK):
                 chunk = items[start : start + CHUNK]
-                gids = [g for g, _ in chunk]
-                for gid, status in conn.execute(select(G.id, G.status).where(G.id.in_(gids))):
-                    statuses[gid] = str(getattr(status, "value", status))
+                if with_status:
+                    gids = [g for g, _ in chunk]
+                    for gid, st in conn.execute(select(G.id, G.status).where(G.id.in_(gids))):
+                        statuses[gid] = str(getattr(st, "value", st))
+                    self.queries += 1
                 result = conn.execute(
                     select(E.id, E.generation_id, E.kind, E.data, E.created_at)
                     .where(or_(*(and_(E.generation_id == g, E.id > c) for g, c in chunk)))
@@ -194,23 +229,27 @@ class EventFeed:
                     rows[r.generation_id].append(
                         EventRow(r.id, r.kind, dict(r.data or {}), r.created_at)
                     )
-                self.queries += 2
+                self.queries += 1
             conn.rollback()
-        return statuses, rows
+        return (statuses if with_status else None), rows
 
     def _dispatch(
         self,
         cursors: dict[int, int],
-        statuses: dict[int, str],
+        statuses: dict[int, str] | None,
         rows: dict[int, list[EventRow]],
     ) -> None:
         per_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscription, Batch]]] = defaultdict(
             list
         )
+        frames = {e.id: event_bytes(e, gid) for gid, evs in rows.items() for e in evs}
         with self._lock:
             for gid in cursors:
-                status = statuses.get(gid)
-                over = status is None or status in _TERMINAL
+                if statuses is None:
+                    over = False  # not read: only a terminal row ends a stream this time
+                else:
+                    status = statuses.get(gid)
+                    over = status is None or status in _TERMINAL
                 for sub in list(self._subs.get(gid, ())):
                     if sub.sent < cursors[gid]:
                         # Subscribed during the read, from further back than it read: the
@@ -231,7 +270,8 @@ class EventFeed:
                         sub.sent = new[-1].id
                     if ended:
                         self._drop(sub)
-                    per_loop[sub.loop].append((sub, Batch(new, ended)))
+                    data = b"".join(frames[e.id] for e in new)
+                    per_loop[sub.loop].append((sub, Batch(new, ended, data)))
         for loop, batches in per_loop.items():
             # One wake-up of each event loop for the whole read, not one per stream.
             try:

@@ -11,7 +11,6 @@ reaches. The stream ends after a terminal event (completed, partial, failed, can
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -24,7 +23,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from posegen import generations_read
-from posegen.api.event_feed import EventFeed
+from posegen.api.event_feed import EventFeed, event_bytes
 from posegen.db.models import TERMINAL_STATUSES
 from posegen.exceptions import RateLimited
 from posegen.queue.events import KINDS
@@ -95,21 +94,6 @@ class _Releasing(Response):
             self.release()
 
 
-def event_bytes(event: generations_read.EventRow, generation_id: int) -> bytes:
-    payload = {
-        "id": event.id,
-        "kind": event.kind,
-        "generationId": generation_id,
-        "data": event.data,
-        "createdAt": event.created_at.isoformat(),
-    }
-    return format_sse_event(
-        data_str=json.dumps(payload, separators=(",", ":")),
-        event=event.kind,
-        id=str(event.id),
-    )
-
-
 def nothing_left(engine: Engine, generation_id: int, after_id: int) -> bool:
     """True when the generation has ended and the client has every event (answer 204)."""
     events, status = generations_read.events_after(engine, generation_id, after_id, limit=1)
@@ -164,8 +148,8 @@ async def feed_stream(
                 if deadline - time.monotonic() > 0:
                     yield format_sse_event(comment="keep-alive")
                 continue
-            for event in batch.events:
-                yield event_bytes(event, generation_id)
+            if batch.frames:
+                yield batch.frames  # one write for the whole batch
             if batch.ended:
                 return
     finally:
