@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import os
 import random
+import re
 import socket
 import subprocess
 import tempfile
@@ -52,6 +53,7 @@ from pgbench_util import (
 )
 
 PREFIX = "/api/pose-generator"
+EVENT_ID = re.compile(rb"^id: ?(\d+)", re.M)
 
 
 # Not imported from bench/api.py: importing it would run its sys.path shuffle a second time.
@@ -122,6 +124,9 @@ def emitter(url: str, gids: list[int], seconds: float, out: str, ready: Any, go:
     from posegen.queue import events
 
     engine = make_engine(load_settings(database_url=url))
+    # One connection for the whole run: no pool checkout (and ping) per transaction, so the
+    # database's transaction count holds exactly the emitter's commits plus the API's reads.
+    conn = engine.connect()
     ready.set()
     go.wait()
     stop_at = time.time() + seconds
@@ -139,7 +144,7 @@ def emitter(url: str, gids: list[int], seconds: float, out: str, ready: Any, go:
         for g in ready:
             seq[g] += 1
             due[g] = now + rng.uniform(0.05, 0.2)
-        with engine.begin() as conn:
+        with conn.begin():
             events.append(
                 conn,
                 [
@@ -150,13 +155,14 @@ def emitter(url: str, gids: list[int], seconds: float, out: str, ready: Any, go:
         t = time.time()
         tx += 1
         commits += [(g, seq[g], t) for g in ready]
-    with engine.begin() as conn:
+    with conn.begin():
         events.append(
             conn,
             [events.Event(g, "completed", events.progress("completed", -1, 0, 0)) for g in gids],
         )
     t = time.time()
     commits += [(g, -1, t) for g in gids]
+    conn.close()
     engine.dispose()
     Path(out).write_text(json.dumps({"commits": commits, "transactions": tx + 1}))
 
@@ -195,9 +201,16 @@ async def watch(
         raise RuntimeError(f"stream refused: {status!r}")
     while (await reader.readline()) not in (b"\r\n", b""):
         pass
-    while line := await reader.readline():
-        if line.startswith(b"id:"):
-            got.append((int(line[3:]), time.time()))
+    # Whole chunks, ids picked out by a regex: the client must stay cheaper than the server.
+    rest = b""
+    while chunk := await reader.read(1 << 16):
+        now = time.time()
+        buf = rest + chunk
+        cut = buf.rfind(b"\n") + 1
+        rest = buf[cut:]
+        ids = EVENT_ID.findall(buf, 0, cut)
+        if ids:
+            got.extend((int(i), now) for i in ids)
             ready.set()
     writer.close()
 

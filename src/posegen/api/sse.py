@@ -143,7 +143,10 @@ async def feed_stream(
         deadline = time.monotonic() + max_seconds
         while (left := deadline - time.monotonic()) > 0:
             try:
-                batch = await asyncio.wait_for(sub.queue.get(), min(KEEPALIVE_SECONDS, left))
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps each wait in a
+                # new task, which at thousands of streams is most of the event loop's work.
+                async with asyncio.timeout(min(KEEPALIVE_SECONDS, left)):
+                    batch = await sub.queue.get()
             except TimeoutError:
                 if deadline - time.monotonic() > 0:
                     yield format_sse_event(comment="keep-alive")
