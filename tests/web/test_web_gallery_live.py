@@ -86,16 +86,16 @@ def test_thumbnails_appear_without_a_reload(
         page.goto(f"{base}/ui/generations/{gen_id}")
         assert page.locator("#results img.thumb").count() == 0
         # A reload would drop this marker: it proves the thumbnails came in place.
-        page.evaluate("window.sameDocument = true")
+        page.evaluate("() => { window.sameDocument = true; }")
 
         [job] = queue.claim(engine, settings, "test-worker", 1)
         _finish_one_pose(engine, settings, job, 1)
         page.wait_for_function(
-            "document.querySelectorAll('#results img.thumb').length === 1", timeout=20_000
+            "() => document.querySelectorAll('#results img.thumb').length === 1", timeout=20_000
         )
         _finish_one_pose(engine, settings, job, 2)
         page.wait_for_function(
-            "document.querySelectorAll('#results img.thumb').length === 2", timeout=20_000
+            "() => document.querySelectorAll('#results img.thumb').length === 2", timeout=20_000
         )
-        assert page.evaluate("window.sameDocument === true")
+        assert page.evaluate("() => window.sameDocument === true")
         assert all(w > 0 for w in images_loaded(page, "#results img.thumb"))
