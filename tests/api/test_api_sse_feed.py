@@ -315,3 +315,20 @@ def test_queries_do_not_grow_with_the_number_of_streams(
     # design would run 25 times as many). Slack for timing: the SQLite poller's ticks.
     assert few > 0
     assert many <= few * 1.5 + 10, (few, many)
+
+
+def test_poll_setting_keeps_the_old_loop_per_stream(
+    feed_settings: Settings, feed_engine: Engine, user_key: str, writer: Engine
+) -> None:
+    """``POSEGEN_SSE_FEED=poll`` (kept for the benchmark's comparison) still streams exactly
+    once, without the shared feed."""
+    settings = feed_settings.model_copy(update={"sse_feed": "poll"})
+    app = create_app(settings, feed_engine)
+    with live_server(app, settings) as (base, _):
+        [gid] = _submit(base, user_key, 1)
+        watchers = _watch_and_emit(base, user_key, writer, [gid], per_gen=5, events=5)
+    feed: EventFeed = app.state.event_feed
+    assert feed.queries == 0  # the feed never ran: each stream polled for itself
+    expected = db_event_ids(writer, gid)
+    assert len(expected) == 7
+    assert all(w.ended and w.ids == expected for w in watchers)
