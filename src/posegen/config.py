@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     auth_cache_seconds: float = Field(default=5.0, ge=0)
     #: An event stream closes after this long; EventSource clients resume with Last-Event-ID.
     sse_max_seconds: float = Field(default=300.0, gt=0)
+    #: ``shared``: one event feed per API process serves every stream (LISTEN on PostgreSQL,
+    #: one poller on SQLite); ``poll``: each stream polls on its own (the old way, kept for
+    #: the benchmark's comparison).
+    sse_feed: Literal["shared", "poll"] = "shared"
     #: Bearer token Prometheus sends to scrape ``/metrics`` (admin API keys work too).
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None

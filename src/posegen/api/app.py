@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from posegen.api import errors, openapi
 from posegen.api.deps import KeyCache
+from posegen.api.event_feed import EventFeed
 from posegen.api.input_guard import InputGuard, NoSniff
 from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.request_context import RequestContext
@@ -35,6 +36,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.event_feed.close()
         if owns_engine:
             the_engine.dispose()
 
@@ -56,6 +58,9 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.map_cache = MapCache(settings)
     app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_user)
+    app.state.event_feed = EventFeed(
+        the_engine, min(settings.poll_interval_seconds, 1.0), settings.listen_notify
+    )
 
     errors.install(app)
     openapi.install(app)

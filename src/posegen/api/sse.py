@@ -1,5 +1,8 @@
 """Server-Sent Events for one generation, replayed from the ``generation_events`` table.
 
+Streams are fed by the process's :class:`~posegen.api.event_feed.EventFeed` (no query per
+stream); ``POSEGEN_SSE_FEED=poll`` brings back one polling loop per stream (:func:`stream`).
+
 Each event's ``id`` is its row id, so a client that reconnects with ``Last-Event-ID`` resumes
 exactly after the last event it saw: nothing missed, nothing twice, whichever API replica it
 reaches. The stream ends after a terminal event (completed, partial, failed, cancelled).
@@ -7,7 +10,7 @@ reaches. The stream ends after a terminal event (completed, partial, failed, can
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -15,10 +18,12 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 from fastapi.sse import format_sse_event
 from sqlalchemy import Engine
+from starlette.datastructures import State
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from posegen import generations_read
+from posegen.api.event_feed import EventFeed, event_bytes
 from posegen.db.models import TERMINAL_STATUSES
 from posegen.exceptions import RateLimited
 from posegen.queue.events import KINDS
@@ -89,21 +94,6 @@ class _Releasing(Response):
             self.release()
 
 
-def event_bytes(event: generations_read.EventRow, generation_id: int) -> bytes:
-    payload = {
-        "id": event.id,
-        "kind": event.kind,
-        "generationId": generation_id,
-        "data": event.data,
-        "createdAt": event.created_at.isoformat(),
-    }
-    return format_sse_event(
-        data_str=json.dumps(payload, separators=(",", ":")),
-        event=event.kind,
-        id=str(event.id),
-    )
-
-
 def nothing_left(engine: Engine, generation_id: int, after_id: int) -> bool:
     """True when the generation has ended and the client has every event (answer 204)."""
     events, status = generations_read.events_after(engine, generation_id, after_id, limit=1)
@@ -140,3 +130,42 @@ async def stream(
             yield format_sse_event(comment="keep-alive")
             quiet_since = time.monotonic()
         await anyio.sleep(poll_seconds)
+
+
+async def feed_stream(
+    feed: EventFeed, generation_id: int, after_id: int, max_seconds: float
+) -> AsyncIterator[bytes]:
+    """Like :func:`stream`, but the rows come from the shared feed: no query of its own, no
+    thread hop; the stream just awaits its queue."""
+    yield format_sse_event(retry=RETRY_MS)
+    sub = feed.subscribe(generation_id, after_id)
+    try:
+        deadline = time.monotonic() + max_seconds
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps each wait in a
+                # new task, which at thousands of streams is most of the event loop's work.
+                async with asyncio.timeout(min(KEEPALIVE_SECONDS, left)):
+                    batch = await sub.queue.get()
+            except TimeoutError:
+                if deadline - time.monotonic() > 0:
+                    yield format_sse_event(comment="keep-alive")
+                continue
+            if batch.frames:
+                yield batch.frames  # one write for the whole batch
+            if batch.ended:
+                return
+    finally:
+        feed.unsubscribe(sub)
+
+
+def open_stream(
+    state: State, engine: Engine, generation_id: int, after_id: int
+) -> AsyncIterator[bytes]:
+    """The stream ``POSEGEN_SSE_FEED`` asks for; ``state`` is the app's ``state``."""
+    settings = state.settings
+    if settings.sse_feed == "poll":
+        poll = min(settings.poll_interval_seconds, 1.0)
+        return stream(engine, generation_id, after_id, poll, settings.sse_max_seconds)
+    feed: EventFeed = state.event_feed
+    return feed_stream(feed, generation_id, after_id, settings.sse_max_seconds)

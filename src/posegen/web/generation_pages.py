@@ -128,6 +128,15 @@ def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[st
     }
 
 
+@router.get("/generations/{generation_id:int}/gallery", name="web-generation-gallery")
+async def gallery_fragment(
+    request: Request, ctx: Ctx, session: SignedIn, generation_id: int
+) -> Response:
+    """The gallery alone (HTML fragment): the page fetches it as pose events arrive."""
+    values = await run_in_threadpool(gallery, ctx, session, generation_id)
+    return render(request, "_gallery.html", values, session=session)
+
+
 @router.get("/generations/{generation_id:int}/log", name="web-generation-log")
 async def generation_log(
     request: Request, ctx: Ctx, session: Admin, generation_id: int

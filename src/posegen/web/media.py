@@ -1,7 +1,7 @@
 """What pages load besides HTML: the progress stream, result images, pose maps, the ZIP.
 
 All of it is authorised by the session cookie with the same visibility rules as the pages, and
-built from the same code as the API's routes (``api.sse.stream``, ``api.zipstream``).
+built from the same code as the API's routes (``api.sse.open_stream``, ``api.zipstream``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: i
     if await run_in_threadpool(sse.nothing_left, ctx.engine, generation_id, after):
         # 204 tells EventSource not to reconnect: the client already has every event.
         return Response(status_code=204)
-    poll = min(ctx.settings.poll_interval_seconds, 1.0)
     assert session.account is not None
     # The API's per-user cap: dashboard and API streams count together.
     slots: sse.StreamSlots = request.app.state.stream_slots
@@ -59,7 +58,7 @@ async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: i
         session.account.id,
         StreamingResponse(
             # The API's stream, with the API's timings: the same events, ids and reconnects.
-            sse.stream(ctx.engine, generation_id, after, poll, ctx.settings.sse_max_seconds),
+            sse.open_stream(request.app.state, ctx.engine, generation_id, after),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         ),

@@ -258,7 +258,6 @@ async def generation_events(
     generation: GenerationDep,
     user: CurrentUser,
     engine: EngineDep,
-    settings: SettingsDep,
     last_event_id: Annotated[
         int | None,
         Header(alias="Last-Event-ID", ge=0, le=MAX_ID, description="Resume after this event."),
@@ -268,12 +267,11 @@ async def generation_events(
     after = last_event_id or 0
     if await run_in_threadpool(sse.nothing_left, engine, generation.id, after):
         return Response(status_code=204)
-    poll = min(settings.poll_interval_seconds, 1.0)
     slots: sse.StreamSlots = request.app.state.stream_slots
     return slots.guard(
         user.id,
         EventSourceResponse(
-            sse.stream(engine, generation.id, after, poll, settings.sse_max_seconds),
+            sse.open_stream(request.app.state, engine, generation.id, after),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ),
     )

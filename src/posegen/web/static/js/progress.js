@@ -47,6 +47,26 @@
     }
   }
 
+  // The gallery fills in as poses finish: a pose event (from the same stream) fetches the
+  // server-rendered gallery again, at most one fetch in flight and one queued behind it.
+  var galleryBusy = false;
+  var galleryAgain = false;
+  function refreshGallery() {
+    var box = document.getElementById("results");
+    var url = box && box.getAttribute("data-gallery-url");
+    if (!url) { return; }
+    if (galleryBusy) { galleryAgain = true; return; }
+    galleryBusy = true;
+    fetch(url, { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) { if (html !== null) { box.innerHTML = html; } })
+      .catch(function () { /* the next event or the reload at the end catches up */ })
+      .then(function () {
+        galleryBusy = false;
+        if (galleryAgain) { galleryAgain = false; refreshGallery(); }
+      });
+  }
+
   function start(container) {
     var id = container.getAttribute("data-live-generation");
     var source = new EventSource("/ui/generations/" + encodeURIComponent(id) + "/events");
@@ -64,10 +84,7 @@
         var payload;
         try { payload = JSON.parse(ev.data); } catch (e) { return; }
         update(container, payload.data || {});
-        if (kind === "pose") {
-          var note = document.querySelector("[data-role='live-note']");
-          if (note && container.closest("#summary")) { note.hidden = false; }
-        }
+        if (kind === "pose" && container.closest("#summary")) { refreshGallery(); }
         if (TERMINAL[kind]) { close(); finished(container, kind); }
       });
     });

@@ -1,0 +1,334 @@
+"""The shared event feed over a real HTTP server: many streams on one and on many generations,
+exactly-once across reconnects, the LISTEN connection killed mid-stream, and the database's
+queries independent of how many streams are open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from live_server import live_server
+from sqlalchemy import Engine, event, select, text
+
+from posegen.api.app import create_app
+from posegen.api.event_feed import EventFeed
+from posegen.config import Settings
+from posegen.db.engine import make_engine
+from posegen.db.models import GenerationEvent
+from posegen.queue import events as queue_events
+
+STREAMS_PER_USER = 500
+
+
+@pytest.fixture
+def feed_settings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "sse_max_streams_per_user": STREAMS_PER_USER,
+            "max_active_generations": 50,
+            "submissions_per_minute": 100,
+        }
+    )
+
+
+@pytest.fixture
+def feed_engine(feed_settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(feed_settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def writer(feed_settings: Settings) -> Iterator[Engine]:
+    """A second engine for the test's own writes, so they never count as the API's queries."""
+    engine = make_engine(feed_settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def feed_app(feed_settings: Settings, feed_engine: Engine) -> Iterator[FastAPI]:
+    app = create_app(feed_settings, feed_engine)
+    yield app
+    app.state.event_feed.close()
+
+
+@pytest.fixture
+def base(feed_app: FastAPI, feed_settings: Settings) -> Iterator[str]:
+    with live_server(feed_app, feed_settings) as (url, _):
+        yield url
+
+
+@pytest.fixture
+def user_key(feed_engine: Engine) -> str:
+    from posegen import accounts
+    from posegen.library import seed_library
+
+    seed_library(feed_engine)
+    return accounts.create_user(feed_engine, "Uma User", "uma@example.com").api_key
+
+
+def append_events(engine: Engine, gids: list[int], kind: str, n: int) -> None:
+    """One event per generation, appended by the queue's own code in one transaction."""
+    with engine.begin() as conn:
+        queue_events.append(
+            conn,
+            [
+                queue_events.Event(g, kind, queue_events.progress("processing", n, 0, 100))
+                for g in gids
+            ],
+        )
+
+
+def db_event_ids(engine: Engine, gid: int) -> list[int]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(GenerationEvent.id)
+                .where(GenerationEvent.generation_id == gid)
+                .order_by(GenerationEvent.id)
+            ).scalars()
+        )
+
+
+def _ok(response: httpx.Response) -> Any:
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def _submit(base: str, key: str, count: int) -> list[int]:
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as client:
+        pid = client.post("/projects", json={"name": "live"}).json()["id"]
+        return [
+            _ok(client.post("/generations", json={"projectId": pid, "poseIds": [1]}))["id"]
+            for _ in range(count)
+        ]
+
+
+class Watcher:
+    """One SSE client: the event ids it received, in order."""
+
+    def __init__(self, gid: int) -> None:
+        self.gid = gid
+        self.ids: list[int] = []
+        self.kinds: list[str] = []
+        self.ended = False
+
+    async def run(
+        self, client: httpx.AsyncClient, after: int | None = None, stop_after: int | None = None
+    ) -> None:
+        headers = {"Last-Event-ID": str(after)} if after is not None else {}
+        async with client.stream("GET", f"/generations/{self.gid}/events", headers=headers) as r:
+            assert r.status_code == 200, await r.aread()
+            async for line in r.aiter_lines():
+                if line.startswith("data:"):
+                    data = json.loads(line[5:])
+                    self.ids.append(int(data["id"]))
+                    self.kinds.append(data["kind"])
+                    if stop_after is not None and len(self.ids) >= stop_after:
+                        return
+        self.ended = True
+
+
+def _client(base: str, key: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=1000),
+    )
+
+
+async def _until(predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+def _watch_and_emit(
+    base: str, key: str, writer: Engine, gids: list[int], per_gen: int, events: int
+) -> list[Watcher]:
+    """``per_gen`` streams on each generation; ``events`` pose events then ``completed`` each."""
+
+    async def main() -> list[Watcher]:
+        async with _client(base, key) as client:
+            watchers = [Watcher(g) for g in gids for _ in range(per_gen)]
+            tasks = [asyncio.create_task(w.run(client)) for w in watchers]
+            await _until(lambda: all(w.ids for w in watchers))  # each has its queued event
+            for i in range(events):
+                await asyncio.to_thread(append_events, writer, gids, "pose", i)
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(append_events, writer, gids, "completed", events)
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+            return watchers
+
+    return asyncio.run(main())
+
+
+def test_many_streams_on_one_generation_get_every_event_once(
+    base: str, user_key: str, writer: Engine
+) -> None:
+    [gid] = _submit(base, user_key, 1)
+    watchers = _watch_and_emit(base, user_key, writer, [gid], per_gen=60, events=15)
+    expected = db_event_ids(writer, gid)
+    assert len(expected) == 17  # queued, 15 poses, completed
+    for w in watchers:
+        assert w.ended and w.ids == expected
+        assert w.kinds[-1] == "completed"
+
+
+def test_many_streams_on_many_generations_get_their_own_events(
+    base: str, user_key: str, writer: Engine
+) -> None:
+    gids = _submit(base, user_key, 12)
+    watchers = _watch_and_emit(base, user_key, writer, gids, per_gen=4, events=8)
+    expected = {g: db_event_ids(writer, g) for g in gids}
+    assert all(len(ids) == 10 for ids in expected.values())
+    assert len(watchers) == 48
+    for w in watchers:
+        assert w.ended and w.ids == expected[w.gid]
+
+
+def test_reconnects_with_last_event_id_see_every_event_once(
+    base: str, user_key: str, writer: Engine
+) -> None:
+    [gid] = _submit(base, user_key, 1)
+
+    async def main() -> list[int]:
+        seen: list[int] = []
+        async with _client(base, user_key) as client:
+            for round_ in range(5):
+                # Events land while this client is away, and while it is connected.
+                await asyncio.to_thread(append_events, writer, [gid], "pose", 2 * round_)
+                w = Watcher(gid)
+                after = seen[-1] if seen else None
+                task = asyncio.create_task(w.run(client, after=after, stop_after=2))
+                await _until(lambda w=w: bool(w.ids))
+                await asyncio.to_thread(append_events, writer, [gid], "pose", 2 * round_ + 1)
+                await asyncio.wait_for(task, 20)
+                seen.extend(w.ids)
+            await asyncio.to_thread(append_events, writer, [gid], "completed", 99)
+            last = Watcher(gid)
+            await asyncio.wait_for(last.run(client, after=seen[-1]), 20)
+            assert last.ended
+            seen.extend(last.ids)
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen == db_event_ids(writer, gid)
+    assert len(seen) == len(set(seen)) == 12  # queued, 10 poses, completed
+
+
+def _listen_pid(writer: Engine) -> int | None:
+    with writer.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query = 'LISTEN posegen_events'"
+            )
+        ).scalar()
+
+
+def test_killed_listen_connection_loses_and_repeats_nothing(
+    base: str, user_key: str, writer: Engine, feed_app: FastAPI
+) -> None:
+    if writer.dialect.name != "postgresql":
+        pytest.skip("LISTEN is PostgreSQL's; SQLite's feed always polls")
+    feed: EventFeed = feed_app.state.event_feed
+    gids = _submit(base, user_key, 3)
+
+    async def main() -> list[Watcher]:
+        async with _client(base, user_key) as client:
+            watchers = [Watcher(g) for g in gids for _ in range(5)]
+            tasks = [asyncio.create_task(w.run(client)) for w in watchers]
+            await _until(lambda: all(w.ids for w in watchers) and feed.listening)
+            first = await asyncio.to_thread(_listen_pid, writer)
+            assert first is not None
+            for i in range(20):
+                await asyncio.to_thread(append_events, writer, gids, "pose", i)
+                if i == 5:
+                    with writer.connect() as conn:
+                        killed = conn.execute(
+                            text("SELECT pg_terminate_backend(:pid)"), {"pid": first}
+                        ).scalar()
+                    assert killed
+                await asyncio.sleep(0.02)
+            # The feed is back on a new LISTEN connection (and polled in between).
+            await _until(lambda: feed.listening and _listen_pid(writer) not in (None, first))
+            for i in range(20, 25):
+                await asyncio.to_thread(append_events, writer, gids, "pose", i)
+            await asyncio.to_thread(append_events, writer, gids, "completed", 25)
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            return watchers
+
+    watchers = asyncio.run(main())
+    for w in watchers:
+        assert w.ended and w.ids == db_event_ids(writer, w.gid)
+        assert len(w.ids) == 27
+
+
+def _count_queries(engine: Engine) -> list[int]:
+    counter = [0]
+
+    def count(*_: Any) -> None:
+        counter[0] += 1
+
+    event.listen(engine, "before_cursor_execute", count)
+    return counter
+
+
+def test_queries_do_not_grow_with_the_number_of_streams(
+    base: str, user_key: str, writer: Engine, feed_engine: Engine
+) -> None:
+    gids = _submit(base, user_key, 4)
+    counter = _count_queries(feed_engine)
+
+    async def window(per_gen: int, first: int) -> int:
+        """Queries the API ran while ``per_gen`` streams per generation followed 10 events."""
+        async with _client(base, user_key) as client:
+            watchers = [Watcher(g) for g in gids for _ in range(per_gen)]
+            total = len(db_event_ids(writer, gids[0])) + 10  # the replay, then 10 live ones
+            tasks = [asyncio.create_task(w.run(client, stop_after=total)) for w in watchers]
+            await _until(lambda: all(w.ids for w in watchers))
+            await asyncio.sleep(0.3)  # the streams' own opening reads are done
+            # A fixed window (the SQLite poller's reads follow the clock, not the events).
+            before, start = counter[0], time.monotonic()
+            for i in range(first, first + 10):
+                await asyncio.to_thread(append_events, writer, gids, "pose", i)
+                await asyncio.sleep(start + 0.1 * (i - first + 1) - time.monotonic())
+            await asyncio.sleep(start + 1.2 - time.monotonic())
+            queries = counter[0] - before
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            return queries
+
+    few = asyncio.run(window(1, 0))
+    many = asyncio.run(window(25, 100))
+    # 4 streams vs 100 streams on the same generations: the same reads (a poll-per-stream
+    # design would run 25 times as many). Slack for timing: the SQLite poller's ticks.
+    assert few > 0
+    assert many <= few * 1.5 + 10, (few, many)
+
+
+def test_poll_setting_keeps_the_old_loop_per_stream(
+    feed_settings: Settings, feed_engine: Engine, user_key: str, writer: Engine
+) -> None:
+    """``POSEGEN_SSE_FEED=poll`` (kept for the benchmark's comparison) still streams exactly
+    once, without the shared feed."""
+    settings = feed_settings.model_copy(update={"sse_feed": "poll"})
+    app = create_app(settings, feed_engine)
+    with live_server(app, settings) as (base, _):
+        [gid] = _submit(base, user_key, 1)
+        watchers = _watch_and_emit(base, user_key, writer, [gid], per_gen=5, events=5)
+    feed: EventFeed = app.state.event_feed
+    assert feed.queries == 0  # the feed never ran: each stream polled for itself
+    expected = db_event_ids(writer, gid)
+    assert len(expected) == 7
+    assert all(w.ended and w.ids == expected for w in watchers)
