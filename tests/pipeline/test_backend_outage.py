@@ -141,7 +141,11 @@ def test_comfyui_killed_longer_than_the_retry_budget_fails_nothing(
             POSEGEN_COMFYUI_URL=server.url,
             POSEGEN_COMFYUI_TIMEOUT_SECONDS="20",
         )
-        ids = [world.submit(world.pose_ids, variations=2, width=128, height=128) for _ in range(6)]
+        # Bound to the backend the workers serve (a posemap worker would never see them).
+        ids = [
+            world.submit(world.pose_ids, variations=2, width=128, height=128, backend="comfyui")
+            for _ in range(6)
+        ]
         total = sum(r.total_expected_poses for r in _rows(world, ids))
         errors: list[str] = []
         with _workers(env, 2, errors) as procs:
@@ -209,7 +213,10 @@ def test_diffusers_out_of_memory_is_not_the_generations_fault(
         POSEGEN_BREAKER_PROBE_MAX_SECONDS="2",
         **{FAULT_ENV: str(faults)},
     )
-    ids = [world.submit(world.pose_ids[:2], variations=1, width=64, height=64) for _ in range(3)]
+    ids = [
+        world.submit(world.pose_ids[:2], variations=1, width=64, height=64, backend="diffusers")
+        for _ in range(3)
+    ]
     errors: list[str] = []
     with _workers(env, 1, errors) as procs:
         _wait(

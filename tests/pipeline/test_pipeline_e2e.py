@@ -18,7 +18,7 @@ from pipeline_world import World  # type: ignore[import-not-found]
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from posegen import operations, projects, queue
+from posegen import failures, operations, projects, queue
 from posegen.db.models import (
     GeneratedPose,
     GenerationEvent,
@@ -248,8 +248,10 @@ def test_a_rejected_workflow_fails_the_generation_once(world: World, tmp_path: P
         world.run_pipeline()
     gen = _generation(world, gid)
     assert gen.status == "failed" and gen.error_kind == "workflow-invalid" and gen.attempts == 1
+    # The owner reads a sentence; the nodes, with ComfyUI's message and details, are for admins.
+    assert gen.error_message == failures.SENTENCES["workflow-invalid"]
     assert "node 13 (ImageAddNoise): Value 7.5 bigger than max of 1.0: strength" in (
-        gen.error_message
+        gen.error_detail
     )
     # Once for the generation, not once per pose: one prompt, one subject and one map uploaded.
     assert server.calls["prompt"] == 1 and server.calls["upload"] == 2
