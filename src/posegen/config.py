@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     http_keepalive_seconds: float = Field(default=5.0, gt=0)
     http_header_timeout_seconds: float = Field(default=10.0, gt=0)
     http_body_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: uvicorn's access log, one line per request: about a third of the server's CPU on a
+    #: cached read (bench/api.py), so a busy deployment may turn it off.
+    http_access_log: bool = True
     #: Event streams one user may hold open at once (429 beyond).
     sse_max_streams_per_user: int = Field(default=8, ge=1)
     metrics_cache_ttl_seconds: float = Field(default=60.0, ge=0)

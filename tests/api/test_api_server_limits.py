@@ -248,3 +248,19 @@ def test_open_event_streams_are_capped_per_user(
                     break
             assert time.monotonic() < deadline, "slots were not released"
             time.sleep(0.1)
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_access_log_follows_its_setting(
+    settings: Settings, engine: Engine, caplog: pytest.LogCaptureFixture, access_log: bool
+) -> None:
+    """``POSEGEN_HTTP_ACCESS_LOG``: one uvicorn access line per request, or none when off."""
+    configured = settings.model_copy(update={"http_access_log": access_log})
+    caplog.set_level("INFO", logger="uvicorn.access")
+    with live_server(create_app(configured, engine), configured) as (base, _port):
+        _healthy(base)
+        _healthy(base)
+    lines = [
+        r for r in caplog.records if r.name == "uvicorn.access" and "/healthz" in r.getMessage()
+    ]
+    assert len(lines) == (2 if access_log else 0)

@@ -42,6 +42,7 @@ _CHUNK = 1 << 16
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 _DIGITS = re.compile(r"[0-9]+")
 _NUL = ("nul-byte", "text must not contain NUL characters")
+_RECEIVE_KINDS = {408: "request-timeout", 413: "payload-too-large"}
 
 
 def json_problem(body: bytes) -> tuple[str, str] | None:
@@ -112,9 +113,13 @@ class InputGuard:
         while more:
             try:
                 message = await receive()
-            except StarletteHTTPException as exc:  # BodySizeLimit's 413 while streaming
-                detail = str(exc.detail)
-                await problem(exc.status_code, "payload-too-large", detail)(scope, receive, send)
+            except StarletteHTTPException as exc:
+                # BodySizeLimit's 413 or RequestLimits' 408 (body deadline) while reading: keep
+                # each one's own kind and its Connection: close.
+                kind = _RECEIVE_KINDS.get(exc.status_code, "payload-too-large")
+                headers = dict(exc.headers) if exc.headers else None
+                answer = problem(exc.status_code, kind, str(exc.detail), headers=headers)
+                await answer(scope, receive, send)
                 return
             if message["type"] != "http.request":  # the client went away
                 await self.app(scope, _replay_then(message, receive), send)

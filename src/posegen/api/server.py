@@ -148,7 +148,7 @@ def make_config(app: Any, settings: Settings, host: str, port: int, **kwargs: An
         timeout_keep_alive=max(1, round(settings.http_keepalive_seconds)),
         header_timeout=settings.http_header_timeout_seconds,
         log_config=None,
-        **kwargs,
+        **{"access_log": settings.http_access_log, **kwargs},
     )
 
 
