@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     #: Per-user caps checked when a project is created / a generation is submitted.
     max_projects_per_user: int = Field(default=100, ge=1)
     max_result_bytes_per_user: int = Field(default=10 * 1024**3, ge=1)
+    #: Credits one pose costs, charged at submit (0: generating is free and nobody is charged).
+    credits_per_pose: int = Field(default=0, ge=0)
     #: Size estimate of one stored result: width x height x this (PNG), plus a thumbnail.
     result_bytes_per_pixel: float = Field(default=3.0, gt=0)
     #: The HTTP server: connections it holds (idle ones included; capped below the descriptor
