@@ -12,14 +12,21 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from posegen.config import Settings
+from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
 from posegen.credits.ledger import balance_of, is_overdraft, post
 from posegen.credits.refunds import refund_amount, refund_ended
 from posegen.exceptions import InsufficientCredits
 
 __all__ = [
+    "Entry",
+    "Mismatch",
+    "balance",
     "balance_of",
+    "check",
+    "grant",
     "insufficient",
     "is_overdraft",
+    "ledger_page",
     "post",
     "price",
     "refund_amount",

@@ -15,9 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from posegen import credits
 from posegen.config import Settings
-from posegen.db.models import CreditKind
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
+from posegen.db.models import CreditKind, GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.exceptions import Conflict, InvalidInput, NotFound, PosegenError, RateLimited
 from posegen.observe import tracing
