@@ -63,6 +63,8 @@ class GenerationView:
     completed_at: dt.datetime | None
     error_kind: str | None
     error_message: str | None
+    credit_charged: int = 0
+    credit_refunded: int = 0
 
     @property
     def percent(self) -> float:
@@ -102,6 +104,8 @@ _COLUMNS = (
     G.completed_at,
     G.error_kind,
     G.error_message,
+    G.credit_charged,
+    G.credit_refunded,
 )
 
 
@@ -131,6 +135,8 @@ def _view(row: Any) -> GenerationView:
         completed_at=row.completed_at,
         error_kind=row.error_kind,
         error_message=row.error_message,
+        credit_charged=int(row.credit_charged or 0),
+        credit_refunded=int(row.credit_refunded or 0),
     )
 
 

@@ -177,6 +177,13 @@ TABLE: dict[tuple[str, str], Row] = {
     ("DELETE", "/admin/users/{user_id}/keys"): Row(
         admin_only(200), lambda w: {"user_id": w.spare_user().account.id}
     ),
+    ("GET", "/credits"): Row(everyone(200)),
+    ("GET", "/credits/ledger"): Row(everyone(200)),
+    ("POST", "/admin/users/{user_id}/credits"): Row(
+        admin_only(200),
+        lambda w: {"user_id": w.spare_user().account.id},
+        request=lambda w: {"json": {"amount": 5, "reason": "matrix"}},
+    ),
     ("DELETE", "/admin/keys/{prefix}"): Row(
         admin_only(200), lambda w: {"prefix": w.spare_user().api_key[:10]}
     ),

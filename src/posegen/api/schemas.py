@@ -259,6 +259,8 @@ class GenerationOut(ApiModel):
     completed_at: dt.datetime | None
     events_url: str
     results_url: str
+    credit_charged: int = Field(description="Credits charged at submit.")
+    credit_refunded: int = Field(description="Credits refunded for poses that did not complete.")
 
 
 class ResultOut(ApiModel):
@@ -364,3 +366,34 @@ class ReadyOut(ApiModel):
     status: Literal["ready"]
     database: Literal["ok"]
     migrations: Literal["head"]
+
+
+class CreditsOut(ApiModel):
+    balance: int
+    plan: str = Field(description="`payg` (pay as you go): the only plan so far.")
+    quota_left_today: int | None = Field(description="Poses left today on a quota plan; null.")
+
+
+class LedgerEntryOut(ApiModel):
+    id: int
+    amount: int
+    kind: str
+    generation_id: int | None
+    pose_id: int | None
+    payment_ref: str | None
+    actor_id: int | None
+    reason: str | None
+    created_at: dt.datetime
+
+
+class CreditGrant(RequestModel):
+    amount: int = Field(ge=-(10**12), le=10**12, description="Credits to add (negative: remove).")
+    kind: Literal["grant", "adjustment", "purchase"] = "grant"
+    reason: str | None = Field(default=None, max_length=500)
+    payment_ref: str | None = Field(default=None, max_length=200)
+
+
+class CreditGrantOut(ApiModel):
+    user_id: int
+    balance: int
+    applied: bool = Field(description="False when the Idempotency-Key was already used.")

@@ -67,6 +67,8 @@ def generation_out(request: Request, g: generations_read.GenerationView) -> Gene
         completed_at=g.completed_at,
         events_url=request.url_for("generation_events", generation_id=g.id).path,
         results_url=request.url_for("generation_results", generation_id=g.id).path,
+        credit_charged=g.credit_charged,
+        credit_refunded=g.credit_refunded,
     )
 
 
@@ -119,7 +121,7 @@ IdempotencyKey = Annotated[
     response_model=GenerationOut,
     responses={
         200: {"model": GenerationOut, "description": "Replay of an earlier Idempotency-Key"},
-        **problems(404, 409, 413, 429),
+        **problems(402, 404, 409, 413, 429),
     },
 )
 def create_generation(

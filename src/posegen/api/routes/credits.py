@@ -1,0 +1,68 @@
+"""Credits: the caller's balance and ledger; operators' grants and adjustments."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+
+from posegen import credits, pagination
+from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId
+from posegen.api.openapi import problems
+from posegen.api.schemas import CreditGrant, CreditGrantOut, CreditsOut, LedgerEntryOut, Page
+from posegen.db.models import CreditKind
+
+router = APIRouter(tags=["credits"])
+
+
+@router.get("/credits", response_model=CreditsOut)
+def my_credits(user: CurrentUser, engine: EngineDep) -> CreditsOut:
+    """The caller's balance and plan (pay as you go; quota plans are not built yet)."""
+    return CreditsOut(balance=credits.balance(engine, user.id), plan="payg", quota_left_today=None)
+
+
+@router.get("/credits/ledger", response_model=Page[LedgerEntryOut], responses=problems(422))
+def my_ledger(
+    user: CurrentUser,
+    engine: EngineDep,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Page[LedgerEntryOut]:
+    """The caller's ledger, newest first, in keyset pages."""
+    before = None if cursor is None else int(pagination.decode(cursor, int)[0])
+    rows = credits.ledger_page(engine, user.id, before_id=before, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page[LedgerEntryOut](
+        items=[LedgerEntryOut.model_validate(r, from_attributes=True) for r in rows],
+        next_cursor=pagination.encode(rows[-1].id) if more and rows else None,
+    )
+
+
+@router.post(
+    "/admin/users/{user_id}/credits",
+    response_model=CreditGrantOut,
+    responses=problems(402, 404, 422),
+)
+def grant_credits(
+    user_id: PathId,
+    body: CreditGrant,
+    admin: AdminUser,
+    engine: EngineDep,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=150)
+    ] = None,
+) -> CreditGrantOut:
+    """Grant, adjust (a negative amount needs kind `adjustment`) or record a purchase; ledgered
+    with the admin's id and the reason. A repeated Idempotency-Key changes nothing."""
+    balance, applied = credits.grant(
+        engine,
+        user_id,
+        body.amount,
+        kind=CreditKind(body.kind),
+        actor_id=admin.id,
+        reason=body.reason,
+        key=idempotency_key,
+        payment_ref=body.payment_ref,
+    )
+    return CreditGrantOut(user_id=user_id, balance=balance, applied=applied)
