@@ -7,7 +7,18 @@ import sys
 import click
 import typer
 
-from posegen.cli import config_cmd, db, generate, library, maps, metrics, serve, users, worker
+from posegen.cli import (
+    config_cmd,
+    credits_cmd,
+    db,
+    generate,
+    library,
+    maps,
+    metrics,
+    serve,
+    users,
+    worker,
+)
 from posegen.cli.app import app
 from posegen.exceptions import PosegenError
 
@@ -16,6 +27,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(metrics.app, name="metrics")
 app.add_typer(maps.app, name="maps")
 app.add_typer(library.app, name="library")
+app.add_typer(credits_cmd.app, name="credits")
 app.command("config")(config_cmd.show_config)
 app.command("worker")(worker.worker)
 app.command("submit")(worker.submit)

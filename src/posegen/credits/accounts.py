@@ -97,7 +97,8 @@ def ledger_page(
     engine: Engine, user_id: int, *, before_id: int | None = None, limit: int = 50
 ) -> list[Entry]:
     """A user's ledger newest first; the next page starts before the last id returned."""
-    stmt = select(*L.__table__.columns).where(L.user_id == user_id).order_by(L.id.desc()).limit(limit)
+    columns = L.__table__.columns
+    stmt = select(*columns).where(L.user_id == user_id).order_by(L.id.desc()).limit(limit)
     if before_id is not None:
         stmt = stmt.where(L.id < before_id)
     with read_connection(engine) as conn:
