@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 
 from posegen.config import Settings
 from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
-from posegen.credits.ledger import balance_of, is_overdraft, post
+from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
 from posegen.credits.refunds import refund_amount, refund_ended
 from posegen.exceptions import InsufficientCredits
 
@@ -22,6 +22,7 @@ __all__ = [
     "Mismatch",
     "balance",
     "balance_of",
+    "charge_usage",
     "check",
     "grant",
     "insufficient",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -79,6 +79,32 @@ def post(
             required=-amount,
             balance=balance_of(conn, user_id),
         ) from exc
+    return True
+
+
+def charge_usage(
+    conn: Connection, user_id: int, cost: int, generation_id: int, now: dt.datetime
+) -> bool:
+    """Charge a new generation (SQLite's submit; PostgreSQL does this inside its submit
+    statement): False, writing nothing, when the balance cannot cover ``cost``. Two plain
+    statements: the key is new (the generation was just inserted), so no conflict handling."""
+    moved = conn.execute(
+        update(User)
+        .where(User.id == user_id, User.credit_balance >= cost)
+        .values(credit_balance=User.credit_balance - cost)
+    )
+    if moved.rowcount != 1:
+        return False
+    conn.execute(
+        insert(CreditLedger).values(
+            user_id=user_id,
+            amount=-cost,
+            kind=CreditKind.USAGE,
+            generation_id=generation_id,
+            idempotency_key=f"usage:generation:{generation_id}",
+            created_at=now,
+        )
+    )
     return True
 
 

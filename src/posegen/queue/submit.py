@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from posegen import credits
 from posegen.config import Settings
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import CreditKind, GenerationStatus, GenerationType, PoseGeneration, Project
+from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.exceptions import Conflict, InvalidInput, NotFound, PosegenError, RateLimited
 from posegen.observe import tracing
@@ -126,17 +126,9 @@ def _admit_and_insert(
             # Still under the write lock: the reason read here is the one that refused.
             return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
         (gen_id,) = _insert(conn, settings, [req], admitted=True, cost=cost)
-        if cost:
-            # Raises InsufficientCredits (rolling all of it back) when the balance is short.
-            credits.post(
-                conn,
-                req.user_id,
-                -cost,
-                CreditKind.USAGE,
-                f"usage:generation:{gen_id}",
-                generation_id=gen_id,
-                now=now,
-            )
+        if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
+            # Raising rolls back the admission and the row: a refusal charges nothing.
+            raise credits.insufficient(conn, req.user_id, cost)
     return SubmitResult(gen_id, True)
 
 
