@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from prometheus_client import REGISTRY
 from queue_helpers import Owner, completed_result, expire_lease, row
 from sqlalchemy import Engine, func, select
 
@@ -55,7 +56,13 @@ def test_free_by_default_writes_no_ledger(engine: Engine, settings: Settings) ->
     assert credits.balance(engine, owner.user_id) == 0
 
 
+def _counter(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def test_charge_refusal_and_replay(engine: Engine, priced: Settings) -> None:
+    charged_before = _counter("posegen_credits_total", kind="charged")
+    refused_before = _counter("posegen_insufficient_credits_total")
     owner = Owner(engine)
     credits.grant(engine, owner.user_id, 3 * PRICE, reason="welcome")
     key = owner.request(poses=2, idempotency_key="k1")
@@ -77,6 +84,8 @@ def test_charge_refusal_and_replay(engine: Engine, priced: Settings) -> None:
         ("usage", -2 * PRICE, first.generation_id),
     ]
     _assert_balanced(engine)
+    assert _counter("posegen_credits_total", kind="charged") - charged_before == 2 * PRICE
+    assert _counter("posegen_insufficient_credits_total") - refused_before == 1
 
 
 def test_partial_refunds_failed_poses_once(engine: Engine, priced: Settings) -> None:
@@ -88,7 +97,9 @@ def test_partial_refunds_failed_poses_once(engine: Engine, priced: Settings) -> 
     queue.record_pose(engine, job.id, job.lease_token, completed_result(req.pose_ids[0], 0))
     queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[1], 0))
     queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[2], 0))
+    refunded_before = _counter("posegen_credits_total", kind="refunded")
     assert queue.finish(engine, job.id, job.lease_token).value == "partial"
+    assert _counter("posegen_credits_total", kind="refunded") - refunded_before == 2 * PRICE
     r = row(engine, gid)
     assert (r.credit_charged, r.credit_refunded) == (3 * PRICE, 2 * PRICE)
     assert credits.balance(engine, owner.user_id) == 100 - PRICE

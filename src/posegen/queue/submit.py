@@ -18,7 +18,15 @@ from posegen.config import Settings
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import UTCDateTime, utcnow
-from posegen.exceptions import Conflict, InvalidInput, NotFound, PosegenError, RateLimited
+from posegen.exceptions import (
+    Conflict,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+    PosegenError,
+    RateLimited,
+)
+from posegen.metrics import prom
 from posegen.observe import tracing
 from posegen.queue import events, quota, transitions, tx
 from posegen.queue.dialects import ops_for
@@ -61,9 +69,17 @@ def submit(
     )
     try:
         for _ in range(_ADMIT_TRIES):
-            outcome = _admit_and_insert(engine, settings, req, limits, reserved)
+            try:
+                outcome = _admit_and_insert(engine, settings, req, limits, reserved)
+            except InsufficientCredits:
+                prom.INSUFFICIENT_CREDITS.inc()
+                raise
             if isinstance(outcome, SubmitResult):
+                if outcome.created and (cost := credits.price(settings, req.total_expected_poses)):
+                    prom.CREDITS.labels(kind="charged").inc(cost)
                 return outcome
+            if isinstance(outcome, InsufficientCredits):
+                prom.INSUFFICIENT_CREDITS.inc()
             if outcome is not None:
                 raise outcome
         raise RateLimited(

@@ -103,6 +103,8 @@ class Pending:
     completions: list[GenerationStatus] = field(default_factory=list)
     poses: list[PoseStatus] = field(default_factory=list)
     retries: int = 0
+    #: Credits refunded by this transaction (counted after commit).
+    refunded: int = 0
 
     def write(self, conn: Connection, ops: DialectOps) -> None:
         """Rollup increments, events and the NOTIFY, in the caller's transaction."""
@@ -124,6 +126,8 @@ class Pending:
             prom.POSES.labels(status=pose_status.value).inc(n)
         if self.retries:
             prom.RETRIES.inc(self.retries)
+        if self.refunded:
+            prom.CREDITS.labels(kind="refunded").inc(self.refunded)
 
 
 _REFUNDABLE = (GenerationStatus.PARTIAL, GenerationStatus.FAILED, GenerationStatus.CANCELLED)
@@ -170,7 +174,7 @@ def end(
     # Refunds in this same transaction, keyed by generation: exactly once however it ended.
     charged = [row.id for row, status, _, _ in rows if row.credit_charged and status in _REFUNDABLE]
     if charged:
-        credits.refund_ended(conn, charged)
+        pending.refunded += credits.refund_ended(conn, charged)
     for row, status, kind, message in rows:
         pending.deltas.terminal(row.user_id, status, row.reserved_bytes)
         pending.completions.append(status)
