@@ -132,6 +132,9 @@ class Settings(BaseSettings):
     #: Bearer token Prometheus sends to scrape ``/metrics`` (admin API keys work too).
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None
+    #: Shared secret of the payment provider's webhook (HMAC-SHA256 over the body); unset:
+    #: the webhook answers 404.
+    payment_webhook_secret: SecretStr | None = None
 
     # --- logs and traces ------------------------------------------------------------------
     #: ``auto``: text on a terminal, JSON lines otherwise.

@@ -5,17 +5,20 @@ an admin's grant read and write what the ledger says."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import httpx
 from api_helpers import Keys, problem_of
 from live_server import live_server
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 from test_api_limits_race import _auth, _fire, _limited, _project, _rows
 
 from posegen import credits
 from posegen.api.app import create_app
 from posegen.config import Settings
+from posegen.credits import webhook
 from posegen.db.models import CreditKind, CreditLedger
 
 N = 50
@@ -123,3 +126,44 @@ def test_ledger_pages_and_admin_grants(settings: Settings, engine: Engine, keys:
         assert other == {"items": [], "nextCursor": None}
         bad = c.get(f"{base}/credits/ledger", params={"cursor": "!!"}, headers=_auth(keys.user))
         assert problem_of(bad, 422)["kind"] == "bad-cursor"
+
+
+def test_signed_payment_webhook_credits_once_per_event(
+    settings: Settings, engine: Engine, keys: Keys
+) -> None:
+    secret = "whsec-test"
+    s = settings.model_copy(update={"payment_webhook_secret": SecretStr(secret)})
+    with live_server(create_app(s, engine), s) as (base, _), httpx.Client() as c:
+        url = f"{base}/webhooks/payments"
+
+        def send(event: dict, signature: str | None = "sign") -> httpx.Response:
+            body = json.dumps(event).encode()
+            headers = {"Content-Type": "application/json"}
+            if signature == "sign":
+                headers[webhook.HEADER] = webhook.sign(secret, body)
+            elif signature is not None:
+                headers[webhook.HEADER] = signature
+            return c.post(url, content=body, headers=headers)
+
+        paid = {"eventId": "evt_1", "userId": keys.user_id, "credits": 250, "paymentRef": "ch_9"}
+        first = send(paid)
+        assert first.status_code == 200, first.text
+        assert first.json() == {"userId": keys.user_id, "balance": 250, "applied": True}
+        # The provider redelivers: nothing more.
+        assert send(paid).json() == {"userId": keys.user_id, "balance": 250, "applied": False}
+        by_email = send({"eventId": "evt_2", "email": "olaf@example.com", "credits": 5})
+        assert by_email.json() == {"userId": keys.other_id, "balance": 5, "applied": True}
+        # Wrong or missing signatures, a body changed after signing: 401, nothing credited.
+        assert problem_of(send(paid | {"eventId": "evt_3"}, None), 401)["kind"] == "bad-signature"
+        assert problem_of(send(paid, "sha256=" + "0" * 64), 401)["kind"] == "bad-signature"
+        body = json.dumps(paid | {"eventId": "evt_4"}).encode()
+        tampered = body.replace(b"250", b"999")
+        r = c.post(url, content=tampered, headers={webhook.HEADER: webhook.sign(secret, body)})
+        assert problem_of(r, 401)["kind"] == "bad-signature"
+        # Signed but malformed, or for nobody.
+        assert problem_of(send({"eventId": "evt_5", "userId": keys.user_id}), 422)
+        assert problem_of(send({"eventId": "evt_6", "userId": 999999, "credits": 1}), 404)
+        assert credits.balance(engine, keys.user_id) == 250
+        ledger = credits.ledger_page(engine, keys.user_id)
+        assert ledger[-1].kind == "purchase" and ledger[-1].payment_ref == "ch_9"
+        assert credits.check(engine) == []

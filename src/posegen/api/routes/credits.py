@@ -1,16 +1,20 @@
-"""Credits: the caller's balance and ledger; operators' grants and adjustments."""
+"""Credits: the caller's balance and ledger; operators' grants and adjustments; the payment
+provider's signed webhook."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
 
 from posegen import credits, pagination
-from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId
+from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep
 from posegen.api.openapi import problems
 from posegen.api.schemas import CreditGrant, CreditGrantOut, CreditsOut, LedgerEntryOut, Page
+from posegen.credits import webhook
 from posegen.db.models import CreditKind
+from posegen.exceptions import NotFound
 
 router = APIRouter(tags=["credits"])
 
@@ -66,3 +70,26 @@ def grant_credits(
         payment_ref=body.payment_ref,
     )
     return CreditGrantOut(user_id=user_id, balance=balance, applied=applied)
+
+
+@router.post(
+    "/webhooks/payments",
+    response_model=CreditGrantOut,
+    responses=problems(401, 404, 422),
+)
+async def payment_webhook(
+    request: Request, engine: EngineDep, settings: SettingsDep
+) -> CreditGrantOut:
+    """A payment provider's signed event (no API key: `Posegen-Signature: sha256=<hex HMAC of
+    the body>` with `POSEGEN_PAYMENT_WEBHOOK_SECRET`); each `eventId` credits once."""
+    if settings.payment_webhook_secret is None:
+        raise NotFound("the payment webhook is not configured")
+    body = await request.body()
+    outcome = await run_in_threadpool(
+        webhook.apply,
+        engine,
+        settings.payment_webhook_secret.get_secret_value(),
+        body,
+        request.headers.get(webhook.HEADER),
+    )
+    return CreditGrantOut(user_id=outcome.user_id, balance=outcome.balance, applied=outcome.applied)
