@@ -187,3 +187,48 @@ def test_check_finds_and_fixes_a_drifted_balance(engine: Engine) -> None:
     with pytest.raises(InsufficientCredits):
         credits.grant(engine, owner.user_id, -26, kind=CreditKind.ADJUSTMENT)
     assert credits.balance(engine, owner.user_id) == 25
+
+
+def test_refunds_and_submits_of_one_user_at_once_neither_deadlock_nor_drift(
+    engine: Engine, priced: Settings
+) -> None:
+    import threading
+
+    owner = Owner(engine)
+    credits.grant(engine, owner.user_id, 10_000)
+    first = [queue.submit(engine, priced, owner.request(), ROOMY).generation_id for _ in range(40)]
+    errors: list[BaseException] = []
+    later: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def guarded(fn: Callable[[], None]) -> None:
+        try:
+            barrier.wait()
+            fn()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    def submits() -> None:
+        for _ in range(20):
+            later.append(queue.submit(engine, priced, owner.request(), ROOMY).generation_id)
+
+    def cancels(ids: list[int]) -> None:
+        for gid in ids:
+            queue.cancel(engine, gid, owner.user_id)
+
+    threads = [
+        threading.Thread(target=guarded, args=(submits,)),
+        threading.Thread(target=guarded, args=(submits,)),
+        threading.Thread(target=guarded, args=(lambda: cancels(first[::2]),)),
+        threading.Thread(target=guarded, args=(lambda: cancels(first[1::2]),)),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert errors == []
+    assert len(later) == 40
+    # 80 charged, the first 40 refunded in full.
+    assert credits.balance(engine, owner.user_id) == 10_000 - 40 * PRICE
+    assert all(row(engine, g).credit_refunded == PRICE for g in first)
+    _assert_balanced(engine)

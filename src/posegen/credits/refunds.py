@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, select, update
 
 from posegen.credits.ledger import post
-from posegen.db.models import CreditKind, GenerationStatus, PoseGeneration
+from posegen.db.models import CreditKind, GenerationStatus, PoseGeneration, UserGenerationStats
 from posegen.db.types import utcnow
 
 G = PoseGeneration
@@ -41,6 +41,17 @@ def refund_ended(conn: Connection, generation_ids: Sequence[int]) -> int:
         )
         .order_by(G.id)
     ).all()
+    if rows and conn.dialect.name == "postgresql":
+        # Lock order: a submit locks the user's rollup row, then the users row (its charge).
+        # Take the rollup rows first here too (this transaction updates them later anyway),
+        # or a refund and a submit of the same user could deadlock.
+        s = UserGenerationStats
+        conn.execute(
+            select(s.user_id)
+            .where(s.user_id.in_(sorted({int(r.user_id) for r in rows})))
+            .order_by(s.user_id)
+            .with_for_update()
+        )
     now = utcnow()
     total = 0
     for gen_id, user_id, charged, expected, completed in rows:
