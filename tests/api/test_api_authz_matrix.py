@@ -179,6 +179,7 @@ TABLE: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/credits"): Row(everyone(200)),
     ("GET", "/credits/ledger"): Row(everyone(200)),
+    ("GET", "/stats"): Row(everyone(200)),
     ("POST", "/admin/users/{user_id}/credits"): Row(
         admin_only(200),
         lambda w: {"user_id": w.spare_user().account.id},

@@ -167,3 +167,29 @@ def test_signed_payment_webhook_credits_once_per_event(
         ledger = credits.ledger_page(engine, keys.user_id)
         assert ledger[-1].kind == "purchase" and ledger[-1].payment_ref == "ch_9"
         assert credits.check(engine) == []
+
+
+def test_personal_stats(settings: Settings, engine: Engine, keys: Keys, library: None) -> None:
+    from api_helpers import claim_one, write_pose
+
+    from posegen import queue
+
+    s = settings.model_copy(update={"credits_per_pose": 4})
+    credits.grant(engine, keys.user_id, 100)
+    with live_server(create_app(s, engine), s) as (base, _), httpx.Client() as c:
+        project = _project(c, base, keys.user)
+        body = {"projectId": project, "poseIds": [1, 2]}
+        r = c.post(f"{base}/generations", json=body, headers=_auth(keys.user))
+        assert r.status_code == 202, r.text
+        job = claim_one(engine, s)
+        write_pose(engine, s, job, 1, 0)
+        queue.finish(engine, job.id, job.lease_token)  # pose 2 never ran: partial, 4 back
+        got = c.get(f"{base}/stats", headers=_auth(keys.user)).json()
+        assert got["totalPosesGenerated"] == 1
+        assert got["totalProjects"] == 1 and got["recentGenerations"] == 1
+        assert got["creditUsage"] == {"totalSpent": 4, "last30Days": 4, "averagePerGeneration": 4.0}
+        (top,) = got["topUsedPoses"]
+        assert (top["poseId"], top["usageCount"]) == (1, 1) and top["poseName"]
+        empty = c.get(f"{base}/stats", headers=_auth(keys.other)).json()
+        assert empty["creditUsage"]["averagePerGeneration"] is None
+        assert empty["topUsedPoses"] == [] and empty["totalPosesGenerated"] == 0

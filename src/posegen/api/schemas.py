@@ -397,3 +397,24 @@ class CreditGrantOut(ApiModel):
     user_id: int
     balance: int
     applied: bool = Field(description="False when the Idempotency-Key was already used.")
+
+
+class CreditUsageOut(ApiModel):
+    total_spent: int = Field(description="Credits charged minus refunded, all time.")
+    last_30_days: int
+    average_per_generation: float | None
+
+
+class TopPoseOut(ApiModel):
+    pose_id: int
+    pose_name: str
+    usage_count: int
+    preview_url: str | None
+
+
+class StatsOut(ApiModel):
+    total_poses_generated: int = Field(description="Poses written, failed ones included.")
+    total_projects: int = Field(description="Active projects.")
+    recent_generations: int = Field(description="Generations submitted in the last 7 days.")
+    credit_usage: CreditUsageOut
+    top_used_poses: list[TopPoseOut]

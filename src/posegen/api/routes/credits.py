@@ -8,10 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from posegen import credits, pagination
+from posegen import credits, pagination, personal_stats
 from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep
 from posegen.api.openapi import problems
-from posegen.api.schemas import CreditGrant, CreditGrantOut, CreditsOut, LedgerEntryOut, Page
+from posegen.api.schemas import (
+    CreditGrant,
+    CreditGrantOut,
+    CreditsOut,
+    CreditUsageOut,
+    LedgerEntryOut,
+    Page,
+    StatsOut,
+    TopPoseOut,
+)
 from posegen.credits import webhook
 from posegen.db.models import CreditKind
 from posegen.exceptions import NotFound
@@ -93,3 +102,22 @@ async def payment_webhook(
         request.headers.get(webhook.HEADER),
     )
     return CreditGrantOut(user_id=outcome.user_id, balance=outcome.balance, applied=outcome.applied)
+
+
+@router.get("/stats", response_model=StatsOut)
+def my_stats(user: CurrentUser, engine: EngineDep) -> StatsOut:
+    """The caller's own figures: poses, projects, recent generations, credits, top poses."""
+    s = personal_stats.for_user(engine, user.id)
+    return StatsOut(
+        total_poses_generated=s.total_poses_generated,
+        total_projects=s.total_projects,
+        recent_generations=s.recent_generations,
+        credit_usage=CreditUsageOut(
+            total_spent=s.credits_spent,
+            last_30_days=s.credits_spent_30_days,
+            average_per_generation=s.average_per_generation,
+        ),
+        top_used_poses=[
+            TopPoseOut.model_validate(p, from_attributes=True) for p in s.top_used_poses
+        ],
+    )
