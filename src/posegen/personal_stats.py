@@ -95,5 +95,5 @@ def for_user(engine: Engine, user_id: int, now: dt.datetime | None = None) -> Pe
         average_per_generation=round(int(total) / charged_generations, 2)
         if charged_generations
         else None,
-        top_used_poses=[TopPose(int(p), str(name), int(n), prev) for p, name, prev, n in top],
+        top_used_poses=[TopPose(int(p or 0), str(name), int(n), prev) for p, name, prev, n in top],
     )
