@@ -106,7 +106,8 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: Always the sum of the user's ``credit_ledger`` rows: written in the same transaction as
     #: each row (``posegen credits check`` proves it); the CHECK makes overdrawing impossible.
-    credit_balance: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    #: Server default only: rows inserted by code that predates this column still work.
+    credit_balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class CreditKind(enum.StrEnum):
@@ -296,10 +297,10 @@ class PoseGeneration(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     #: Result bytes held against the owner's quota from submit until the generation ends.
-    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     #: Credits charged at submit and refunded when it ended (``posegen.credits``).
-    credit_charged: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
-    credit_refunded: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    credit_charged: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    credit_refunded: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     #: W3C traceparent of the submit's span: the worker continues that trace (NULL: untraced).
     traceparent: Mapped[str | None] = mapped_column(String(64))
 
@@ -410,7 +411,7 @@ class UserGenerationStats(Base):
     #: Bytes of the user's stored results (images and thumbnails).
     result_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     #: Estimated bytes of the user's active generations, released when each ends.
-    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 Index(
