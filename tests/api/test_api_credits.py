@@ -121,6 +121,15 @@ def test_ledger_pages_and_admin_grants(settings: Settings, engine: Engine, keys:
         assert [e["amount"] for e in pages] == [100, 5, 4, 3, 2, 1]
         assert {e["actorId"] for e in pages} == {keys.admin_id}
         assert pages[-1]["reason"] == "r0" and pages[0]["kind"] == "purchase"
+        # Admins read anyone's ledger; a user only their own.
+        theirs = c.get(
+            f"{base}/credits/ledger", params={"userId": keys.user_id}, headers=_auth(keys.admin)
+        ).json()
+        assert [e["amount"] for e in theirs["items"]] == [100, 5, 4, 3, 2, 1]
+        peek = c.get(
+            f"{base}/credits/ledger", params={"userId": keys.user_id}, headers=_auth(keys.other)
+        )
+        assert problem_of(peek, 403)
         # Another user's ledger is their own (empty).
         other = c.get(f"{base}/credits/ledger", headers=_auth(keys.other)).json()
         assert other == {"items": [], "nextCursor": None}

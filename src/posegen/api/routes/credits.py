@@ -9,9 +9,10 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from posegen import credits, pagination, personal_stats
-from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep
+from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.schemas import (
+    MAX_ID,
     CreditGrant,
     CreditGrantOut,
     CreditsOut,
@@ -23,7 +24,7 @@ from posegen.api.schemas import (
 )
 from posegen.credits import webhook
 from posegen.db.models import CreditKind
-from posegen.exceptions import NotFound
+from posegen.exceptions import Forbidden, NotFound
 
 router = APIRouter(tags=["credits"])
 
@@ -34,16 +35,20 @@ def my_credits(user: CurrentUser, engine: EngineDep) -> CreditsOut:
     return CreditsOut(balance=credits.balance(engine, user.id), plan="payg", quota_left_today=None)
 
 
-@router.get("/credits/ledger", response_model=Page[LedgerEntryOut], responses=problems(422))
+@router.get("/credits/ledger", response_model=Page[LedgerEntryOut], responses=problems(403, 422))
 def my_ledger(
     user: CurrentUser,
     engine: EngineDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    user_id: Annotated[int | None, Query(alias="userId", ge=1, le=MAX_ID)] = None,
 ) -> Page[LedgerEntryOut]:
-    """The caller's ledger, newest first, in keyset pages."""
+    """The caller's ledger, newest first, in keyset pages; admins may name a `userId`."""
+    if user_id is not None and user_id != user.id and not is_admin(user):
+        raise Forbidden("only admins may read other users' ledgers")
+    owner = user.id if user_id is None else user_id
     before = None if cursor is None else int(pagination.decode(cursor, int)[0])
-    rows = credits.ledger_page(engine, user.id, before_id=before, limit=limit + 1)
+    rows = credits.ledger_page(engine, owner, before_id=before, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return Page[LedgerEntryOut](
