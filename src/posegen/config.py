@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     #: Per-user caps checked when a project is created / a generation is submitted.
     max_projects_per_user: int = Field(default=100, ge=1)
     max_result_bytes_per_user: int = Field(default=10 * 1024**3, ge=1)
+    #: Credits one pose costs, charged at submit (0: generating is free and nobody is charged).
+    credits_per_pose: int = Field(default=0, ge=0)
     #: Size estimate of one stored result: width x height x this (PNG), plus a thumbnail.
     result_bytes_per_pixel: float = Field(default=3.0, gt=0)
     #: The HTTP server: connections it holds (idle ones included; capped below the descriptor
@@ -149,6 +151,9 @@ class Settings(BaseSettings):
     session_secret: SecretStr | None = None
     #: Serve Swagger UI at ``/docs``; off by default because it loads its assets from a CDN.
     api_docs: bool = False
+    #: Shared secret of the payment provider's webhook (HMAC-SHA256 over the body); unset:
+    #: the webhook answers 404.
+    payment_webhook_secret: SecretStr | None = None
 
     # --- logs and traces ------------------------------------------------------------------
     #: ``auto``: text on a terminal, JSON lines otherwise.

@@ -89,6 +89,18 @@ class QuotaExceeded(PosegenError):
         self.http_status = http_status
 
 
+class InsufficientCredits(PosegenError):
+    """A submit costs more credits than the user has; nothing was charged or queued."""
+
+    kind = "insufficient-credits"
+    http_status = 402
+
+    def __init__(self, message: str, *, required: int, balance: int) -> None:
+        super().__init__(message)
+        self.required = required
+        self.balance = balance
+
+
 class LeaseLost(PosegenError):
     """A fenced worker write matched zero rows: another worker owns the generation now."""
 

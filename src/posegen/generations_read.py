@@ -75,6 +75,9 @@ class GenerationView:
         """Its images are previews (a skeleton drawing), not a model's pictures."""
         return self.backend in PREVIEW_BACKENDS
 
+    credit_charged: int = 0
+    credit_refunded: int = 0
+
     @property
     def percent(self) -> float:
         return round(100.0 * (self.completed + self.failed) / max(self.total, 1), 1)
@@ -116,6 +119,8 @@ _COLUMNS = (
     G.error_detail,
     G.backend,
     G.model,
+    G.credit_charged,
+    G.credit_refunded,
 )
 
 
@@ -148,6 +153,8 @@ def _view(row: Any) -> GenerationView:
         error_detail=row.error_detail,
         backend=row.backend,
         model=row.model,
+        credit_charged=int(row.credit_charged or 0),
+        credit_refunded=int(row.credit_refunded or 0),
     )
 
 

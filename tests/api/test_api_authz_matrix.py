@@ -179,6 +179,16 @@ TABLE: dict[tuple[str, str], Row] = {
     ("DELETE", "/admin/users/{user_id}/keys"): Row(
         admin_only(200), lambda w: {"user_id": w.spare_user().account.id}
     ),
+    ("GET", "/credits"): Row(everyone(200)),
+    ("GET", "/credits/ledger"): Row(everyone(200)),
+    ("GET", "/stats"): Row(everyone(200)),
+    ("POST", "/admin/users/{user_id}/credits"): Row(
+        admin_only(200),
+        lambda w: {"user_id": w.spare_user().account.id},
+        request=lambda w: {"json": {"amount": 5, "reason": "matrix"}},
+    ),
+    # Signed by the payment provider, not by a key: off (404) unless its secret is set.
+    ("POST", "/webhooks/payments"): Row({r: 404 for r in ORDER}),
     ("DELETE", "/admin/keys/{prefix}"): Row(
         admin_only(200), lambda w: {"prefix": w.spare_user().api_key[:10]}
     ),

@@ -17,6 +17,7 @@ from posegen.api.input_guard import InputGuard, NoSniff
 from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
+from posegen.api.routes import credits as credit_routes
 from posegen.api.routes import uploads as upload_routes
 from posegen.api.sse import StreamSlots
 from posegen.config import Settings
@@ -76,6 +77,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         generations.router,
         files.router,
         admin.router,
+        credit_routes.router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).

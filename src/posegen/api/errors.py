@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from posegen.exceptions import PosegenError, RateLimited, Unauthorized
+from posegen.exceptions import InsufficientCredits, PosegenError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,10 @@ async def handle(request: Request, exc: Exception) -> ProblemResponse:
             if status == 503:
                 detail = "service temporarily unavailable"
             return problem(status, exc.kind, detail, headers=headers or None)
-        return problem(status, exc.kind, exc.message, headers=headers or None)
+        extra = None
+        if isinstance(exc, InsufficientCredits):
+            extra = {"required": exc.required, "balance": exc.balance}
+        return problem(status, exc.kind, exc.message, headers=headers or None, extra=extra)
     if isinstance(exc, RequestValidationError):
         return problem(
             422,

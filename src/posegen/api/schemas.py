@@ -300,6 +300,8 @@ class GenerationOut(ApiModel):
     warning: str | None = Field(
         default=None, description="Set on submit when the generation may wait long."
     )
+    credit_charged: int = Field(description="Credits charged at submit.")
+    credit_refunded: int = Field(description="Credits refunded for poses that did not complete.")
 
 
 class ResultOut(ApiModel):
@@ -416,3 +418,55 @@ class ReadyOut(ApiModel):
     status: Literal["ready"]
     database: Literal["ok"]
     migrations: Literal["head"]
+
+
+class CreditsOut(ApiModel):
+    balance: int
+    plan: str = Field(description="`payg` (pay as you go): the only plan so far.")
+    quota_left_today: int | None = Field(description="Poses left today on a quota plan; null.")
+
+
+class LedgerEntryOut(ApiModel):
+    id: int
+    amount: int
+    kind: str
+    generation_id: int | None
+    pose_id: int | None
+    payment_ref: str | None
+    actor_id: int | None
+    reason: str | None
+    created_at: dt.datetime
+
+
+class CreditGrant(RequestModel):
+    amount: int = Field(ge=-(10**12), le=10**12, description="Credits to add (negative: remove).")
+    kind: Literal["grant", "adjustment", "purchase"] = "grant"
+    reason: str | None = Field(default=None, max_length=500)
+    payment_ref: str | None = Field(default=None, max_length=200)
+
+
+class CreditGrantOut(ApiModel):
+    user_id: int
+    balance: int
+    applied: bool = Field(description="False when the Idempotency-Key was already used.")
+
+
+class CreditUsageOut(ApiModel):
+    total_spent: int = Field(description="Credits charged minus refunded, all time.")
+    last_30_days: int
+    average_per_generation: float | None
+
+
+class TopPoseOut(ApiModel):
+    pose_id: int
+    pose_name: str
+    usage_count: int
+    preview_url: str | None
+
+
+class StatsOut(ApiModel):
+    total_poses_generated: int = Field(description="Poses written, failed ones included.")
+    total_projects: int = Field(description="Active projects.")
+    recent_generations: int = Field(description="Generations submitted in the last 7 days.")
+    credit_usage: CreditUsageOut
+    top_used_poses: list[TopPoseOut]

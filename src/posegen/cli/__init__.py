@@ -9,6 +9,7 @@ import typer
 
 from posegen.cli import (
     config_cmd,
+    credits_cmd,
     db,
     generate,
     library,
@@ -46,6 +47,7 @@ app.add_typer(metrics.app, name="metrics")
 app.add_typer(maps.app, name="maps")
 app.add_typer(library.app, name="library")
 app.add_typer(models.app, name="models")
+app.add_typer(credits_cmd.app, name="credits")
 app.command("config")(config_cmd.show_config)
 app.command("worker")(worker.worker)
 app.command("submit")(worker.submit)

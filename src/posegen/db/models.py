@@ -102,12 +102,55 @@ def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
 
 class User(Base):
     __tablename__ = "users"
-    __table_args__ = SQLITE_AUTOINCREMENT
+    __table_args__ = (
+        CheckConstraint("credit_balance >= 0", name="credit_balance"),
+        SQLITE_AUTOINCREMENT,
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320), unique=True)
     role: Mapped[Role] = mapped_column(_enum(Role, "role"), default=Role.USER)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Always the sum of the user's ``credit_ledger`` rows: written in the same transaction as
+    #: each row (``posegen credits check`` proves it); the CHECK makes overdrawing impossible.
+    #: Server default only: rows inserted by code that predates this column still work.
+    credit_balance: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class CreditKind(enum.StrEnum):
+    GRANT = "grant"
+    PURCHASE = "purchase"
+    USAGE = "usage"
+    REFUND = "refund"
+    ADJUSTMENT = "adjustment"
+
+
+class CreditLedger(Base):
+    """Append-only: every change of a user's credit balance, signed. Rows are never updated
+    or deleted (except with their user). References are plain ids, not foreign keys: deleting
+    a project and its generations must not take the money's history with it."""
+
+    __tablename__ = "credit_ledger"
+    __table_args__ = (
+        # A user's ledger newest first, in keyset pages; also the per-user sum.
+        Index("ix_credit_ledger_user_id_id", "user_id", "id"),
+        CheckConstraint("amount <> 0", name="amount_nonzero"),
+        SQLITE_AUTOINCREMENT,
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[CreditKind] = mapped_column(_enum(CreditKind, "credit_kind"))
+    generation_id: Mapped[int | None] = mapped_column(BigInteger)
+    pose_id: Mapped[int | None] = mapped_column(BigInteger)
+    payment_ref: Mapped[str | None] = mapped_column(String(200))
+    #: What makes a second write of the same change a no-op (``usage:generation:17``).
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    #: The admin who made a grant or adjustment; None for the system.
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -290,7 +333,10 @@ class PoseGeneration(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))
     #: Result bytes held against the owner's quota from submit until the generation ends.
-    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    #: Credits charged at submit and refunded when it ended (``posegen.credits``).
+    credit_charged: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    credit_refunded: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     #: W3C traceparent of the submit's span: the worker continues that trace (NULL: untraced).
     traceparent: Mapped[str | None] = mapped_column(String(64))
     #: The backend this generation was accepted for; only a worker serving it claims it.
@@ -420,7 +466,7 @@ class UserGenerationStats(Base):
     #: Bytes of the user's stored results (images and thumbnails).
     result_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     #: Estimated bytes of the user's active generations, released when each ends.
-    reserved_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    reserved_bytes: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 Index(

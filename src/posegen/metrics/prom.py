@@ -33,6 +33,14 @@ POSE_OVERHEAD_SECONDS = Histogram(
     "Per-pose time outside the backend (maps, storage, database)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+CREDITS = Counter(
+    "posegen_credits_total",
+    "Credits charged at submit and refunded when generations ended short",
+    ["kind"],  # charged | refunded
+)
+INSUFFICIENT_CREDITS = Counter(
+    "posegen_insufficient_credits_total", "Submits refused (402) for want of credits"
+)
 WORKER_IN_FLIGHT = Gauge("posegen_worker_in_flight", "Generations running in this worker")
 WORKER_PAUSED = Gauge(
     "posegen_worker_paused", "1 while this worker claims nothing because its backend is down"

@@ -30,6 +30,7 @@ LIVE_COLUMNS = (
     G.deadline_at,
     G.lease_expires_at,
     G.reserved_bytes,
+    G.credit_charged,
 )
 
 #: (id, lease token, from status, to status, error kind, message for the owner, poses completed,

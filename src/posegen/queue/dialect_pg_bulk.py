@@ -19,7 +19,7 @@ from posegen.queue.bulk_core import EndRow
 _LIVE = (
     "id, lease_token, user_id, status, cancel_requested, attempts, max_attempts, "
     "poses_completed, poses_failed, total_expected_poses, deadline_at, lease_expires_at, "
-    "reserved_bytes"
+    "reserved_bytes, credit_charged"
 )
 
 FENCE = (
@@ -185,6 +185,7 @@ _GEN_COLUMNS = (
     "traceparent",
     "backend",
     "model",
+    "credit_charged",
 )
 
 # One submit, one statement: the admission upsert of the user's rollup row (every per-user limit
@@ -204,7 +205,15 @@ SUBMIT_ONE = (
     + " FROM q RETURNING id, total_expected_poses, priority, created_at), "
     "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
     "SELECT id, 'queued', json_build_object('status', 'pending', 'completed', 0, 'failed', 0, "
-    "'total', total_expected_poses, 'priority', priority), created_at FROM g) "
+    "'total', total_expected_poses, 'priority', priority), created_at FROM g), "
+    # The charge (posegen.credits), only when there is a price: the balance moves and its
+    # usage row lands with the generation. A balance that cannot cover it fails the users
+    # CHECK, which rolls back the whole statement: nothing is queued, counted or charged.
+    "c AS (UPDATE users SET credit_balance = credit_balance - %(credit_charged)s FROM g "
+    "WHERE users.id = %(user_id)s AND %(credit_charged)s > 0), "
+    "l AS (INSERT INTO credit_ledger (user_id, amount, kind, generation_id, idempotency_key, "
+    "created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
+    "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0) "
     "SELECT id, pg_notify(%(channel)s, '') FROM g"
 )
 
@@ -254,6 +263,7 @@ _RECORD_TYPES = {
     "traceparent": "text",
     "backend": "text",
     "model": "text",
+    "credit_charged": "bigint",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

@@ -1,8 +1,8 @@
 """Submit: a new generation is a ``pending`` row, a rollup increment, a ``queued`` event and (on
 PostgreSQL) a NOTIFY, all in one transaction, which also checks and counts the user's limits
-(:mod:`posegen.queue.quota`): PostgreSQL does all of it in one autocommit statement; SQLite in one
-``BEGIN IMMEDIATE`` transaction. Further per-submit checks (a credit charge) belong in the same
-transaction: a CTE beside the admission upsert on PostgreSQL, a statement after it on SQLite."""
+(:mod:`posegen.queue.quota`) and charges its price (:mod:`posegen.credits`): PostgreSQL does all
+of it in one autocommit statement (the charge is a CTE; the balance CHECK rolls the statement
+back when it cannot be paid); SQLite in one ``BEGIN IMMEDIATE`` transaction."""
 
 from __future__ import annotations
 
@@ -13,11 +13,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 
+from posegen import credits
 from posegen.config import Settings
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, Project
 from posegen.db.types import UTCDateTime, utcnow
-from posegen.exceptions import Conflict, InvalidInput, NotFound, PosegenError, RateLimited
+from posegen.exceptions import (
+    Conflict,
+    InsufficientCredits,
+    InvalidInput,
+    NotFound,
+    PosegenError,
+    RateLimited,
+)
+from posegen.metrics import prom
 from posegen.observe import tracing
 from posegen.queue import events, quota, transitions, tx
 from posegen.queue.dialects import ops_for
@@ -47,7 +56,8 @@ def submit(
     Raises :class:`InvalidInput` for a malformed request, :class:`NotFound` when the project is
     not the user's, :class:`Conflict` (kind ``idempotency-conflict``) when the key was used for a
     different request, :class:`RateLimited` (``too-many-submissions``, ``too-many-active``) and
-    :class:`QuotaExceeded` (``result-quota-exceeded``, ``generation-too-large``).
+    :class:`QuotaExceeded` (``result-quota-exceeded``, ``generation-too-large``) and
+    :class:`InsufficientCredits` (nothing charged). A replay is never charged again.
     """
     validate(req)
     if req.idempotency_key is not None:
@@ -59,9 +69,17 @@ def submit(
     )
     try:
         for _ in range(_ADMIT_TRIES):
-            outcome = _admit_and_insert(engine, settings, req, limits, reserved)
+            try:
+                outcome = _admit_and_insert(engine, settings, req, limits, reserved)
+            except InsufficientCredits:
+                prom.INSUFFICIENT_CREDITS.inc()
+                raise
             if isinstance(outcome, SubmitResult):
+                if outcome.created and (cost := credits.price(settings, req.total_expected_poses)):
+                    prom.CREDITS.labels(kind="charged").inc(cost)
                 return outcome
+            if isinstance(outcome, InsufficientCredits):
+                prom.INSUFFICIENT_CREDITS.inc()
             if outcome is not None:
                 raise outcome
         raise RateLimited(
@@ -89,10 +107,19 @@ def _admit_and_insert(
     """One try: the new generation, or why it was refused (None: no reason any more)."""
     ops = ops_for(engine)
     now = utcnow()
+    cost = credits.price(settings, req.total_expected_poses)
     if ops.submit_one is not None:
-        # PostgreSQL: limits, rollup, row, event and NOTIFY in one autocommit statement.
+        # PostgreSQL: limits, charge, rollup, row, event and NOTIFY in one autocommit statement.
         with tx.autocommit(engine) as conn:
-            new_id = ops.submit_one(conn, _row(req, settings, now, reserved), limits)
+            try:
+                new_id = ops.submit_one(conn, _row(req, settings, now, reserved, cost), limits)
+            except IntegrityError as exc:
+                # The balance CHECK refused the charge and rolled the statement back; a
+                # concurrent submit with the same key may have been the one that paid.
+                if not credits.is_overdraft(exc):
+                    raise
+                again = None if req.idempotency_key is None else _lookup(conn, req)
+                return again or credits.insufficient(conn, req.user_id, cost)
             if new_id is not None:
                 return SubmitResult(new_id, True)
             # Refused. A concurrent submit with the same key may have taken the last slot:
@@ -114,7 +141,10 @@ def _admit_and_insert(
         if admitted is None:
             # Still under the write lock: the reason read here is the one that refused.
             return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
-        (gen_id,) = _insert(conn, settings, [req], admitted=True)
+        (gen_id,) = _insert(conn, settings, [req], admitted=True, cost=cost)
+        if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
+            # Raising rolls back the admission and the row: a refusal charges nothing.
+            raise credits.insufficient(conn, req.user_id, cost)
     return SubmitResult(gen_id, True)
 
 
@@ -171,7 +201,7 @@ def validate(req: GenerationRequest) -> None:
 
 
 def _row(
-    req: GenerationRequest, settings: Settings, now: dt.datetime, reserved: int
+    req: GenerationRequest, settings: Settings, now: dt.datetime, reserved: int, cost: int = 0
 ) -> dict[str, Any]:
     """The new row's values, every column given (nothing left to Python-side defaults)."""
     return {
@@ -202,6 +232,7 @@ def _row(
         "traceparent": req.traceparent or tracing.traceparent(),
         "backend": req.backend or settings.serving_backend,
         "model": req.model,
+        "credit_charged": cost,
     }
 
 
@@ -211,13 +242,15 @@ def _insert(
     reqs: Sequence[GenerationRequest],
     *,
     admitted: bool = False,
+    cost: int = 0,
 ) -> list[int]:
     """Insert rows with their events and rollup. ``admitted``: the admission upsert already
-    counted the (single) request on the rollup row and checked its project."""
+    counted the (single) request on the rollup row and checked its project; ``cost``: the
+    credits it is charged (the caller writes the charge)."""
     if not admitted:
         _check_projects(conn, reqs)
     now = utcnow()
-    rows = [_row(r, settings, now, _estimate(settings, r)) for r in reqs]
+    rows = [_row(r, settings, now, _estimate(settings, r), cost) for r in reqs]
     result = conn.execute(
         insert(PoseGeneration).returning(PoseGeneration.id, sort_by_parameter_order=True), rows
     )

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, or_, select, update
 
-from posegen import failures
+from posegen import credits, failures
 from posegen.config import Settings
 from posegen.db.models import GenerationStatus, PoseGeneration, PoseStatus
 from posegen.db.types import utcnow
@@ -44,6 +44,8 @@ class LiveRow:
     lease_expires_at: dt.datetime | None
     #: Result bytes held against the owner's quota until the generation ends.
     reserved_bytes: int = 0
+    #: Credits charged at submit; what its unfinished poses cost is refunded when it ends.
+    credit_charged: int = 0
 
     @classmethod
     def from_row(cls, r: Any) -> LiveRow:
@@ -61,6 +63,7 @@ class LiveRow:
             deadline_at=r.deadline_at,
             lease_expires_at=r.lease_expires_at,
             reserved_bytes=int(r.reserved_bytes or 0),
+            credit_charged=int(r.credit_charged or 0),
         )
 
 
@@ -100,6 +103,8 @@ class Pending:
     completions: list[GenerationStatus] = field(default_factory=list)
     poses: list[PoseStatus] = field(default_factory=list)
     retries: int = 0
+    #: Credits refunded by this transaction (counted after commit).
+    refunded: int = 0
 
     def write(self, conn: Connection, ops: DialectOps) -> None:
         """Rollup increments, events and the NOTIFY, in the caller's transaction."""
@@ -121,7 +126,11 @@ class Pending:
             prom.POSES.labels(status=pose_status.value).inc(n)
         if self.retries:
             prom.RETRIES.inc(self.retries)
+        if self.refunded:
+            prom.CREDITS.labels(kind="refunded").inc(self.refunded)
 
+
+_REFUNDABLE = (GenerationStatus.PARTIAL, GenerationStatus.FAILED, GenerationStatus.CANCELLED)
 
 #: For writes by the lease holder, "expired before" is the end of time: no extra condition.
 NEVER = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
@@ -163,6 +172,10 @@ def end(
         utcnow(),
         expired_before,
     )
+    # Refunds in this same transaction, keyed by generation: exactly once however it ended.
+    charged = [row.id for row, status, _, _ in rows if row.credit_charged and status in _REFUNDABLE]
+    if charged:
+        pending.refunded += credits.refund_ended(conn, charged)
     for row, status, kind, _message in rows:
         pending.deltas.terminal(row.user_id, status, row.reserved_bytes)
         pending.completions.append(status)

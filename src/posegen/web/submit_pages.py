@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from posegen import catalog, pagination, projects, queue, uploads
+from posegen import catalog, credits, pagination, projects, queue, uploads
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
 from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
@@ -142,13 +142,18 @@ def form_values(ctx: WebContext, session: WebSession, category: str | None) -> d
         category=category or None,
         limit=pagination.MAX_LIMIT,
     ).items
-    return {
+    values: dict[str, Any] = {
         "projects": mine,
         "categories": cats,
         "poses": poses,
         "category": category or "",
         "max_variations": ctx.settings.max_variations,
     }
+    if ctx.settings.credits_per_pose:
+        # The cost before submitting; with free generations the form does not mention credits.
+        values["credits_per_pose"] = ctx.settings.credits_per_pose
+        values["credit_balance"] = credits.balance(ctx.engine, session.account.id)
+    return values
 
 
 def _draw(

@@ -80,6 +80,8 @@ def generation_out(
         model=g.model,
         preview=g.preview,
         warning=warning,
+        credit_charged=g.credit_charged,
+        credit_refunded=g.credit_refunded,
     )
 
 
@@ -138,7 +140,7 @@ IdempotencyKey = Annotated[
     response_model=GenerationOut,
     responses={
         200: {"model": GenerationOut, "description": "Replay of an earlier Idempotency-Key"},
-        **problems(404, 409, 413, 429),
+        **problems(402, 404, 409, 413, 429),
     },
 )
 def create_generation(

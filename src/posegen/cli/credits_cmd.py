@@ -1,0 +1,111 @@
+"""``posegen credits``: grant, read a balance or a ledger, and check balances against the ledger."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from posegen import accounts, credits
+from posegen.cli.app import state
+from posegen.db.models import CreditKind
+
+app = typer.Typer(
+    help="Credits: grants, balances, ledgers, the balance check.", no_args_is_help=True
+)
+
+
+@app.command()
+def check(
+    ctx: typer.Context,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Set drifted balances to their ledger's sum.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Compare every user's balance with the sum of their ledger (exit 1 on drift).
+
+    With --fix drifted balances are set to the ledger's sum (the ledger is the record) under
+    the users' row locks, and the command exits 0.
+    """
+    found = credits.check(state(ctx).engine, fix=fix)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "ok": not found,
+                    "fixed": fix and bool(found),
+                    "drift": [
+                        {"userId": m.user_id, "balance": m.balance, "ledgerSum": m.ledger_sum}
+                        for m in found
+                    ],
+                }
+            )
+        )
+    else:
+        for m in found[:50]:
+            typer.echo(
+                f"drift  user {m.user_id} {m.email}: balance {m.balance}, ledger {m.ledger_sum}"
+            )
+        if len(found) > 50:
+            typer.echo(f"... and {len(found) - 50} more")
+        verdict = "ok" if not found else ("repaired" if fix else "DRIFT")
+        typer.echo(f"{verdict}: {len(found)} balances differ from their ledger")
+    if found and not fix:
+        raise typer.Exit(1)
+
+
+@app.command()
+def grant(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    amount: Annotated[int, typer.Argument(help="Credits to add (negative with --adjust).")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (kept in the ledger).")
+    ] = None,
+    adjust: Annotated[
+        bool, typer.Option("--adjust", help="An adjustment (may be negative), not a grant.")
+    ] = False,
+) -> None:
+    """Add credits to a user's balance, ledgered with the reason. A negative amount goes
+    after ``--`` (``credits grant --adjust EMAIL -- -15``)."""
+    engine = state(ctx).engine
+    user = accounts.get_by_email(engine, email)
+    kind = CreditKind.ADJUSTMENT if adjust else CreditKind.GRANT
+    balance, _ = credits.grant(engine, user.id, amount, kind=kind, reason=reason)
+    typer.echo(f"{email}: {amount:+d} ({kind.value}); balance {balance}")
+
+
+@app.command()
+def balance(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """A user's balance."""
+    engine = state(ctx).engine
+    user = accounts.get_by_email(engine, email)
+    value = credits.balance(engine, user.id)
+    if as_json:
+        typer.echo(json.dumps({"email": email, "userId": user.id, "balance": value}))
+    else:
+        typer.echo(str(value))
+
+
+@app.command()
+def ledger(
+    ctx: typer.Context,
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="Newest rows.")] = 50,
+) -> None:
+    """A user's ledger, newest first."""
+    engine = state(ctx).engine
+    user = accounts.get_by_email(engine, email)
+    for e in credits.ledger_page(engine, user.id, limit=limit):
+        ref = f"generation {e.generation_id}" if e.generation_id is not None else ""
+        who = f"by user {e.actor_id}" if e.actor_id is not None else ""
+        extra = "  ".join(x for x in (ref, who, e.reason or "") if x)
+        typer.echo(
+            f"{e.id:>8}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.kind:<10} {e.amount:>+10d}  {extra}"
+        )

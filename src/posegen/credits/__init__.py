@@ -1,0 +1,50 @@
+"""Credits: a per-user balance kept with an append-only ledger, charged at submit and refunded
+when a generation ends short, inside the queue's own transactions (so money and work never
+disagree). ``POSEGEN_CREDITS_PER_POSE`` = 0 (the default) makes generating free: nothing is
+charged and no ledger rows are written.
+
+The queue calls :func:`price`, :func:`insufficient`, :func:`is_overdraft` and
+:func:`refund_ended` inside its transactions; the API and CLI use :mod:`posegen.credits.accounts`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from posegen.config import Settings
+from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
+from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
+from posegen.credits.refunds import refund_amount, refund_ended
+from posegen.exceptions import InsufficientCredits
+
+__all__ = [
+    "Entry",
+    "Mismatch",
+    "balance",
+    "balance_of",
+    "charge_usage",
+    "check",
+    "grant",
+    "insufficient",
+    "is_overdraft",
+    "ledger_page",
+    "post",
+    "price",
+    "refund_amount",
+    "refund_ended",
+]
+
+
+def price(settings: Settings, total_poses: int) -> int:
+    """What a generation of ``total_poses`` poses costs."""
+    return settings.credits_per_pose * total_poses
+
+
+def insufficient(conn: Connection, user_id: int, required: int) -> InsufficientCredits:
+    """The refusal for a charge the balance cannot cover, with the balance as it is now."""
+    balance = balance_of(conn, user_id)
+    return InsufficientCredits(
+        f"this generation costs {required} credits; the balance is {balance}",
+        required=required,
+        balance=balance,
+    )

@@ -1,0 +1,64 @@
+"""``posegen credits`` against a real database (both engines): grant, balance, ledger, and a
+check that finds a drifted balance, exits 1, and repairs it with --fix."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from sqlalchemy import Engine, update
+
+from posegen import accounts
+from posegen.db.models import User
+
+
+def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "posegen", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_grant_balance_ledger_check_and_fix(engine: Engine, cli_env: dict[str, str]) -> None:
+    user = accounts.create_user(engine, "Cli", "cli@example.com").account
+    assert (
+        run(cli_env, "credits", "grant", "cli@example.com", "40", "--reason", "hi").returncode == 0
+    )
+    took = run(
+        cli_env, "credits", "grant", "--adjust", "--reason", "x", "cli@example.com", "--", "-15"
+    )
+    assert took.returncode == 0, took.stderr
+    assert took.stdout.strip().endswith("balance 25")
+
+    bal = run(cli_env, "credits", "balance", "cli@example.com", "--json")
+    assert json.loads(bal.stdout) == {"email": "cli@example.com", "userId": user.id, "balance": 25}
+    lines = run(cli_env, "credits", "ledger", "cli@example.com").stdout.splitlines()
+    assert len(lines) == 2 and "adjustment" in lines[0] and "-15" in lines[0] and "hi" in lines[1]
+
+    assert run(cli_env, "credits", "check").stdout.startswith("ok:")
+    with engine.begin() as conn:
+        conn.execute(update(User).where(User.id == user.id).values(credit_balance=7))
+    bad = run(cli_env, "credits", "check")
+    assert bad.returncode == 1
+    assert f"drift  user {user.id} cli@example.com: balance 7, ledger 25" in bad.stdout
+    fixed = run(cli_env, "credits", "check", "--fix", "--json")
+    assert fixed.returncode == 0
+    assert json.loads(fixed.stdout)["drift"] == [{"userId": user.id, "balance": 7, "ledgerSum": 25}]
+    assert run(cli_env, "credits", "check").returncode == 0
+
+    # Mistakes a person can make: one line, no traceback.
+    for args, code in (
+        (("grant", "nobody@example.com", "5"), 1),
+        (("grant", "cli@example.com", "--", "-5"), 2),
+        (("grant", "--adjust", "cli@example.com", "--", "-500"), 1),
+        (("grant", "cli@example.com", "0"), 2),
+    ):
+        r = run(cli_env, "credits", *args)
+        assert r.returncode == code, (args, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.startswith("error: ")
+    assert run(cli_env, "credits", "balance", "cli@example.com").stdout.strip() == "25"
