@@ -27,7 +27,7 @@ from pipeline_world import World, subject_png  # type: ignore[import-not-found]
 from s3_server import READER, WRITER, S3Server, SlowProxy, running  # type: ignore[import-not-found]
 from sqlalchemy import func, select, update
 
-from posegen import accounts, projects, uploads
+from posegen import accounts, failures, projects, uploads
 from posegen.api.app import create_app
 from posegen.api.zipstream import BLOCK, stream_zip
 from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, User
@@ -243,8 +243,10 @@ def test_a_bucket_that_refuses_writes_retries_the_generation_and_loses_nothing(
         thread.join(30)
         refused.close()
     # Retried, not failed; the reason names the store's refusal; no row names missing bytes.
-    assert gen.error_message and "refused these credentials" in gen.error_message
-    assert "reader-secret" not in gen.error_message
+    # The owner reads the sentence for the kind; the store's refusal is the admins' detail.
+    assert gen.error_message == failures.SENTENCES["storage"]
+    assert gen.error_detail and "refused these credentials" in gen.error_detail
+    assert "reader-secret" not in gen.error_detail
     assert _completed(world, gid) == []
     assert _keys(world) == []
 
@@ -396,7 +398,8 @@ def test_a_slow_store_times_out_and_the_generation_is_retried(
         # The subject is read from the store first: that read is what timed out. The reason
         # names neither the key nor the content hash.
         assert gen.error_kind == "storage", gen
-        assert gen.error_message == "subject image: the object store is unavailable"
+        assert gen.error_message == failures.SENTENCES["storage"]
+        assert gen.error_detail == "subject image: the object store is unavailable"
         assert _completed(world, gid) == []
 
         proxy.delay = 0.0
@@ -513,6 +516,7 @@ def test_a_missing_upload_object_is_subject_unavailable_not_a_crash(s3_world: Wo
     assert gen.status == "failed"
     assert gen.error_kind == "subject-unavailable"
     assert view.sha256 not in (gen.error_message or "")
+    assert view.sha256 not in (gen.error_detail or "")
 
 
 def test_a_library_map_upload_is_served_from_the_bucket(s3_world: World) -> None:
