@@ -4,6 +4,8 @@ submit that would pass the cap is refused in the same transaction (both engines)
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from queue_helpers import Owner
 from sqlalchemy import Engine, event, select
@@ -136,3 +138,31 @@ def test_a_limited_submit_is_one_statement_on_postgresql(
         event.remove(engine, "before_cursor_execute", record)
     assert len(seen) == 1, seen
     assert "user_generation_stats" in seen[0] and "INSERT INTO pose_generations" in seen[0]
+
+
+def test_a_new_window_opens_when_the_last_one_has_closed(
+    engine: Engine, settings: Settings
+) -> None:
+    owner = Owner(engine)
+    limits = SubmitLimits(max_active=100, per_minute=2, max_result_bytes=10**15)
+    for _ in range(2):
+        queue.submit(engine, settings, owner.request(), limits)
+    with pytest.raises(RateLimited) as err:
+        queue.submit(engine, settings, owner.request(), limits)
+    assert err.value.kind == "too-many-submissions" and 1 <= err.value.retry_after <= 60
+    # Move the window's start back past a minute, as the clock would.
+    s = UserGenerationStats
+    with engine.begin() as conn:
+        started = conn.execute(select(s.window_started_at).where(s.user_id == owner.user_id))
+        opened = started.scalar_one()
+        conn.execute(
+            s.__table__.update()
+            .where(s.user_id == owner.user_id)
+            .values(window_started_at=opened - dt.timedelta(seconds=61))
+        )
+    queue.submit(engine, settings, owner.request(), limits)
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(s.window_started_at, s.window_submissions).where(s.user_id == owner.user_id)
+        ).one()
+    assert row.window_submissions == 1 and row.window_started_at > opened
