@@ -35,6 +35,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -130,12 +131,17 @@ def _vips_renderer() -> Any:
     def encode(pic: Any, fmt: Any) -> bytes:
         if fmt.file_type == "jpeg":
             data: bytes = pic.jpegsave_buffer(
-                Q=fmt.quality, interlace=True, optimize_coding=True, keep="none", profile="srgb"
+                Q=fmt.quality,
+                interlace=True,
+                optimize_coding=True,
+                subsample_mode="on",
+                keep="none",
+                profile="srgb",
             )
             return data
         if fmt.dpi is not None:
             pic = pic.copy(xres=fmt.dpi / 25.4, yres=fmt.dpi / 25.4)
-        data = pic.pngsave_buffer(compression=6, keep="none", profile="srgb")
+        data = pic.pngsave_buffer(compression=6, filter="all", keep="none", profile="srgb")
         return data
 
     def render(data: bytes, pose: Any, formats: list[Any]) -> dict[str, bytes]:
@@ -157,20 +163,20 @@ def _vips_renderer() -> Any:
     return render
 
 
-def child(rival: str, count: int) -> None:
+def child(rival: str, data_path: str) -> None:
     """Answer ``GROUP INDEX`` lines with ``{"seconds", "bytes"}``; ``pose INDEX`` times the
-    posemap pose (map at 1024x1024 and its PNG)."""
+    posemap pose (map at 1024x1024 and its PNG; ``pillow`` only: it needs the project's
+    environment, the other children only Pillow or pyvips)."""
     from PIL import Image
-
-    from posegen.controlnet.render import render_pose
-    from posegen.pose import parse_pose
 
     if rival == "vips":
         render = _vips_renderer()
     else:
         from posegen.exports import render_exports as render
     groups = _formats_by_group()
-    results = _results(count)
+    results = [
+        (bytes.fromhex(r["png"]), r["pose"]) for r in json.loads(Path(data_path).read_text())
+    ]
     render(results[0][0], results[0][1], groups["social"])  # warm up (imports, profiles)
     info = {"pillow": Image.__version__}
     if rival == "vips":
@@ -183,6 +189,9 @@ def child(rival: str, count: int) -> None:
         data, pose = results[int(index) % len(results)]
         start = time.perf_counter()
         if what == "pose":
+            from posegen.controlnet.render import render_pose
+            from posegen.pose import parse_pose
+
             buf = io.BytesIO()
             render_pose(parse_pose(pose), *SIZE).save(buf, "PNG")
             sizes = {"map": len(buf.getvalue())}
@@ -197,12 +206,12 @@ def child(rival: str, count: int) -> None:
 
 
 class Rival:
-    def __init__(self, name: str, python: str, count: int) -> None:
+    def __init__(self, name: str, python: str, data_path: str) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "VIPS_CONCURRENCY": "1",
                "OMP_NUM_THREADS": "1"}  # fmt: skip
         self.name = name
         self.proc = subprocess.Popen(
-            [python, __file__, "--child", name, "--results", str(count)],
+            [python, __file__, "--child", name, "--data", data_path],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         hello = self._read()
@@ -232,29 +241,35 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     candidates = [("pillow", sys.executable), ("vips", sys.executable)]
     if args.simd_python:
         candidates.append(("pillow-simd", args.simd_python))
+    data = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+    with data:
+        json.dump([{"png": png.hex(), "pose": pose} for png, pose in _results(args.results)], data)
     rivals: list[Rival] = []
     skipped = {}
     for name, python in candidates:
         try:
-            rivals.append(Rival(name, python, args.results))
+            rivals.append(Rival(name, python, data.name))
         except (RuntimeError, OSError) as exc:
             skipped[name] = str(exc)
     if not args.simd_python:
         skipped["pillow-simd"] = "no --simd-python given"
     groups = {g: len(fs) for g, fs in _formats_by_group().items()}
-    times: dict[str, dict[str, list[float]]] = {r.name: {g: [] for g in (*GROUPS, "pose")}
-                                                for r in rivals}  # fmt: skip
+    times: dict[str, dict[str, list[float]]] = {r.name: {g: [] for g in GROUPS} for r in rivals}
+    times["pillow"]["pose"] = []
     sizes: dict[str, dict[str, list[int]]] = {r.name: {} for r in rivals}
     for rep in range(args.reps):
         order = rivals if rep % 2 == 0 else rivals[::-1]
         for what in (*GROUPS, "pose"):
             for rival in order:
+                if what == "pose" and rival.name != "pillow":
+                    continue
                 answer = rival.run(what, rep)
                 times[rival.name][what].append(answer["seconds"])
                 for name, n in answer["bytes"].items():
                     sizes[rival.name].setdefault(name, []).append(n)
     for rival in rivals:
         rival.close()
+    os.unlink(data.name)
     med = {r: {g: statistics.median(v) for g, v in t.items()} for r, t in times.items()}
     print(f"{args.reps} repetitions, one pose each, 1024x1024 results, one thread per rival")
     head = ("group", "formats", *[f"{r} s/pose" for r in med], *[f"{r} exports/s" for r in med])
@@ -350,9 +365,10 @@ def main() -> None:
     parser.add_argument("--pose-seconds", type=float, nargs="*", default=[2.0, 6.0])
     parser.add_argument("--framing", action="store_true", help="framing counts only")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.results)
+        child(args.child, args.data)
         return
     sys.path.insert(0, str(ROOT / "src"))
     figures: dict[str, Any] = {

@@ -4,6 +4,7 @@ density, original size for ``original``, transparency flattened, unreadable inpu
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 from PIL import Image, ImageCms, PngImagePlugin
@@ -105,3 +106,61 @@ def test_unreadable_results_are_refused_with_a_clear_error(data: bytes) -> None:
         render_export(data, POSE, FORMATS["instagram_feed"])
     assert caught.value.kind == "invalid-image"
     assert "not a readable image" in caught.value.message
+
+
+def _linear_rgb_profile() -> bytes:
+    """An ICC v2 display profile with sRGB's primaries and a linear (gamma 1.0) curve: a colour
+    space other than sRGB, so a tagged image must be converted (built by hand: no such file ships
+    with the system or Pillow)."""
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    text = b"linear RGB test\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0" * 70
+    curve = b"curv" + b"\0" * 4 + struct.pack(">I", 1) + struct.pack(">H", 0x0100) + b"\0\0"
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.4361, 0.2225, 0.0139)),
+        (b"gXYZ", xyz(0.3851, 0.7169, 0.0971)),
+        (b"bXYZ", xyz(0.1431, 0.0606, 0.7141)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = struct.pack(">I", len(tags)), b""
+    for sig, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += sig + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (
+        struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"mntrRGB XYZ "
+        + b"\0" * 12 + b"acsp" + b"\0" * 24 + struct.pack(">I", 0)
+        + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48
+    )  # fmt: skip
+    assert len(header) == 128
+    return header + table + body
+
+
+def test_a_result_in_another_colour_space_is_converted_to_srgb() -> None:
+    """Mid grey in linear light is lighter in sRGB (about 188, not 128): converted, not just
+    re-tagged; the same pixels untagged are taken as sRGB and stay 128."""
+    tagged, untagged = io.BytesIO(), io.BytesIO()
+    grey = Image.new("RGB", (256, 256), (128, 128, 128))
+    grey.save(tagged, "PNG", icc_profile=_linear_rgb_profile())
+    grey.save(untagged, "PNG")
+    fmt = FORMATS["instagram_feed"]
+    with Image.open(io.BytesIO(render_export(tagged.getvalue(), None, fmt))) as out:
+        r, g, b = out.getpixel((540, 540))
+        assert 180 <= r <= 196 and abs(r - g) <= 3 and abs(r - b) <= 3
+        assert "sRGB" in ImageCms.getProfileDescription(
+            ImageCms.ImageCmsProfile(io.BytesIO(out.info["icc_profile"]))
+        )
+    with Image.open(io.BytesIO(render_export(untagged.getvalue(), None, fmt))) as out:
+        assert abs(out.getpixel((540, 540))[0] - 128) <= 3

@@ -4,16 +4,17 @@ The result was generated from the pose's map, which :func:`posegen.pose.place` d
 canvas; the same call tells where every keypoint lies on the result. From those points:
 
 1. **The figure's box**: every visible point, grown by a body unit (nose to neck) for what the
-   points do not mark: the crown above the eyes, the feet below the ankles, hands past the wrists.
+   points do not mark: the crown above the eyes, the feet below the ankles, hands past the wrists
+   (but not past the result's edges: what is not in the picture cannot be shown).
 2. **The frame's size** (the format's aspect): ``scene`` formats start from the largest window
    of that aspect inside the result (as much picture as possible), ``subject`` formats from the
    figure's box alone (marketplace tiles: the figure fills the tile). Either grows until the box
-   fits with a margin on every side; a frame larger than the result extends the canvas (filled
-   by the renderer, blurred or solid) instead of cutting a limb.
+   fits and the points keep a margin from every edge; a frame larger than the result extends
+   the canvas (filled by the renderer, blurred or solid) instead of cutting a limb.
 3. **The frame's place**: the figure's centre of mass (its torso) at the centre horizontally;
    vertically a full-body figure's box is centred, a half-body or portrait figure has its eyes a
-   third of the way down (headroom). Then, in this order of precedence: the box stays inside the
-   frame with its margin; the frame stays inside the result (or, when larger, covers it); the
+   third of the way down (headroom). Then, in this order of precedence: the box and the points
+   with their margin stay inside the frame; the frame stays inside the result (or, when larger, covers it); the
    composition is kept as closely as those allow.
 
 Without a pose (or without a visible point) the whole result is fitted into the format's aspect
@@ -56,6 +57,8 @@ class Figure:
     points: tuple[tuple[float, float], ...]
     #: ``(x0, y0, x1, y1)``: the points grown by what they do not mark (see the module doc).
     box: tuple[float, float, float, float]
+    #: ``(x0, y0, x1, y1)``: the points' own bounds.
+    extent: tuple[float, float, float, float]
     #: The torso's mean (all points' when no torso point is visible).
     centre: tuple[float, float]
     #: Mean height of the eyes (of the nose, the ears), None without a head point.
@@ -115,12 +118,19 @@ def figure(
     bottom = y1 + _SIDE * unit
     if ankles:
         bottom = max(bottom, max(p[1] for p in ankles) + _FEET * unit)
-    box = (x0 - _SIDE * unit, top, x1 + _SIDE * unit, bottom)
+    # What the allowances reach past the result's edges is not in the picture (the generated
+    # figure is cut there already): no canvas is extended for it. The points themselves count.
+    box = (
+        min(x0, max(0.0, x0 - _SIDE * unit)),
+        min(y0, max(0.0, top)),
+        max(x1, min(float(iw), x1 + _SIDE * unit)),
+        max(y1, min(float(ih), bottom)),
+    )
     torso = _present(bodies, _TORSO) or list(points)
     centre = (_mean(p[0] for p in torso), _mean(p[1] for p in torso))
     eyes = _present(bodies, _EYES) or heads
     eyes_y = _mean(p[1] for p in eyes) if eyes else None
-    return Figure(placed.framing, points, box, centre, eyes_y)
+    return Figure(placed.framing, points, box, (x0, y0, x1, y1), centre, eyes_y)
 
 
 def _unit(
@@ -165,31 +175,39 @@ def frame_for(image_size: tuple[int, int], fig: Figure | None, fmt: ExportFormat
         fw = fh * aspect
         return Frame((iw - fw) / 2, (ih - fh) / 2, fw, fh)
     x0, y0, x1, y1 = fig.box
+    px0, py0, px1, py1 = fig.extent
     keep = 1 - 2 * MARGIN
-    need_h = max((y1 - y0) / keep, (x1 - x0) / keep / aspect)
+    need_h = max(y1 - y0, (x1 - x0) / aspect, (py1 - py0) / keep, (px1 - px0) / keep / aspect)
     if fmt.fit == "scene":
         base_h = min(ih, iw / aspect)
     else:
         base_h = out_h / MAX_UPSCALE
     fh = max(base_h, need_h)
     fw = fh * aspect
-    left = _slide(fig.centre[0] - fw / 2, fw, x0, x1, iw)
+    left = _slide(fig.centre[0] - fw / 2, fw, (x0, x1), (px0, px1), iw)
     if fig.framing == "full_body" or fig.eyes_y is None:
         want_top = (y0 + y1) / 2 - fh / 2
     else:
         want_top = fig.eyes_y - fh / 3
-    top = _slide(want_top, fh, y0, y1, ih)
+    top = _slide(want_top, fh, (y0, y1), (py0, py1), ih)
     return Frame(left, top, fw, fh)
 
 
-def _slide(want: float, size: float, lo: float, hi: float, extent: float) -> float:
+def _slide(
+    want: float,
+    size: float,
+    box: tuple[float, float],
+    points: tuple[float, float],
+    extent: float,
+) -> float:
     """The start of a window of ``size`` on one axis: as near ``want`` as allowed by, first,
-    keeping ``lo..hi`` inside with the margin and, second, staying within ``0..extent`` (or
-    covering it when the window is larger)."""
+    keeping the box inside and the points inside with the margin and, second, staying within
+    ``0..extent`` (or covering it when the window is larger)."""
     pad = MARGIN * size
-    c_lo, c_hi = hi + pad - size, lo - pad
+    c_lo = max(box[1], points[1] + pad) - size
+    c_hi = min(box[0], points[0] - pad)
     if c_lo > c_hi:  # only rounding can do this (the size was chosen to fit): centre the box
-        c_lo = c_hi = (lo + hi) / 2 - size / 2
+        c_lo = c_hi = (box[0] + box[1]) / 2 - size / 2
     i_lo, i_hi = (0.0, extent - size) if size <= extent else (extent - size, 0.0)
     a, b = max(c_lo, i_lo), min(c_hi, i_hi)
     if a > b:
