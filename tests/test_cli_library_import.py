@@ -161,3 +161,31 @@ def test_the_shipped_library_file_imports_as_it_is(engine: Engine, cli_env: dict
     second = json.loads(run(cli_env, str(path), "--json").stdout)["files"][0]
     assert (second["created"], second["updated"]) == (0, 0)
     assert len(slugs(engine)) == len(BUILTIN)
+
+
+def test_concurrent_imports_of_one_file_create_each_pose_exactly_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # 40 importers race on the same new slugs: each row is created by exactly one of them, the
+    # others find it there (unchanged), and none fails.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from posegen.library.importer import import_library
+
+    path = tmp_path / "race.json"
+    path.write_text(
+        json.dumps(
+            {
+                "categories": [{"slug": "imported", "name": "Imported"}],
+                "poses": [entry(f"op-race-{i}", p.keypoints) for i, p in enumerate(BUILTIN[:6])],
+            }
+        )
+    )
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        reports = list(pool.map(lambda _: import_library(engine, path), range(40)))
+    files = [r.files[0] for r in reports]
+    assert all(f.imported for f in files), [f.errors for f in files if f.errors]
+    assert sum(f.created for f in files) == 7  # 1 category + 6 poses, once each
+    assert sum(f.updated for f in files) == 0
+    assert sum(f.unchanged for f in files) == 40 * 7 - 7
+    assert slugs(engine) == {f"op-race-{i}" for i in range(6)}

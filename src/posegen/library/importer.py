@@ -117,14 +117,19 @@ def import_library(engine: Engine, source: Path) -> ImportReport:
 def _write(
     engine: Engine, categories: list[BuiltinCategory], poses: list[BuiltinPose]
 ) -> tuple[int, int, int]:
-    for attempt in range(2):
+    attempts = 3
+    for attempt in range(attempts):
         try:
             with write_transaction(engine) as conn:
                 sync = upsert(conn, categories, poses)
             return sync.created, sync.updated, sync.unchanged
-        except IntegrityError:
-            if attempt:  # a concurrent import wrote the same slugs; the second read sees them
-                raise
+        except IntegrityError as exc:
+            # A concurrent import inserted one of the same slugs first (between our read and
+            # our insert); the next attempt reads it and updates or leaves it.
+            if attempt == attempts - 1:
+                raise InvalidInput(
+                    "another import kept writing the same slugs; run this one again"
+                ) from exc
     raise AssertionError("unreachable")
 
 
