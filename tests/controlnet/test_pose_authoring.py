@@ -105,6 +105,16 @@ def test_a_stretched_limb_fails_the_proportion_check() -> None:
         body[I[ankle]] = [k[0] + 1.8 * (a[0] - k[0]), k[1] + 1.8 * (a[1] - k[1]), 1]
     found = problems(kp)
     assert any("right shin" in p for p in found) and any("left shin" in p for p in found)
+    # Whole legs 1.6 times too long for the torso (all four leg segments at once).
+    kp = _body("standing-neutral")
+    body = kp["people"][0]["body"]
+    for hip, knee, ankle in (("r_hip", "r_knee", "r_ankle"), ("l_hip", "l_knee", "l_ankle")):
+        h = body[I[hip]]
+        for joint in (knee, ankle):
+            p = body[I[joint]]
+            body[I[joint]] = [h[0] + 1.6 * (p[0] - h[0]), h[1] + 1.6 * (p[1] - h[1]), 1]
+    found = problems(kp)
+    assert any("thigh" in p for p in found) and any("shin" in p for p in found)
 
 
 def test_a_crossed_skeleton_fails() -> None:

@@ -4,10 +4,12 @@ On any pose (2D keypoints, the only thing an imported pose has):
 
 - **proportions**: each segment's drawn length, in units of the figure's scale, within what a
   human body allows. A drawn segment can be shorter than the real one (it points towards the
-  camera), never longer; so the scale is taken from the segments that are least foreshortened
-  (the third largest length / nominal length ratio: two stretched segments, say both forearms,
-  cannot set it) and no segment may exceed its nominal length at that scale by more than
-  human variation allows. Needs five segments; portraits with fewer are not measured.
+  camera), never longer; so the scale is taken from the least foreshortened segment of each
+  part (arms, legs, torso, shoulders, hips, head), as the lower median over the parts (a
+  wrong part, say legs twice as long as the torso, cannot set it), and no segment may exceed
+  its nominal length at that scale by more than human variation allows. Needs three parts.
+  Limbs are bounded from above only: a short drawn limb may be foreshortened, so left and
+  right are not compared in 2D (they are in 3D, for the built-in specs).
 - **not crossed**: the torso's left-right order is one order. Relative to the torso's axis
   (hips to neck), the shoulders and the hips run the same way (a spine twists at most about 90
   degrees, not 180), the eyes run the same way as the shoulders when both are clearly apart
@@ -100,11 +102,38 @@ def _lengths(pts: dict[str, Vec]) -> dict[str, float]:
     return ratios
 
 
+#: Body parts whose segments share one scale estimate (one stretched part cannot set it).
+_GROUPS = {
+    "arms": ("right upper arm", "right forearm", "left upper arm", "left forearm"),
+    "legs": ("right thigh", "right shin", "left thigh", "left shin"),
+    "torso": ("torso",),
+    "shoulders": ("shoulders", "right collar", "left collar"),
+    "hips": ("hips",),
+    "head": ("neck to nose", "neck to right eye", "neck to left eye", "neck to right ear",
+             "neck to left ear"),
+}  # fmt: skip
+
+
+def _scale(ratios: dict[str, float]) -> float | None:
+    """The body's scale (drawn length per nominal length): each part's least foreshortened
+    segment, then the lower median over the parts. A wrong part (both legs twice as long, both
+    forearms) is outvoted; a part seen end-on (shoulders in profile) only lowers one vote.
+    None when fewer than three parts are drawn."""
+    votes = [
+        max(ratios[label] for label in labels if label in ratios)
+        for labels in _GROUPS.values()
+        if any(label in ratios for label in labels)
+    ]
+    if len(votes) < 3:
+        return None
+    return sorted(votes, reverse=True)[len(votes) // 2]
+
+
 def _proportions(pts: dict[str, Vec]) -> list[str]:
     ratios = _lengths(pts)
-    if len(ratios) < 5:
+    scale = _scale(ratios)
+    if scale is None:
         return []
-    scale = sorted(ratios.values(), reverse=True)[2]
     if scale <= 0:
         return ["the body has no size (its points coincide)"]
     return [
@@ -123,9 +152,9 @@ def _crossed(pts: dict[str, Vec]) -> list[str]:
     if "neck" not in pts:
         return []
     ratios = _lengths(pts)
-    if not ratios:
+    scale = _scale(ratios) or max(ratios.values(), default=0.0)
+    if scale <= 0:
         return []
-    scale = sorted(ratios.values(), reverse=True)[min(2, len(ratios) - 1)]
     out = []
     hips = "r_hip" in pts and "l_hip" in pts
     if hips:
