@@ -17,35 +17,39 @@ from posegen.library import builtin_library, pose_map_source, seed_library, sync
 def test_the_library_is_big_and_varied_enough() -> None:
     cats, poses = builtin_library()
     per_category = Counter(p.category for p in poses)
-    assert len(poses) >= 24 and len(cats) >= 6
-    assert all(per_category[c.slug] >= 3 for c in cats)
+    assert len(poses) >= 120 and len(cats) >= 10
+    assert all(per_category[c.slug] >= 5 for c in cats)
     assert len({p.slug for p in poses}) == len(poses)
+    slugs = {c.slug for c in cats}
+    assert any(c.parent for c in cats) and all(c.parent in slugs for c in cats if c.parent)
+    assert len({c.sort_order for c in cats}) == len(cats)
     for pose in poses:
         assert pose.name and pose.description and pose.tags
         body = pose.keypoints["people"][0]["body"]
         present = [p for p in body if p is not None]
         assert body[1] is not None, f"{pose.slug}: every pose has a neck"
         assert len(present) >= (8 if pose.category == "portrait" else 10), pose.slug
-        assert all(-0.05 <= x <= 1.05 and -0.05 <= y <= 1.2 for x, y, _c in present), pose.slug
+        assert all(0 <= x <= 1 and 0 <= y <= 1 for x, y, _c in present), pose.slug
 
 
-def test_keypoints_are_plausible_bodies() -> None:
-    """Shoulders beside the neck, the head above it, full-body feet below the hips."""
+def test_every_pose_carries_its_attributes() -> None:
     _cats, poses = builtin_library()
     for pose in poses:
-        kp = pose.keypoints["people"][0]["body"]
-        neck = kp[1]
-        assert neck is not None
-        if kp[0] is not None:
-            assert kp[0][1] < neck[1], f"{pose.slug}: nose above neck"
-        for shoulder in (kp[2], kp[5]):
-            if shoulder is not None:
-                assert abs(shoulder[1] - neck[1]) < 0.05, pose.slug
-        for hip, ankle in ((kp[8], kp[10]), (kp[11], kp[13])):
-            if hip is not None:
-                assert hip[1] > neck[1], f"{pose.slug}: hips below the neck"
-            if hip is not None and ankle is not None and "floor" not in pose.tags:
-                assert ankle[1] > hip[1] - 0.05 or pose.category == "dynamic", pose.slug
+        a = pose.attributes
+        assert a["difficulty"] in ("beginner", "intermediate", "advanced"), pose.slug
+        assert a["suitability"] in ("any", "feminine", "masculine"), pose.slug
+        assert isinstance(a["featured"], bool) and isinstance(a["premium"], bool)
+        assert (a["source"], a["licence"], a["author"]) == (
+            "posegen built-in",
+            "CC0-1.0",
+            "posegen",
+        )
+        assert a["framing"] == pose.keypoints["framing"], pose.slug
+    for key in ("featured", "premium"):
+        flagged = sum(p.attributes[key] for p in poses)
+        assert 3 <= flagged <= len(poses) // 4, key
+    assert {p.attributes["difficulty"] for p in poses} == {"beginner", "intermediate", "advanced"}
+    assert {p.attributes["framing"] for p in poses} == {"full_body", "half_body", "portrait"}
 
 
 def test_seed_is_idempotent(engine: Engine) -> None:

@@ -1,18 +1,20 @@
-"""The built-in pose library: categories and poses with hand-authored COCO-18 keypoints,
-shipped in the package (``builtin_poses.json``) and loaded idempotently into the database.
-Each pose records the canvas it was authored on (512 x 512) and its framing, so it is drawn
-undistorted at any output size. Maps are rendered locally, so the library works offline."""
+"""The pose library: categories and poses with COCO-18 keypoints, the built-in set shipped in
+the package (``builtin_poses.json``, generated from joint-angle specs by
+:mod:`posegen.library.author`) and loaded idempotently into the database, and operators' own
+sets loaded the same way (:mod:`posegen.library.importer`). Each pose records the canvas it was
+authored on (512 x 512) and its framing, so it is drawn undistorted at any output size. Maps are
+rendered locally, so the library works offline."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from posegen.controlnet.cache import MapCache, MapResult
@@ -25,6 +27,9 @@ from posegen.pose import pose_json
 log = logging.getLogger(__name__)
 
 DATA_FILE = "builtin_poses.json"
+#: The keys of a pose entry the library itself reads; any others (difficulty, suitability,
+#: featured, premium, source, licence, author, framing, ...) pass through in ``attributes``.
+POSE_KEYS = ("slug", "name", "category", "description", "tags", "keypoints")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ class BuiltinCategory:
     slug: str
     name: str
     description: str
+    #: Another category's slug (a child category), or None.
+    parent: str | None = None
+    sort_order: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,8 @@ class BuiltinPose:
     tags: tuple[str, ...]
     #: The canonical pose JSON (:mod:`posegen.pose`): canvas it was authored on, framing, points.
     keypoints: dict[str, Any]
+    #: Every other key of the entry, as given (difficulty, suitability, featured, ...).
+    attributes: Mapping[str, Any] = field(default_factory=dict)
 
 
 class SeedCounts(NamedTuple):
@@ -58,29 +68,39 @@ class SyncReport:
     poses: int
     created: int
     updated: int
+    unchanged: int = 0
+
+
+def category_from_json(raw: Mapping[str, Any]) -> BuiltinCategory:
+    sort_order = raw.get("sort_order")
+    return BuiltinCategory(
+        raw["slug"], raw["name"], raw.get("description", ""), raw.get("parent"), sort_order
+    )
+
+
+def pose_from_json(raw: Mapping[str, Any]) -> BuiltinPose:
+    """A pose entry (``builtin_poses.json`` shape); its keypoints in the canonical form."""
+    return BuiltinPose(
+        raw["slug"],
+        raw["name"],
+        raw["category"],
+        raw.get("description", ""),
+        tuple(raw.get("tags", ())),
+        pose_json(raw["keypoints"]),
+        {k: v for k, v in raw.items() if k not in POSE_KEYS},
+    )
 
 
 def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
     """The shipped categories and poses, checked (poses parse, categories exist)."""
     raw = json.loads(resources.files(__package__).joinpath(DATA_FILE).read_text("utf-8"))
-    categories = [
-        BuiltinCategory(c["slug"], c["name"], c["description"]) for c in raw["categories"]
-    ]
+    categories = [category_from_json(c) for c in raw["categories"]]
     known = {c.slug for c in categories}
     poses = []
     for p in raw["poses"]:
         if p["category"] not in known:
             raise InvalidInput(f"pose {p['slug']} names unknown category {p['category']}")
-        poses.append(
-            BuiltinPose(
-                p["slug"],
-                p["name"],
-                p["category"],
-                p["description"],
-                tuple(p["tags"]),
-                pose_json(p["keypoints"]),
-            )
-        )
+        poses.append(pose_from_json(p))
     return categories, poses
 
 
@@ -92,64 +112,93 @@ def seed_library(engine: Engine) -> SeedCounts:
 
 def sync_library(engine: Engine) -> SyncReport:
     """Like :func:`seed_library`, and say how many rows were created or updated."""
+    categories, poses = builtin_library()
+    # Built-in categories keep the order they are listed in when the file gives none.
+    categories = [
+        c if c.sort_order is not None else BuiltinCategory(c.slug, c.name, c.description,
+                                                            c.parent, i)
+        for i, c in enumerate(categories)
+    ]  # fmt: skip
     try:
-        return _sync(engine)
+        report = _sync(engine, categories, poses)
     except IntegrityError:
         # Another process seeded the same rows between our read and our insert; now they exist.
-        return _sync(engine)
+        report = _sync(engine, categories, poses)
+    if report.created or report.updated:
+        log.info(
+            "pose library seeded",
+            extra={"rows_created": report.created, "rows_updated": report.updated},
+        )
+    return report
 
 
-def _sync(engine: Engine) -> SyncReport:
-    categories, poses = builtin_library()
-    created = updated = 0
+def _sync(
+    engine: Engine, categories: Sequence[BuiltinCategory], poses: Sequence[BuiltinPose]
+) -> SyncReport:
     with write_transaction(engine) as conn:
-        existing_cats = {
-            row.slug: row for row in conn.execute(select(PoseCategory.__table__)).mappings()
+        return upsert(conn, categories, poses)
+
+
+def upsert(
+    conn: Connection, categories: Sequence[BuiltinCategory], poses: Sequence[BuiltinPose]
+) -> SyncReport:
+    """Create or refresh ``categories`` and ``poses`` by slug in the caller's transaction;
+    rows already equal are left alone (counted as unchanged). A pose may name a category of
+    ``categories`` or one already in the database; any other raises :class:`InvalidInput`
+    (``unknown-category``) and the caller's transaction is rolled back."""
+    created = updated = unchanged = 0
+    existing_cats = {
+        row.slug: row for row in conn.execute(select(PoseCategory.__table__)).mappings()
+    }
+    cat_ids: dict[str, int] = {slug: row["id"] for slug, row in existing_cats.items()}
+    for cat in categories:
+        values: dict[str, Any] = {"name": cat.name, "description": cat.description}
+        if cat.sort_order is not None:
+            values["sort_order"] = cat.sort_order
+        row = existing_cats.get(cat.slug)
+        if row is None:
+            values.setdefault("sort_order", 1000 + len(cat_ids))
+            cat_ids[cat.slug] = conn.execute(
+                insert(PoseCategory).values(slug=cat.slug, **values).returning(PoseCategory.id)
+            ).scalar_one()
+            created += 1
+        elif any(row[k] != v for k, v in values.items()):
+            conn.execute(update(PoseCategory).where(PoseCategory.id == row["id"]).values(**values))
+            updated += 1
+        else:
+            unchanged += 1
+    slugs = [p.slug for p in poses]
+    existing = {
+        row.slug: row
+        for row in conn.execute(
+            select(PoseLibrary.__table__).where(PoseLibrary.slug.in_(slugs))
+        ).mappings()
+    }
+    for pose in poses:
+        if pose.category not in cat_ids:
+            raise InvalidInput(
+                f"pose {pose.slug}: no category {pose.category!r} (define it in the file or "
+                "create it first)",
+                kind="unknown-category",
+            )
+        values = {
+            "name": pose.name,
+            "description": pose.description,
+            "category_id": cat_ids[pose.category],
+            "tags": list(pose.tags),
+            "keypoints": pose.keypoints,
+            "is_public": True,
         }
-        cat_ids: dict[str, int] = {}
-        for order, cat in enumerate(categories):
-            values = {"name": cat.name, "description": cat.description, "sort_order": order}
-            row = existing_cats.get(cat.slug)
-            if row is None:
-                cat_ids[cat.slug] = conn.execute(
-                    insert(PoseCategory).values(slug=cat.slug, **values).returning(PoseCategory.id)
-                ).scalar_one()
-                created += 1
-            else:
-                cat_ids[cat.slug] = row["id"]
-                if any(row[k] != v for k, v in values.items()):
-                    conn.execute(
-                        update(PoseCategory).where(PoseCategory.id == row["id"]).values(**values)
-                    )
-                    updated += 1
-        slugs = [p.slug for p in poses]
-        existing = {
-            row.slug: row
-            for row in conn.execute(
-                select(PoseLibrary.__table__).where(PoseLibrary.slug.in_(slugs))
-            ).mappings()
-        }
-        for pose in poses:
-            values = {
-                "name": pose.name,
-                "description": pose.description,
-                "category_id": cat_ids[pose.category],
-                "tags": list(pose.tags),
-                "keypoints": pose.keypoints,
-                "is_public": True,
-            }
-            row = existing.get(pose.slug)
-            if row is None:
-                conn.execute(insert(PoseLibrary).values(slug=pose.slug, **values))
-                created += 1
-            elif any(row[k] != v for k, v in values.items()):
-                conn.execute(
-                    update(PoseLibrary).where(PoseLibrary.id == row["id"]).values(**values)
-                )
-                updated += 1
-    if created or updated:
-        log.info("pose library seeded", extra={"rows_created": created, "rows_updated": updated})
-    return SyncReport(len(categories), len(poses), created, updated)
+        row = existing.get(pose.slug)
+        if row is None:
+            conn.execute(insert(PoseLibrary).values(slug=pose.slug, **values))
+            created += 1
+        elif any(row[k] != v for k, v in values.items()):
+            conn.execute(update(PoseLibrary).where(PoseLibrary.id == row["id"]).values(**values))
+            updated += 1
+        else:
+            unchanged += 1
+    return SyncReport(len(categories), len(poses), created, updated, unchanged)
 
 
 def pose_map_source(pose_row: Any) -> MapSource:
@@ -207,8 +256,11 @@ __all__ = [
     "SeedCounts",
     "SyncReport",
     "builtin_library",
+    "category_from_json",
     "load_pose_map",
+    "pose_from_json",
     "pose_map_source",
     "seed_library",
     "sync_library",
+    "upsert",
 ]
