@@ -4,8 +4,8 @@ first use, restarted when it dies, killed when it overruns its timeout.
 The helper (``helper_main.py``) runs under the vision environment's Python, found by
 :func:`helper_python`; requests are serialised on a lock (the helper answers one at a time),
 and each waits at most ``POSEGEN_VISION_TIMEOUT_SECONDS`` for its answer. A helper that died
-between requests is replaced before the next one is sent; one that dies during a request is
-reported as :class:`VisionFailed` (the request may have been what killed it).
+between requests is replaced before the next one is sent; a request whose helper dies under it
+is retried once on a new helper; a second death, or an overrun, is :class:`VisionFailed`.
 """
 
 from __future__ import annotations
@@ -74,13 +74,20 @@ class Helper:
     def call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
         """Send one request and wait for its answer (``ok: false`` becomes VisionFailed)."""
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
-            try:
-                answer, data = self._exchange(header, payload, self.timeout)
-            except VisionFailed:
-                self._stop()
-                raise
+            for attempt in (1, 2):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._start()
+                try:
+                    answer, data = self._exchange(header, payload, self.timeout)
+                    break
+                except VisionFailed as exc:
+                    self._stop()
+                    # A helper killed since the last request may not be reaped yet: one new
+                    # helper, one more try. Not after an overrun (the request is the suspect),
+                    # and a request that kills every helper fails on its second.
+                    if exc.kind == "vision-timeout" or attempt == 2:
+                        raise
+                    log.warning("vision helper lost; starting another", extra={"error": str(exc)})
         if not answer.get("ok"):
             raise VisionFailed(f"the vision helper could not do that: {answer.get('error')}")
         return answer, data
@@ -126,7 +133,7 @@ class Helper:
                 f"the vision environment is broken ({hello.get('error')}); {INSTALL_HINT}"
             )
         self.versions = dict(hello.get("versions") or {})
-        log.info("vision helper started", extra={"pid": self._proc.pid, **self.versions})
+        log.debug("vision helper started", extra={"pid": self._proc.pid, **self.versions})
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None

@@ -102,7 +102,9 @@ def pose(models: Models, rgb: Any) -> dict[str, Any]:
     if len(faces) >= 2:
         largest = max(faces, key=lambda b: b[2] * b[3])
         x0, y0, x1, y1 = _crop_around(largest, width, height)
-    crop = rgb[y0:y1, x0:x1]
+    import numpy as np
+
+    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     cw, ch = x1 - x0, y1 - y0
     found = models.holistic().process(crop)
 
