@@ -13,6 +13,11 @@ class VisionUnavailable(PosegenError):
 
     kind = "vision-not-installed"
     http_status = 503
+    #: What a client reads (the message, with the server's paths, goes to the log).
+    public_detail = (
+        "pose and mask extraction is not installed on this server: an operator runs "
+        "`make install-vision` (the vision helper's own environment)"
+    )
 
 
 class VisionFailed(PosegenError):
@@ -20,3 +25,9 @@ class VisionFailed(PosegenError):
 
     kind = "vision-failed"
     http_status = 503
+
+    @property
+    def public_detail(self) -> str:
+        if self.kind == "vision-timeout":
+            return "the photo took too long to analyse; try again, or send a smaller photo"
+        return "the vision helper failed on this photo; try again"
