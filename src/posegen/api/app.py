@@ -80,6 +80,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         admin.router,
         credit_routes.router,
         vision_routes.router,
+        vision_routes.uploads_router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).
