@@ -8,6 +8,7 @@ import io
 import math
 import os
 import signal
+import sys
 
 import pytest
 from grace_hopper_truth import ABSENT, KEYPOINTS, SIZE
@@ -49,6 +50,8 @@ def test_keypoints_on_the_photo_match_hand_labels(vision_settings: Settings, pho
     pose_json = found.pose.to_json()
     assert pose_json["canvas"] == [512.0, 600.0] and pose_json["framing"] == "portrait"
     assert parse_pose(pose_json) == found.pose
+    # The models ran in the helper: this process never imported mediapipe.
+    assert "mediapipe" not in sys.modules
 
 
 def test_a_drawn_figure_gets_its_joints(vision_settings: Settings) -> None:
