@@ -9,11 +9,12 @@ import math
 import os
 import signal
 import sys
+from collections.abc import Sequence
 
 import pytest
 from grace_hopper_truth import ABSENT, KEYPOINTS, SIZE
 from PIL import Image
-from vision_helpers import FIGURE_JOINTS, drawn_figure, encode
+from vision_helpers import FIGURE_JOINTS, drawn_figure, encode, waving
 
 from posegen import vision
 from posegen.config import Settings, load_settings
@@ -25,7 +26,9 @@ from posegen.vision import client
 TOLERANCE = 0.05
 
 
-def _distance(point: list[float] | None, pixel: tuple[int, int], size: tuple[int, int]) -> float:
+def _distance(
+    point: Sequence[float] | None, pixel: tuple[int, int], size: tuple[int, int]
+) -> float:
     assert point is not None
     return math.hypot(
         point[0] - pixel[0] / size[0], (point[1] - pixel[1] / size[1]) * size[1] / size[0]
@@ -61,6 +64,24 @@ def test_a_drawn_figure_gets_its_joints(vision_settings: Settings) -> None:
     assert max(errors.values()) <= 0.08, errors
     assert found.warnings == () and found.pose is not None
     assert found.pose.framing == "full_body"
+
+
+def test_hands_come_as_openpose_hands_on_the_right_side(
+    vision_settings: Settings, photo: bytes
+) -> None:
+    image, drawn = waving(photo)  # the subject's right hand raised (image left)
+    found = vision.extract(vision_settings, encode(image))
+    assert found.pose is not None
+    hands = found.pose.people[0].hands
+    assert hands is not None and hands[0] is None  # no left hand in the picture
+    right = hands[1]
+    assert right is not None and len(right) == 21
+    assert sum(p is not None for p in right) >= 18
+    errors = {i: _distance(right[i], drawn[i], (900, 900)) for i in drawn}
+    assert max(errors.values()) <= TOLERANCE, errors
+    # The wrist of the body and of the hand agree, and the hand is drawn in the map.
+    assert _distance(found.keypoints()[4], drawn[0], (900, 900)) <= 2 * TOLERANCE
+    assert found.pose.to_json()["people"][0]["hands"][0] is None
 
 
 def test_no_person(vision_settings: Settings) -> None:

@@ -4,6 +4,7 @@ figures, image encoding."""
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -66,3 +67,39 @@ FIGURE_JOINTS = {
     8: (230, 280), 9: (215, 380), 10: (210, 480), 11: (282, 280), 12: (297, 380),
     13: (302, 480),
 }  # fmt: skip
+
+
+def draw_hand(
+    d: ImageDraw.ImageDraw, cx: float, cy: float, scale: float
+) -> dict[int, tuple[float, float]]:
+    """An open right hand, palm centred at (cx, cy), fingers up; returns where the drawing put
+    OpenPose hand points 0 (wrist), 4 (thumb tip) and 12 (middle fingertip)."""
+    skin = (225, 180, 150)
+    d.ellipse([cx - 28 * scale, cy - 30 * scale, cx + 28 * scale, cy + 30 * scale], fill=skin)
+    tips = {}
+    for index, (angle, length) in zip(
+        (8, 12, 16, 20, 24), [(-35, 45), (-12, 60), (0, 66), (12, 60), (28, 50)], strict=True
+    ):
+        a = math.radians(angle)
+        bx, by = cx + math.sin(a) * 22 * scale, cy - math.cos(a) * 22 * scale
+        ex, ey = bx + math.sin(a) * length * scale, by - math.cos(a) * length * scale
+        d.line([(bx, by), (ex, ey)], fill=skin, width=int(13 * scale))
+        d.ellipse(
+            [ex - 6.5 * scale, ey - 6.5 * scale, ex + 6.5 * scale, ey + 6.5 * scale], fill=skin
+        )
+        tips[index] = (ex, ey)
+    thumb = (cx - 65 * scale, cy - 25 * scale)
+    d.line([(cx - 25 * scale, cy + 5 * scale), thumb], fill=skin, width=int(16 * scale))
+    return {0: (cx, cy + 30 * scale), 4: thumb, 12: tips[16]}
+
+
+def waving(photo: bytes) -> tuple[Image.Image, dict[int, tuple[float, float]]]:
+    """The test photo on a 900 x 900 canvas with a raised right arm and an open hand drawn on."""
+    im = Image.new("RGB", (900, 900), (90, 110, 140))
+    with Image.open(io.BytesIO(photo)) as person:
+        im.paste(person.convert("RGB"), (194, 300))
+    d = ImageDraw.Draw(im)
+    sleeve = (20, 25, 45)
+    d.line([(300, 730), (160, 560)], fill=sleeve, width=70)
+    d.line([(160, 560), (150, 330)], fill=sleeve, width=60)
+    return im, draw_hand(d, 150, 270, 1.2)
