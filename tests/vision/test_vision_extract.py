@@ -145,6 +145,12 @@ def test_a_killed_helper_is_restarted_and_an_overrun_is_a_clean_error(
     assert hasty_helper.pid is None
     hasty_helper.timeout = 60.0
     assert vision.extract(hasty, figure).pose is not None
+    # Requests queue for a busy helper one timeout long at most.
+    hasty_helper.timeout = 0.2
+    with hasty_helper._lock:
+        with pytest.raises(vision.VisionFailed) as busy:
+            vision.extract(hasty, figure)
+    assert busy.value.kind == "vision-busy"
     hasty_helper.close()
 
 

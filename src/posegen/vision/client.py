@@ -72,8 +72,15 @@ class Helper:
         return None if self._proc is None else self._proc.pid
 
     def call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
-        """Send one request and wait for its answer (``ok: false`` becomes VisionFailed)."""
-        with self._lock:
+        """Send one request and wait for its answer (``ok: false`` becomes VisionFailed).
+
+        Requests queue for the helper at most one timeout long (then ``vision-busy``), so a
+        burst cannot pile up threads waiting forever behind it."""
+        if not self._lock.acquire(timeout=self.timeout):
+            raise VisionFailed(
+                f"the vision helper stayed busy for {self.timeout:g} s", kind="vision-busy"
+            )
+        try:
             for attempt in (1, 2):
                 if self._proc is None or self._proc.poll() is not None:
                     self._start()
@@ -88,6 +95,8 @@ class Helper:
                     if exc.kind == "vision-timeout" or attempt == 2:
                         raise
                     log.warning("vision helper lost; starting another", extra={"error": str(exc)})
+        finally:
+            self._lock.release()
         if not answer.get("ok"):
             raise VisionFailed(f"the vision helper could not do that: {answer.get('error')}")
         return answer, data

@@ -28,6 +28,8 @@ class VisionFailed(PosegenError):
 
     @property
     def public_detail(self) -> str:
+        if self.kind == "vision-busy":
+            return "the vision helper is busy with other photos; try again shortly"
         if self.kind == "vision-timeout":
             return "the photo took too long to analyse; try again, or send a smaller photo"
         return "the vision helper failed on this photo; try again"
