@@ -9,7 +9,8 @@ TEST_STAMP := $(VENV)/.installed-test
 DIFFUSERS_STAMP := $(VENV)/.installed-diffusers
 # The vision models (mediapipe 0.10.21: numpy<2, protobuf<5) live in their own environment, run
 # as a helper process (src/posegen/vision/helper_main.py); the main one stays on numpy 2. A lean
-# install: mediapipe without its declared jax/jaxlib (~1 GB it never uses for these models).
+# install: mediapipe without its declared jax/jaxlib (~1 GB it never uses for these models); pip
+# then lists those as missing: expected.
 VISION_VENV ?= .venv-vision
 VISION_STAMP := $(VISION_VENV)/.installed
 VISION_PIP := $(VISION_VENV)/bin/python -m pip install --quiet
