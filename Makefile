@@ -7,6 +7,13 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 DIFFUSERS_STAMP := $(VENV)/.installed-diffusers
+# The vision models (mediapipe 0.10.21: numpy<2, protobuf<5) live in their own environment, run
+# as a helper process (src/posegen/vision/helper_main.py); the main one stays on numpy 2. A lean
+# install: mediapipe without its declared jax/jaxlib (~1 GB it never uses for these models); pip
+# then lists those as missing: expected.
+VISION_VENV ?= .venv-vision
+VISION_STAMP := $(VISION_VENV)/.installed
+VISION_PIP := $(VISION_VENV)/bin/python -m pip install --quiet
 # torch is installed first, alone, from this index: CPU wheels (~200 MB) instead of PyPI's
 # CUDA build (~2 GB of NVIDIA libraries). For an NVIDIA GPU:
 #   make install-diffusers TORCH_INDEX=https://download.pytorch.org/whl/cu124
@@ -20,12 +27,13 @@ define install_torch
 	$(PIP) --retries 0 --timeout 30 --index-url $(TORCH_INDEX) '$(1)' || $(PIP) '$(1)'
 endef
 
-.PHONY: install install-run install-test install-diffusers test lint typecheck pytest run bench clean
+.PHONY: install install-run install-test install-diffusers install-vision test lint typecheck pytest run bench clean
 
 install: install-test
 install-run: $(RUN_STAMP)
 install-test: $(TEST_STAMP)
 install-diffusers: $(DIFFUSERS_STAMP)
+install-vision: $(VISION_STAMP)
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "posegen needs Python 3.11+")'
@@ -47,13 +55,21 @@ $(DIFFUSERS_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(PIP) -e '.[diffusers]'
 	@touch $(DIFFUSERS_STAMP) $(RUN_STAMP)
 
+$(VISION_STAMP): Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 9) <= sys.version_info[:2] <= (3, 12) else "mediapipe 0.10.21 needs Python 3.9-3.12")'
+	$(PYTHON) -m venv $(VISION_VENV)
+	$(VISION_PIP) --upgrade pip
+	$(VISION_PIP) --no-deps mediapipe==0.10.21
+	$(VISION_PIP) 'numpy<2' 'opencv-python-headless>=4.10,<4.12' 'protobuf>=4.25.3,<5' absl-py attrs flatbuffers matplotlib
+	@touch $(VISION_STAMP)
+
 lint: install-test
 	$(BIN)/ruff check src tests bench
 
 typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install-test
+pytest: install-test install-vision
 	$(BIN)/pytest
 
 test: lint typecheck pytest
@@ -62,4 +78,4 @@ run: install-run
 	$(BIN)/posegen up
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VISION_VENV) .pytest_cache .mypy_cache .ruff_cache

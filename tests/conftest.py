@@ -126,6 +126,9 @@ def make_test_settings(data_dir: Path, database_url: str, **overrides: Any) -> S
         "retry_backoff_base_seconds": 0.0,
         "shutdown_grace_seconds": 5.0,
         "fetch_allowlist": "127.0.0.1",
+        # Off except in the tests of it (tests/vision): a helper start and a model run per
+        # project with a subject file would only slow the others down.
+        "vision_detect_subjects": False,
     }
     values.update(overrides)
     return load_settings(**values)

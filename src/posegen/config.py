@@ -187,6 +187,17 @@ class Settings(BaseSettings):
     #: Formats added to (or replacing) the built-in export table: JSON text (a list of format
     #: objects) or the path of a JSON file; checked by ``posegen.exports.load_formats``.
     export_formats: str = ""
+    # --- vision (poses and masks from photos; a helper process, `make install-vision`) ----
+    #: The vision environment's Python; unset: ``.venv-vision/bin/python`` in the working
+    #: directory or beside the source tree, if there.
+    vision_python: Path | None = None
+    #: Seconds one helper request may take (the helper is killed and restarted past it).
+    vision_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Photos are downsized to this longest side before the models see them (they work at
+    #: 256 px; keypoints are normalised and masks scaled back, so nothing is lost).
+    vision_max_side: int = Field(default=1024, ge=64, le=8192)
+    #: Detect the person in a project's subject upload once, after the upload is answered.
+    vision_detect_subjects: bool = True
 
     @field_validator("database_url")
     @classmethod
@@ -200,7 +211,7 @@ class Settings(BaseSettings):
             )
         return value
 
-    @field_validator("comfyui_workflow_path", mode="before")
+    @field_validator("comfyui_workflow_path", "vision_python", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # An empty variable would otherwise become Path(".") and fail with "Is a directory".

@@ -17,7 +17,9 @@ from sqlalchemy import Engine
 
 from posegen import accounts, queue
 from posegen.api.app import PREFIX
-from posegen.config import Settings
+from posegen.config import Settings, load_settings
+from posegen.vision import client as vision_client
+from posegen.vision import subjects
 
 ANON, USER, OTHER, ADMIN = "anonymous", "user", "other", "admin"
 #: Roles in the order they call; the one expected to succeed on a mutating route calls last.
@@ -104,6 +106,17 @@ def _result(w: World) -> dict[str, Any]:
     return {"generation_id": gid, "result_id": rid, "what": "image"}
 
 
+def _detected_upload(w: World) -> int:
+    """An upload of the user with a kept detection (written directly: no helper needed)."""
+    upload_id = w.upload()
+    values = {"status": "found", "pose": None, "box": None, "mask_png": png(), "warnings": []}
+    subjects._store(w.engine, upload_id, values)
+    return upload_id
+
+
+#: What a vision route answers a permitted caller: 200, or 503 without the vision environment.
+VISION = 200 if vision_client.available(load_settings()) else 503
+
 G = "/generations/{generation_id}"
 NO_REDIRECT = {"follow_redirects": False}
 
@@ -178,6 +191,17 @@ TABLE: dict[tuple[str, str], Row] = {
     ),
     ("DELETE", "/admin/users/{user_id}/keys"): Row(
         admin_only(200), lambda w: {"user_id": w.spare_user().account.id}
+    ),
+    # Vision: any user may extract a pose from a photo (503 where the vision environment is
+    # missing); an upload's detection is its owner's alone.
+    ("POST", "/poses/extract"): Row(
+        everyone(VISION), request=lambda w: {"files": {"photo": ("p.png", png(), "image/png")}}
+    ),
+    ("GET", "/uploads/{upload_id}/detection"): Row(
+        owner_only(VISION), lambda w: {"upload_id": w.upload()}
+    ),
+    ("GET", "/uploads/{upload_id}/detection/mask"): Row(
+        owner_only(200), lambda w: {"upload_id": _detected_upload(w)}
     ),
     ("GET", "/credits"): Row(everyone(200)),
     ("GET", "/credits/ledger"): Row(everyone(200)),

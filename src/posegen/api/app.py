@@ -19,6 +19,7 @@ from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.api.routes import credits as credit_routes
 from posegen.api.routes import uploads as upload_routes
+from posegen.api.routes import vision as vision_routes
 from posegen.api.sse import StreamSlots
 from posegen.config import Settings
 from posegen.web import include_web
@@ -78,6 +79,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         files.router,
         admin.router,
         credit_routes.router,
+        vision_routes.router,
+        vision_routes.uploads_router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).

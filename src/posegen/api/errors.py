@@ -110,6 +110,8 @@ async def handle(request: Request, exc: Exception) -> ProblemResponse:
             detail = _title(status)
             if status == 503:
                 detail = "service temporarily unavailable"
+            # A sentence written for clients (no paths or hosts), where the error has one.
+            detail = getattr(exc, "public_detail", None) or detail
             return problem(status, exc.kind, detail, headers=headers or None)
         extra = None
         if isinstance(exc, InsufficientCredits):

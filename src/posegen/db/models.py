@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -524,3 +525,24 @@ REQUIRED_INDEXES: dict[str, str] = {
     "uq_generated_poses_generation_id_variation_key": "generated_poses",
     "ix_generation_events_generation_id_id": "generation_events",
 }
+
+
+class UploadDetection(Base):
+    """The person in an upload (a project's subject), found once by the vision helper: the
+    canonical pose, the box and the mask, for framing and background changes."""
+
+    __tablename__ = "upload_detections"
+
+    upload_id: Mapped[int] = mapped_column(
+        BigIntPK, ForeignKey("uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: ``found`` or ``no-person``.
+    status: Mapped[str] = mapped_column(String(16))
+    #: Canonical pose JSON (canvas = the upload's size); NULL when no person was found.
+    pose: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: ``[x0, y0, x1, y1]`` normalised to the upload.
+    box: Mapped[list[float] | None] = mapped_column(JSON)
+    #: The person mask as a grayscale PNG at the upload's size.
+    mask_png: Mapped[bytes | None] = mapped_column(LargeBinary)
+    warnings: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

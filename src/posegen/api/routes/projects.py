@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from posegen import projects, uploads
@@ -15,6 +15,7 @@ from posegen.api.routes.files import remove_results
 from posegen.api.schemas import Page, ProjectCreate, ProjectOut, ProjectUpdate
 from posegen.db.models import ProjectStatus
 from posegen.exceptions import InvalidInput
+from posegen.vision.subjects import detect_quietly
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
@@ -45,6 +46,14 @@ async def _subject_upload(
     values["subject_upload_id"] = stored.id
 
 
+def _detect_subject(
+    background: BackgroundTasks, engine: EngineDep, settings: SettingsDep, upload_id: int | None
+) -> None:
+    """Find the person in a newly attached subject once, after the answer is sent (vision)."""
+    if upload_id is not None and settings.vision_detect_subjects:
+        background.add_task(detect_quietly, engine, settings, upload_id)
+
+
 @router.post(
     "",
     status_code=201,
@@ -53,7 +62,11 @@ async def _subject_upload(
     openapi_extra=forms.request_body(ProjectCreate, "subject", SUBJECT_HELP),
 )
 async def create_project(
-    request: Request, user: CurrentUser, engine: EngineDep, settings: SettingsDep
+    request: Request,
+    user: CurrentUser,
+    engine: EngineDep,
+    settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> ProjectOut:
     """Create a project: JSON `{name, subjectImageUrl? | subjectUploadId?}`, or multipart `name`
     and a `subject` file (stored as your upload)."""
@@ -73,6 +86,7 @@ async def create_project(
             max_projects=settings.max_projects_per_user,
         )
     )
+    _detect_subject(background, engine, settings, project.subject_upload_id)
     return project_out(project)
 
 
@@ -108,6 +122,7 @@ async def update_project(
     user: CurrentUser,
     engine: EngineDep,
     settings: SettingsDep,
+    background: BackgroundTasks,
 ) -> ProjectOut:
     """Rename, or replace the subject (URL, upload id or file); only the fields given change.
     A replaced upload is removed if nothing else uses it."""
@@ -124,6 +139,8 @@ async def update_project(
     )
     if before.subject_upload_id not in (None, project.subject_upload_id):
         await run_in_threadpool(uploads.release, engine, settings, before.subject_upload_id)
+    if project.subject_upload_id != before.subject_upload_id:
+        _detect_subject(background, engine, settings, project.subject_upload_id)
     return project_out(project)
 
 

@@ -53,18 +53,21 @@ def upload_out(request: Request, u: uploads.UploadView) -> UploadOut:
     )
 
 
-async def read_upload_file(request: Request, settings: SettingsDep) -> bytes:
-    """The one file of a multipart body (field ``file``), capped at ``upload_max_bytes``."""
+async def read_upload_file(
+    request: Request, settings: SettingsDep, field: str = FILE_FIELD
+) -> bytes:
+    """The one file of a multipart body (field ``file`` unless named), capped at
+    ``upload_max_bytes``."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "multipart/form-data":
         raise InvalidInput(
-            f"send multipart/form-data with a {FILE_FIELD!r} file", kind="unsupported-media-type"
+            f"send multipart/form-data with a {field!r} file", kind="unsupported-media-type"
         )
     form = await request.form(max_files=1, max_fields=5, max_part_size=MAX_FIELD_BYTES)
     try:
-        value = form.get(FILE_FIELD)
+        value = form.get(field)
         if not isinstance(value, UploadFile):
-            raise InvalidInput(f"no {FILE_FIELD!r} file in the form", kind="missing-file")
+            raise InvalidInput(f"no {field!r} file in the form", kind="missing-file")
         data = await value.read(settings.upload_max_bytes + 1)
     finally:
         await form.close()

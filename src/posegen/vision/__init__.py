@@ -1,0 +1,37 @@
+"""Vision: person keypoints and masks from photos, on CPU and offline, and background changes.
+
+The models (mediapipe 0.10.21) run in a helper process with its own environment (``make
+install-vision``); this process never imports mediapipe. Without that environment every call
+raises :class:`VisionUnavailable` (503 ``vision-not-installed``) and the rest of posegen works.
+``change_background`` needs no helper: it composites with a mask already made.
+"""
+
+from posegen.vision.client import available, helper_for
+from posegen.vision.composite import MODES, change_background, parse_color
+from posegen.vision.errors import VisionFailed, VisionUnavailable
+from posegen.vision.extract import (
+    Detection,
+    Extraction,
+    PhotoWarning,
+    detect,
+    extract,
+    mask_box,
+    segment,
+)
+
+__all__ = [
+    "MODES",
+    "Detection",
+    "Extraction",
+    "PhotoWarning",
+    "VisionFailed",
+    "VisionUnavailable",
+    "available",
+    "change_background",
+    "detect",
+    "extract",
+    "helper_for",
+    "mask_box",
+    "parse_color",
+    "segment",
+]

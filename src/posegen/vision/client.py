@@ -1,0 +1,258 @@
+"""The main process's side of the vision helper: one long-lived helper per process, started on
+first use, restarted when it dies, killed when it overruns its timeout.
+
+The helper (``helper_main.py``) runs under the vision environment's Python, found by
+:func:`helper_python`; requests are serialised on a lock (the helper answers one at a time),
+and each waits at most ``POSEGEN_VISION_TIMEOUT_SECONDS`` for its answer. A helper that died
+between requests is replaced before the next one is sent; a request whose helper dies under it
+is retried once on a new helper; a second death, or an overrun, is :class:`VisionFailed`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import selectors
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from posegen.config import Settings
+from posegen.vision import wire
+from posegen.vision.errors import INSTALL_HINT, VisionFailed, VisionUnavailable
+
+log = logging.getLogger(__name__)
+
+HELPER_SCRIPT = Path(__file__).with_name("helper_main.py")
+VENV_NAME = ".venv-vision"
+#: Loading mediapipe and answering the hello takes ~1 s; a loaded machine, several.
+START_TIMEOUT_SECONDS = 60.0
+_STDERR_TAIL = 2000
+
+
+def helper_python(settings: Settings) -> Path | None:
+    """The vision environment's Python: ``POSEGEN_VISION_PYTHON``, else ``.venv-vision`` in
+    the working directory or beside the project's source tree; None when there is none."""
+    if settings.vision_python is not None:
+        return settings.vision_python if settings.vision_python.exists() else None
+    roots = [Path.cwd(), Path(__file__).resolve().parents[3]]
+    for root in roots:
+        candidate = root / VENV_NAME / "bin" / "python"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def available(settings: Settings) -> bool:
+    """Whether a vision environment is there (not whether it works: the first request tells)."""
+    return helper_python(settings) is not None
+
+
+class Helper:
+    """One helper process and the lock its requests queue on."""
+
+    def __init__(self, python: Path, timeout: float) -> None:
+        self.python = python
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._buffer = bytearray()
+        self.versions: dict[str, str] = {}
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
+        """Send one request and wait for its answer (``ok: false`` becomes VisionFailed).
+
+        Requests queue for the helper at most one timeout long (then ``vision-busy``), so a
+        burst cannot pile up threads waiting forever behind it."""
+        if not self._lock.acquire(timeout=self.timeout):
+            raise VisionFailed(
+                f"the vision helper stayed busy for {self.timeout:g} s", kind="vision-busy"
+            )
+        try:
+            for attempt in (1, 2):
+                if self._proc is None or self._proc.poll() is not None:
+                    self._start()
+                try:
+                    answer, data = self._exchange(header, payload, self.timeout)
+                    break
+                except VisionFailed as exc:
+                    self._stop()
+                    # A helper killed since the last request may not be reaped yet: one new
+                    # helper, one more try. Not after an overrun (the request is the suspect),
+                    # and a request that kills every helper fails on its second.
+                    if exc.kind == "vision-timeout" or attempt == 2:
+                        raise
+                    log.warning("vision helper lost; starting another", extra={"error": str(exc)})
+        finally:
+            self._lock.release()
+        if not answer.get("ok"):
+            raise VisionFailed(f"the vision helper could not do that: {answer.get('error')}")
+        return answer, data
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _start(self) -> None:
+        self._stop()
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GLOG_minloglevel": "2",
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            # One model at a time per helper: its own threads would fight the API's for cores.
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        }
+        self._stderr = tempfile.TemporaryFile(prefix="posegen-vision-")
+        try:
+            # -I: the main environment's PYTHONPATH, user site and cwd stay out of it.
+            self._proc = subprocess.Popen(
+                [str(self.python), "-I", str(HELPER_SCRIPT)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+                env=env,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise VisionUnavailable(
+                f"cannot start the vision helper with {self.python} ({exc}); {INSTALL_HINT}"
+            ) from exc
+        self._buffer.clear()
+        self.starts += 1
+        try:
+            hello, _ = self._read(time.monotonic() + max(self.timeout, START_TIMEOUT_SECONDS))
+        except VisionFailed as exc:
+            self._stop()
+            raise VisionUnavailable(f"{exc.message}; {INSTALL_HINT}") from exc
+        if not hello.get("ok"):
+            self._stop()
+            raise VisionUnavailable(
+                f"the vision environment is broken ({hello.get('error')}); {INSTALL_HINT}"
+            )
+        self.versions = dict(hello.get("versions") or {})
+        log.debug("vision helper started", extra={"pid": self._proc.pid, **self.versions})
+
+    def _stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _exchange(
+        self, header: dict[str, Any], payload: bytes, timeout: float
+    ) -> tuple[dict[str, Any], bytes]:
+        assert self._proc is not None and self._proc.stdin is not None
+        deadline = time.monotonic() + timeout
+        try:
+            self._proc.stdin.write(wire.encode(header, payload))
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise VisionFailed(f"the vision helper stopped ({self._why()})") from exc
+        return self._read(deadline)
+
+    def _read(self, deadline: float) -> tuple[dict[str, Any], bytes]:
+        line = self._read_until_newline(deadline)
+        try:
+            header = json.loads(line)
+            size = int(header.get("bytes", 0))
+        except ValueError as exc:
+            raise VisionFailed("the vision helper sent a broken frame") from exc
+        return header, self._read_exact(size, deadline)
+
+    def _read_until_newline(self, deadline: float) -> bytes:
+        while True:
+            end = self._buffer.find(b"\n")
+            if end >= 0:
+                line = bytes(self._buffer[:end])
+                del self._buffer[: end + 1]
+                return line
+            if len(self._buffer) > wire.MAX_HEADER:
+                raise VisionFailed("the vision helper sent a broken frame")
+            self._fill(deadline)
+
+    def _read_exact(self, size: int, deadline: float) -> bytes:
+        while len(self._buffer) < size:
+            self._fill(deadline)
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+    def _fill(self, deadline: float) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        with selectors.DefaultSelector() as sel:
+            sel.register(fd, selectors.EVENT_READ)
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise VisionFailed(
+                    f"the vision helper took longer than {self.timeout:g} s; it was stopped",
+                    kind="vision-timeout",
+                )
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            raise VisionFailed(f"the vision helper stopped ({self._why()})")
+        self._buffer.extend(chunk)
+
+    def _why(self) -> str:
+        proc = self._proc
+        code = None if proc is None else proc.poll()
+        if proc is not None and code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = proc.wait(timeout=1)
+        tail = ""
+        if self._stderr is not None:
+            with contextlib.suppress(OSError):
+                self._stderr.seek(0, os.SEEK_END)
+                self._stderr.seek(max(0, self._stderr.tell() - _STDERR_TAIL))
+                lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+                tail = lines[-1] if lines else ""
+        status = f"exit status {code}" if code is not None else "no answer"
+        return f"{status}: {tail}" if tail else status
+
+
+_helpers: dict[tuple[str, float], Helper] = {}
+_helpers_lock = threading.Lock()
+
+
+def helper_for(settings: Settings) -> Helper:
+    """This process's helper for these settings (created on first use, not yet started)."""
+    python = helper_python(settings)
+    if python is None:
+        where = settings.vision_python or VENV_NAME
+        raise VisionUnavailable(f"the vision models are not installed (no {where}); {INSTALL_HINT}")
+    key = (str(python), settings.vision_timeout_seconds)
+    # Process-wide on purpose: one helper (and one copy of the models in memory) per process.
+    with _helpers_lock:
+        helper = _helpers.get(key)
+        if helper is None:
+            helper = _helpers[key] = Helper(python, settings.vision_timeout_seconds)
+        return helper
+
+
+@atexit.register
+def _close_all() -> None:
+    with _helpers_lock:
+        for helper in _helpers.values():
+            helper.close()
+        _helpers.clear()
