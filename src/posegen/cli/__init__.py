@@ -16,6 +16,7 @@ from posegen.cli import (
     maps,
     metrics,
     models,
+    prune,
     serve,
     users,
     worker,
@@ -55,6 +56,7 @@ app.command("recover")(worker.recover)
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("generate")(generate.generate)
+app.command("prune")(prune.prune)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -256,6 +256,10 @@ def _translate(exc: Exception, what: str, *, bucket: bool = False) -> Exception:
     return StorageUnavailable(f"cannot {what}: {type(exc).__name__}: {exc}")
 
 
+#: For other store users (the orphan sweep): a boto3 error as posegen's one-line error.
+translate = _translate
+
+
 def _client_key(settings: Settings) -> tuple[str | None, str, bool, float]:
     return (
         settings.s3_endpoint_url or None,
