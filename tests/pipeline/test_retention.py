@@ -283,3 +283,14 @@ def test_a_worker_prunes_periodically(world: World) -> None:
     finally:
         worker.stop()
         thread.join(30)
+
+
+def test_one_prune_at_a_time(world: World) -> None:
+    from posegen.retention.turn import my_turn
+
+    with my_turn(world.engine, world.settings) as first:
+        assert first
+        with my_turn(world.engine, world.settings) as second:
+            assert not second  # another worker's periodic prune skips this round
+    with my_turn(world.engine, world.settings) as again:
+        assert again

@@ -374,8 +374,7 @@ class Worker:
 
     def _prune_loop(self) -> None:
         interval = self.settings.prune_interval_seconds
-        # Workers started together do not all prune at once (several at once are safe: every
-        # delete is re-checked under its lock, and a second delete of the same row is a no-op).
+        # Workers started together do not all try at once; one at a time prunes (``turn.py``).
         if self._side_stop.wait(interval * random.uniform(0.1, 1.0)):
             return
         while True:
@@ -385,9 +384,13 @@ class Worker:
 
     def _prune_pass(self) -> None:
         from posegen import retention
+        from posegen.retention.turn import my_turn
 
         try:
-            report = retention.prune(self.engine, self.settings)
+            with my_turn(self.engine, self.settings) as mine:
+                if not mine:
+                    return  # another worker is pruning
+                report = retention.prune(self.engine, self.settings)
         except _DB_ERRORS as exc:
             log.warning("prune failed", extra={"error": str(exc)})
             return
