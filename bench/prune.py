@@ -229,7 +229,7 @@ def main() -> None:
                 "ratio_pruning_to_alone": round(
                     statistics.median(during) / statistics.median(base), 3
                 ),
-                "prune_seconds": statistics.median(prune_s),
+                "prune_seconds": round(statistics.median(prune_s), 1),
                 "prune_rows_per_s": round(rows / statistics.median(prune_s)),
                 "seed_seconds": round(statistics.median(seeds), 1),
                 "all": {"alone": base, "pruning": during, "prune_s": prune_s},
