@@ -394,6 +394,10 @@ class Worker:
         except _DB_ERRORS as exc:
             log.warning("prune failed", extra={"error": str(exc)})
             return
+        except Exception:
+            # Housekeeping: whatever went wrong, the worker goes on working and tries next time.
+            log.exception("prune crashed")
+            return
         if (
             report.errors
             or any(t.count for t in (report.events, report.generations, report.uploads))
