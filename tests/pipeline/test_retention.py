@@ -294,3 +294,32 @@ def test_one_prune_at_a_time(world: World) -> None:
             assert not second  # another worker's periodic prune skips this round
     with my_turn(world.engine, world.settings) as again:
         assert again
+
+
+def test_small_batches_walk_each_table_by_id_and_keep_what_they_must(world: World) -> None:
+    # Ids follow time (the walk stops at the first row past the cutoff): the old ones first.
+    ids = [world.submit(variations=1) for _ in range(4)]
+    world.run_worker(noop_handler(world.settings))
+    for gid in ids:
+        _age(world, gid, 40)
+    ids.append(world.submit(variations=1))
+    world.run_worker(noop_handler(world.settings))
+    retention.set_kept(world.engine, ids[1], world.user_id, True)
+    newest_events = _count(world, GenerationEvent, GenerationEvent.generation_id == ids[4])
+    old_events = _count(world, GenerationEvent, GenerationEvent.generation_id.in_(ids[:4]))
+    assert newest_events and old_events > 2  # more than one batch of 2
+    settings = world.settings.model_copy(
+        update={
+            "prune_batch_size": 2,
+            "retention_events_days": 7,
+            "retention_results_days": 30,
+        }
+    )
+    report = retention.prune(world.engine, settings, orphans_too=False)
+    assert report.events.count == old_events
+    assert report.generations.count == 3
+    with world.engine.connect() as conn:
+        left = set(conn.execute(select(PoseGeneration.id)).scalars())
+    assert left == {ids[1], ids[4]}  # kept, and too young
+    assert _count(world, GenerationEvent, GenerationEvent.generation_id == ids[1]) == 0
+    assert _count(world, GenerationEvent, GenerationEvent.generation_id == ids[4]) == newest_events
