@@ -198,6 +198,21 @@ class Settings(BaseSettings):
     vision_max_side: int = Field(default=1024, ge=64, le=8192)
     #: Detect the person in a project's subject upload once, after the upload is answered.
     vision_detect_subjects: bool = True
+    # --- retention (``posegen prune``; every limit off by default: nothing is deleted) ----
+    #: Days after a generation ended before its events and log lines are deleted (0 = never).
+    retention_events_days: float = Field(default=0, ge=0)
+    #: Days after a generation ended before it is deleted with its results, unless its owner
+    #: keeps it (``PUT /generations/{id}/keep``) (0 = never).
+    retention_results_days: float = Field(default=0, ge=0)
+    #: Days an upload no project or pose refers to is kept before it is deleted (0 = never).
+    retention_uploads_days: float = Field(default=0, ge=0)
+    #: Stored files no row names (a crash between the write and its row) are deleted once
+    #: older than this; long enough that a write in flight always has its row first.
+    orphan_grace_seconds: float = Field(default=86400.0, ge=60)
+    #: How often a worker runs the prune in its recovery loop (0 = only ``posegen prune``).
+    prune_interval_seconds: float = Field(default=3600.0, ge=0)
+    #: Rows per prune transaction: small, so no lock is held for long.
+    prune_batch_size: int = Field(default=500, ge=1, le=10000)
 
     @field_validator("database_url")
     @classmethod

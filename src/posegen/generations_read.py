@@ -77,6 +77,8 @@ class GenerationView:
 
     credit_charged: int = 0
     credit_refunded: int = 0
+    #: The owner keeps it past the results retention.
+    kept: bool = False
 
     @property
     def percent(self) -> float:
@@ -121,6 +123,7 @@ _COLUMNS = (
     G.model,
     G.credit_charged,
     G.credit_refunded,
+    G.kept,
 )
 
 
@@ -155,6 +158,7 @@ def _view(row: Any) -> GenerationView:
         model=row.model,
         credit_charged=int(row.credit_charged or 0),
         credit_refunded=int(row.credit_refunded or 0),
+        kept=bool(row.kept),
     )
 
 

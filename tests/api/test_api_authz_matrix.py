@@ -76,6 +76,9 @@ class World:
         body = {"projectId": self.project(), "poseIds": [1]}
         gid = int(self.api("POST", "/generations", key=self.keys.user, json=body).json()["id"])
         job = claim_one(self.engine, self.settings)
+        while job.id != gid:  # an older pending one another row left (``POST /generations``)
+            queue.finish(self.engine, job.id, job.lease_token)
+            job = claim_one(self.engine, self.settings)
         write_pose(self.engine, self.settings, job, 1, 0)
         queue.finish(self.engine, job.id, job.lease_token)
         results = self.api("GET", f"/generations/{gid}/results", key=self.keys.user).json()
@@ -172,6 +175,8 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", G + "/events"): Row(owner_only(200, admin=200), _gen),
     # Deleting is the owner's alone, like a project's: for anyone else it does not exist.
     ("DELETE", G): Row(owner_only(204), _gen),
+    ("PUT", G + "/keep"): Row(owner_only(200), _gen),
+    ("DELETE", G + "/keep"): Row(owner_only(200), _gen),
     ("POST", G + "/cancel"): Row(
         owner_only(200, admin=200), lambda w: {"generation_id": w.pending_generation()}
     ),

@@ -29,6 +29,8 @@ READER = ("AKIDPOSEGENREADER", "reader-secret-0123456789")
 class S3Server:
     endpoint: str
     bucket: str
+    #: The ``weed`` process (tests stop it with SIGSTOP to make the store unreachable).
+    pid: int = 0
 
     def env(self, creds: tuple[str, str] = WRITER) -> dict[str, str]:
         """The environment a posegen process needs to use this store (``AWS_*`` credentials)."""
@@ -109,7 +111,7 @@ def running(root: Path) -> Iterator[S3Server]:
     ]
     log = (root / "weed.log").open("wb")
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", BUCKET)
+    server = S3Server(f"http://127.0.0.1:{ports['s3.port']}", BUCKET, proc.pid)
     try:
         _wait_for_bucket(server, proc, root)
         yield server

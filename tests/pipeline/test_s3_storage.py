@@ -6,9 +6,11 @@ PostgreSQL; the API is a real uvicorn server on 127.0.0.1 and every download goe
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -27,10 +29,11 @@ from pipeline_world import World, subject_png  # type: ignore[import-not-found]
 from s3_server import READER, WRITER, S3Server, SlowProxy, running  # type: ignore[import-not-found]
 from sqlalchemy import func, select, update
 
-from posegen import accounts, failures, projects, uploads
+from posegen import accounts, failures, projects, retention, uploads
 from posegen.api.app import create_app
 from posegen.api.zipstream import BLOCK, stream_zip
-from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, User
+from posegen.db.models import GeneratedPose, GenerationEvent, PoseGeneration, Project, User
+from posegen.db.models import Worker as WorkerRow
 from posegen.db.types import utcnow
 from posegen.exceptions import ConfigError, InvalidInput, NotFound
 from posegen.storage import s3
@@ -220,29 +223,43 @@ def test_a_bucket_that_refuses_writes_retries_the_generation_and_loses_nothing(
     s3_world: World, use_creds: Any
 ) -> None:
     world = s3_world
-    gid = world.submit()
-    use_creds(READER)
     refused = make_handler(world.settings)
     assert isinstance(refused, PipelineHandler)
-    # A long backoff: the generation waits, pending, after its first refused attempt.
-    tuned = world.settings.model_copy(update={"retry_backoff_base_seconds": 3600.0})
+    # A store outage, not the generation's fault: the breaker opens (its probe, a PUT, is
+    # refused too, so it stays open) and the generation waits without spending an attempt.
+    tuned = world.settings.model_copy(
+        update={"breaker_threshold": 1, "breaker_probe_min_seconds": 0.2}
+    )
     worker = Worker(tuned, world.engine, refused, concurrency=1)
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
         deadline = time.monotonic() + 60
+        while not _registered(world, worker.id):  # started: its start-up probe wrote
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        # From now on the bucket refuses this worker's writes (reads still work).
+        use_creds(READER)
+        refused.storage = S3Storage(world.settings)
+        gid = world.submit()
         while True:
             with world.engine.connect() as conn:
                 gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
-            if gen.attempts >= 1 and gen.status == "pending" and gen.error_message:
+            if gen.status == "pending" and gen.error_message and worker.breaker.reason:
                 break
             assert time.monotonic() < deadline, gen
             time.sleep(0.05)
+        time.sleep(1.0)  # several probes: still paused, still no attempt spent
+        with world.engine.connect() as conn:
+            gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+        assert worker.breaker.paused.is_set()
+        assert "refused these credentials" in (worker.breaker.reason or "")
     finally:
         worker.stop()
         thread.join(30)
         refused.close()
-    # Retried, not failed; the reason names the store's refusal; no row names missing bytes.
+    assert gen.attempts == 0 and gen.status == "pending", gen
+    # Waiting, not failed; the reason names the store's refusal; no row names missing bytes.
     # The owner reads the sentence for the kind; the store's refusal is the admins' detail.
     assert gen.error_message == failures.SENTENCES["storage"]
     assert gen.error_detail and "refused these credentials" in gen.error_detail
@@ -378,16 +395,19 @@ def test_a_slow_store_times_out_and_the_generation_is_retried(
             update={"s3_endpoint_url": proxy.endpoint, "s3_timeout_seconds": 0.5}
         )
         world = dataclasses.replace(s3_world, settings=settings)
-        gid = world.submit()
-        proxy.delay = 2.0
         slow = make_handler(settings)
         assert isinstance(slow, PipelineHandler)
-        tuned = settings.model_copy(update={"retry_backoff_base_seconds": 3600.0})
-        worker = Worker(tuned, world.engine, slow, concurrency=1)
+        worker = Worker(settings, world.engine, slow, concurrency=1)
         thread = threading.Thread(target=worker.run)
-        started = time.monotonic()
         thread.start()
         try:
+            deadline = time.monotonic() + 60
+            while not _registered(world, worker.id):  # past its start-up probe
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            proxy.delay = 2.0  # the store turns slow while the worker runs
+            started = time.monotonic()
+            gid = world.submit()
             gen = _wait_for_retry(world, gid)
         finally:
             worker.stop()
@@ -395,6 +415,8 @@ def test_a_slow_store_times_out_and_the_generation_is_retried(
             slow.close()
         # Bounded by the timeout (three tries of 0.5 s), not by the store's 2 s per answer.
         assert time.monotonic() - started < 30
+        # A slow store is an outage: the generation waits without spending an attempt.
+        assert gen.attempts == 0
         # The subject is read from the store first: that read is what timed out. The reason
         # names neither the key nor the content hash.
         assert gen.error_kind == "storage", gen
@@ -422,7 +444,7 @@ def _wait_for_retry(world: World, gid: int) -> Any:
     while True:
         with world.engine.connect() as conn:
             gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
-        if gen.attempts >= 1 and gen.status == "pending" and gen.error_message:
+        if gen.status == "pending" and gen.error_message:
             return gen
         assert time.monotonic() < deadline, gen
         time.sleep(0.05)
@@ -576,3 +598,125 @@ def test_the_dashboard_serves_results_and_the_zip_from_the_bucket(s3_world: Worl
         assert archive.status_code == 200
         with zipfile.ZipFile(io.BytesIO(archive.content)) as zf:
             assert sorted(zf.namelist()) == sorted(f"{r.variation_key}.png" for r in rows)
+
+
+def test_a_store_that_stops_answering_pauses_the_worker_and_spends_no_attempt(
+    s3_world: World, s3_server: S3Server
+) -> None:
+    """The real server stopped (SIGSTOP: connections hang, like a store gone away) while a
+    worker runs: the generation waits with no attempt spent, the worker is paused, and the
+    same worker finishes the generation once the store answers again."""
+    settings = s3_world.settings.model_copy(
+        update={
+            "s3_timeout_seconds": 0.5,
+            "breaker_threshold": 1,
+            "breaker_probe_min_seconds": 0.3,
+            "breaker_probe_max_seconds": 1.0,
+        }
+    )
+    world = dataclasses.replace(s3_world, settings=settings)
+    handler = make_handler(settings)
+    worker = Worker(settings, world.engine, handler, concurrency=1)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    stopped = False
+    try:
+        deadline = time.monotonic() + 60
+        while not _registered(world, worker.id):  # past its start-up probe
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(s3_server.pid, signal.SIGSTOP)
+        stopped = True
+        gid = world.submit()
+        gen = _wait_for_retry(world, gid)
+        while not worker.breaker.paused.is_set():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(2.0)  # probes keep failing meanwhile
+        with world.engine.connect() as conn:
+            gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+            paused = conn.execute(
+                select(WorkerRow.paused_reason).where(WorkerRow.id == worker.id)
+            ).scalar_one()
+        assert gen.status == "pending" and gen.attempts == 0, gen
+        assert gen.error_kind == "storage"
+        assert paused and "object store" in paused
+        assert _completed(world, gid) == []
+        os.kill(s3_server.pid, signal.SIGCONT)
+        stopped = False
+        deadline = time.monotonic() + 90
+        while True:
+            with world.engine.connect() as conn:
+                gen = conn.execute(select(PoseGeneration).where(PoseGeneration.id == gid)).one()
+            if gen.status == "completed":
+                break
+            assert time.monotonic() < deadline, gen
+            time.sleep(0.1)
+    finally:
+        if stopped:
+            os.kill(s3_server.pid, signal.SIGCONT)
+        worker.stop()
+        thread.join(30)
+        handler.close()
+    assert gen.attempts == 1  # the claim that finished it; the outage cost nothing
+    assert not worker.breaker.paused.is_set()
+    rows = _completed(world, gid)
+    assert len(rows) == len(world.pose_ids) * 2
+    store = S3Storage(settings)
+    for r in rows:
+        assert store.read(r.image_path)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _registered(world: World, worker_id: str) -> bool:
+    with world.engine.connect() as conn:
+        return (
+            conn.execute(select(WorkerRow.id).where(WorkerRow.id == worker_id)).first() is not None
+        )
+
+
+def test_the_sweep_deletes_bucket_orphans_once_old_and_never_named_or_fresh_ones(
+    s3_world: World,
+) -> None:
+    world = s3_world
+    gid = world.submit(variations=1)
+    world.run_pipeline()
+    store = S3Storage(world.settings)
+    named = _keys(world)
+    assert named
+    # The put without its row: a worker that died between the PUT and the commit.
+    orphan = store.save_result(gid, "p999-v0", _png())
+    never = store.save_result(gid + 1000, "p1-v0", _png())
+    ups = S3Uploads(world.settings)
+    lost = f"{world.user_id}/ab/{'ab' * 32}.png"
+    ups.put(lost, _png())
+    subject = uploads.get(world.engine, _subject_id(world), world.user_id)
+    assert ups.exists(subject.relpath)
+    settings = world.settings.model_copy(update={"orphan_grace_seconds": 60})
+
+    now = utcnow()
+    fresh = retention.prune(world.engine, settings, now=now)
+    assert fresh.errors == []
+    assert fresh.orphans["results"].count == 0 and fresh.orphans["uploads"].count == 0
+    assert len(_keys(world)) == len(named) + 4 and ups.exists(lost)  # fresh: all still there
+
+    dry = retention.prune(world.engine, settings, now=now + dt.timedelta(seconds=120), dry_run=True)
+    assert dry.orphans["results"].count == 4 and dry.orphans["uploads"].count == 1
+    assert len(_keys(world)) == len(named) + 4
+
+    later = retention.prune(world.engine, settings, now=now + dt.timedelta(seconds=120))
+    assert later.errors == []
+    assert later.orphans["results"].count == 4
+    assert later.orphans["results"].bytes == orphan.bytes + never.bytes
+    assert later.orphans["uploads"].count == 1
+    assert _keys(world) == named  # the rows' objects stay
+    assert not ups.exists(lost)
+    assert ups.exists(subject.relpath)  # the project's subject: named by its row
+
+
+def _subject_id(world: World) -> int:
+    with world.engine.connect() as conn:
+        upload_id = conn.execute(
+            select(Project.subject_upload_id).where(Project.id == world.project_id)
+        ).scalar_one()
+    assert upload_id is not None
+    return int(upload_id)

@@ -302,6 +302,11 @@ class GenerationOut(ApiModel):
     )
     credit_charged: int = Field(description="Credits charged at submit.")
     credit_refunded: int = Field(description="Credits refunded for poses that did not complete.")
+    kept: bool = Field(
+        default=False,
+        description="The owner keeps it: the results retention never deletes it "
+        "(PUT/DELETE /generations/{id}/keep).",
+    )
 
 
 class ResultOut(ApiModel):

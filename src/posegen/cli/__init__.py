@@ -17,6 +17,7 @@ from posegen.cli import (
     metrics,
     models,
     poses,
+    prune,
     serve,
     users,
     worker,
@@ -57,6 +58,7 @@ app.command("recover")(worker.recover)
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("generate")(generate.generate)
+app.command("prune")(prune.prune)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -347,6 +347,8 @@ class PoseGeneration(Base):
     #: The model it is bound to (named in the request, else pinned by its first claim so a
     #: retry never mixes two models' images); NULL = any model of the backend, or none exists.
     model: Mapped[str | None] = mapped_column(String(200))
+    #: The owner keeps it: the results retention (``posegen prune``) never deletes it.
+    kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 # Queue indexes live in their own migration revision (0002); declared here so the models are the

@@ -131,6 +131,17 @@ class S3Storage:
             raise _translate(exc, f"delete {folder}") from exc
         return removed
 
+    def probe(self) -> None:
+        """The worker's breaker probe while paused: can this store take a write now? One small
+        PUT to a fixed key, ``<POSEGEN_S3_PREFIX>/posegen-probe``: outside ``results/`` and
+        ``uploads/``, so neither listings nor the orphan sweep ever see it."""
+        key = self.prefix.removesuffix("results/") + "posegen-probe"
+        extra: dict[str, Any] = {"ServerSideEncryption": self.sse} if self.sse else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"posegen", **extra)
+        except Exception as exc:
+            raise _translate(exc, f"write {key}") from exc
+
     def check(self) -> None:
         """Start-up check: the bucket exists and these credentials may use it (one HEAD)."""
         try:
@@ -254,6 +265,10 @@ def _translate(exc: Exception, what: str, *, bucket: bool = False) -> Exception:
         return exc
     # Connection refused, timeouts, DNS: botocore's message names the endpoint, not secrets.
     return StorageUnavailable(f"cannot {what}: {type(exc).__name__}: {exc}")
+
+
+#: For other store users (the orphan sweep): a boto3 error as posegen's one-line error.
+translate = _translate
 
 
 def _client_key(settings: Settings) -> tuple[str | None, str, bool, float]:

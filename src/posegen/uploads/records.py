@@ -161,17 +161,17 @@ def usage(engine: Engine, user_id: int) -> int:
     return int(used)
 
 
-def _in_use(conn: Connection, upload_id: int) -> bool:
-    return bool(
-        conn.execute(
-            select(
-                or_(
-                    exists().where(Project.subject_upload_id == upload_id),
-                    exists().where(PoseLibrary.map_upload_id == upload_id),
-                )
-            )
-        ).scalar_one()
+def referenced(upload_id: Any) -> Any:
+    """The reference rule: true while a project or library pose names the upload. Every
+    removal (release, delete, the retention in ``posegen prune``) goes by it."""
+    return or_(
+        exists().where(Project.subject_upload_id == upload_id),
+        exists().where(PoseLibrary.map_upload_id == upload_id),
     )
+
+
+def _in_use(conn: Connection, upload_id: int) -> bool:
+    return bool(conn.execute(select(referenced(upload_id))).scalar_one())
 
 
 def delete_upload(engine: Engine, settings: Settings, upload_id: int, user_id: int) -> None:

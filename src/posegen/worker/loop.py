@@ -10,6 +10,7 @@ loop probes the backend with backoff instead and says so in the worker's registr
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import Counter
@@ -132,6 +133,9 @@ class Worker:
         side = [self._side("heartbeat", self._heartbeat_loop)]
         if self.run_recovery:
             side.append(self._side("recovery", self._recovery_loop))
+            if self.settings.prune_interval_seconds > 0:
+                # Beside recovery, not inside it: a long prune never delays a lease's recovery.
+                side.append(self._side("prune", self._prune_loop))
         if self.settings.listen_notify and not (self._liveness and self._liveness.listens):
             # Not joined: it notices the stop within one poll interval and holds nothing.
             self._side("listen", self._listen)
@@ -367,6 +371,39 @@ class Worker:
                 )
         except _DB_ERRORS as exc:
             log.warning("recovery pass failed", extra={"error": str(exc)})
+
+    def _prune_loop(self) -> None:
+        interval = self.settings.prune_interval_seconds
+        # Workers started together do not all try at once; one at a time prunes (``turn.py``).
+        if self._side_stop.wait(interval * random.uniform(0.1, 1.0)):
+            return
+        while True:
+            self._prune_pass()
+            if self._side_stop.wait(interval):
+                return
+
+    def _prune_pass(self) -> None:
+        from posegen import retention
+        from posegen.retention.turn import my_turn
+
+        try:
+            with my_turn(self.engine, self.settings) as mine:
+                if not mine:
+                    return  # another worker is pruning
+                report = retention.prune(self.engine, self.settings)
+        except _DB_ERRORS as exc:
+            log.warning("prune failed", extra={"error": str(exc)})
+            return
+        except Exception:
+            # Housekeeping: whatever went wrong, the worker goes on working and tries next time.
+            log.exception("prune crashed")
+            return
+        if (
+            report.errors
+            or any(t.count for t in (report.events, report.generations, report.uploads))
+            or any(t.count for t in report.orphans.values())
+        ):
+            log.info("pruned", extra={"worker": self.id, **report.as_dict()})
 
     def _listen(self) -> None:
         ops_for(self.engine).listen(

@@ -75,7 +75,16 @@ class PipelineHandler:
     def probe(self) -> None:
         """Ask the backend whether it can work (the worker's start-up check and its breaker's
         probe). Raises GeneratorError while it is unavailable, ConfigError when it answers but
-        cannot run what posegen needs. Backends without a probe always can."""
+        cannot run what posegen needs. Backends without a probe always can. The result store
+        is asked too (an object store that cannot take a write is an outage like a backend's)."""
+        store_probe = getattr(self.storage, "probe", None)
+        if callable(store_probe):
+            try:
+                store_probe()
+            except StorageUnavailable as exc:
+                raise GeneratorError(
+                    f"object store: {exc.message}", transient=True, outage=True, kind="storage"
+                ) from exc
         probe = getattr(self.generator, "probe", None)
         if callable(probe):
             probe()
@@ -232,9 +241,13 @@ class _Run:
                     kind="storage",
                 ) from exc
             except StorageUnavailable as exc:
-                # The object store refused or is away: not the generation's fault, retried.
+                # The object store refused or is away: not the generation's fault. An outage:
+                # the breaker pauses claiming and the generation waits without losing an attempt.
                 raise GeneratorError(
-                    f"cannot store the result: {exc.message}", transient=True, kind="storage"
+                    f"cannot store the result: {exc.message}",
+                    transient=True,
+                    outage=True,
+                    kind="storage",
                 ) from exc
             meta = dict(result.meta)
             meta.update(

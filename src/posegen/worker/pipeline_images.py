@@ -55,10 +55,13 @@ class PipelineImages:
                 return load_image(self.settings, subject.upload_path)
             except FetchError as exc:
                 log.warning("subject upload unreadable", extra={"kind": exc.kind})
-                if exc.kind in TRANSIENT_FETCH_KINDS:  # the object store is away: retry later
+                if exc.kind in TRANSIENT_FETCH_KINDS:
+                    # The object store is away: an outage, not the generation's fault (the
+                    # breaker pauses claiming; no attempt is spent).
                     raise GeneratorError(
                         "subject image: the object store is unavailable",
                         transient=True,
+                        outage=True,
                         kind="storage",
                     ) from exc
                 raise _unavailable() from exc

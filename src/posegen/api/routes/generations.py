@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
+from sqlalchemy import Engine
 
-from posegen import backends, catalog, generations_read, projects, queue
+from posegen import backends, catalog, generations_read, projects, queue, retention
 from posegen.accounts import Account
 from posegen.api import sse
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
@@ -82,6 +83,7 @@ def generation_out(
         warning=warning,
         credit_charged=g.credit_charged,
         credit_refunded=g.credit_refunded,
+        kept=g.kept,
     )
 
 
@@ -288,6 +290,30 @@ def delete_generation(
     projects.remove_generation(engine, generation_id, user.id)
     delete_results(settings, [generation_id])
     return Response(status_code=204)
+
+
+@router.put("/{generation_id}/keep", response_model=GenerationOut, responses=problems(404))
+def keep_generation(
+    request: Request, generation_id: PathId, user: CurrentUser, engine: EngineDep
+) -> GenerationOut:
+    """Keep the generation (owner only): the results retention never deletes it."""
+    return _set_kept(request, engine, generation_id, user, True)
+
+
+@router.delete("/{generation_id}/keep", response_model=GenerationOut, responses=problems(404))
+def unkeep_generation(
+    request: Request, generation_id: PathId, user: CurrentUser, engine: EngineDep
+) -> GenerationOut:
+    """Stop keeping it: once older than the results retention, the next prune deletes it."""
+    return _set_kept(request, engine, generation_id, user, False)
+
+
+def _set_kept(
+    request: Request, engine: Engine, generation_id: int, user: Account, kept: bool
+) -> GenerationOut:
+    retention.set_kept(engine, generation_id, user.id, kept)
+    view = generations_read.get_visible(engine, generation_id, user.id)
+    return generation_out(request, view, admin=is_admin(user))
 
 
 @router.post("/{generation_id}/cancel", response_model=GenerationOut, responses=problems(404, 409))
