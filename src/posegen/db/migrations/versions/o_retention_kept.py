@@ -5,7 +5,7 @@ with their results unless ``kept``. A column with a constant default is a catalo
 on PostgreSQL 11+ and a plain ALTER TABLE on SQLite (no table copy, so no cascade fires).
 
 Revision ID: o_retention
-Revises: j_credits
+Revises: p_vision
 Create Date: 2026-11-30
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "o_retention"
-down_revision = "j_credits"
+down_revision = "p_vision"
 branch_labels = None
 depends_on = None
 
