@@ -20,11 +20,16 @@ from posegen.controlnet.sources import MapSource
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
 from posegen.exceptions import FetchError, InvalidInput
+from posegen.library import attributes
 from posegen.pose import pose_json
 
 log = logging.getLogger(__name__)
 
 DATA_FILE = "builtin_poses.json"
+#: Provenance of a built-in pose that does not say otherwise.
+BUILTIN_SOURCE = "builtin"
+BUILTIN_LICENCE = "MIT"
+BUILTIN_AUTHOR = "posegen"
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,10 @@ class BuiltinCategory:
     slug: str
     name: str
     description: str
+    #: The parent category's slug; None: a root.
+    parent: str | None = None
+    #: Order among siblings; None: the category's position in the file.
+    sort_order: int | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,14 @@ class BuiltinPose:
     tags: tuple[str, ...]
     #: The canonical pose JSON (:mod:`posegen.pose`): canvas it was authored on, framing, points.
     keypoints: dict[str, Any]
+    #: Discovery attributes (:mod:`posegen.library.attributes`); the framing is the keypoints'.
+    difficulty: str = "beginner"
+    suitability: str = "any"
+    featured: bool = False
+    premium: bool = False
+    source: str | None = BUILTIN_SOURCE
+    licence: str | None = BUILTIN_LICENCE
+    author: str | None = BUILTIN_AUTHOR
 
 
 class SeedCounts(NamedTuple):
@@ -63,14 +80,30 @@ class SyncReport:
 def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
     """The shipped categories and poses, checked (poses parse, categories exist)."""
     raw = json.loads(resources.files(__package__).joinpath(DATA_FILE).read_text("utf-8"))
+    return parse_library(raw)
+
+
+def parse_library(raw: dict[str, Any]) -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
+    """Categories and poses from the built-in file's shape, checked. Optional keys: per category
+    ``parent`` (a category slug) and ``sort_order``; per pose ``difficulty``, ``suitability``,
+    ``featured``, ``premium``, ``source``, ``licence``, ``author`` (defaults when absent)."""
     categories = [
-        BuiltinCategory(c["slug"], c["name"], c["description"]) for c in raw["categories"]
+        BuiltinCategory(
+            c["slug"], c["name"], c["description"], c.get("parent"), c.get("sort_order")
+        )
+        for c in raw["categories"]
     ]
+    _check_tree(categories)
     known = {c.slug for c in categories}
     poses = []
     for p in raw["poses"]:
         if p["category"] not in known:
             raise InvalidInput(f"pose {p['slug']} names unknown category {p['category']}")
+        extra = {k: p[k] for k in _POSE_KEYS if p.get(k) is not None}
+        try:
+            attributes.check(extra)
+        except InvalidInput as exc:
+            raise InvalidInput(f"pose {p['slug']}: {exc.message}") from exc
         poses.append(
             BuiltinPose(
                 p["slug"],
@@ -79,9 +112,31 @@ def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
                 p["description"],
                 tuple(p["tags"]),
                 pose_json(p["keypoints"]),
+                **extra,
             )
         )
     return categories, poses
+
+
+_POSE_KEYS = ("difficulty", "suitability", "featured", "premium", "source", "licence", "author")
+
+
+def _check_tree(categories: list[BuiltinCategory]) -> None:
+    parents = {c.slug: c.parent for c in categories}
+    for c in categories:
+        if c.sort_order is not None and (
+            isinstance(c.sort_order, bool) or not isinstance(c.sort_order, int)
+        ):
+            raise InvalidInput(f"category {c.slug}: sort_order must be a whole number")
+        seen = {c.slug}
+        parent = c.parent
+        while parent is not None:
+            if parent not in parents:
+                raise InvalidInput(f"category {c.slug} names unknown parent {parent}")
+            if parent in seen:
+                raise InvalidInput(f"category {c.slug} is its own ancestor")
+            seen.add(parent)
+            parent = parents[parent]
 
 
 def seed_library(engine: Engine) -> SeedCounts:
@@ -108,7 +163,11 @@ def _sync(engine: Engine) -> SyncReport:
         }
         cat_ids: dict[str, int] = {}
         for order, cat in enumerate(categories):
-            values = {"name": cat.name, "description": cat.description, "sort_order": order}
+            values: dict[str, Any] = {
+                "name": cat.name,
+                "description": cat.description,
+                "sort_order": order if cat.sort_order is None else cat.sort_order,
+            }
             row = existing_cats.get(cat.slug)
             if row is None:
                 cat_ids[cat.slug] = conn.execute(
@@ -121,6 +180,18 @@ def _sync(engine: Engine) -> SyncReport:
                     conn.execute(
                         update(PoseCategory).where(PoseCategory.id == row["id"]).values(**values)
                     )
+                    updated += 1
+        for cat in categories:
+            # Parents once every category has an id (a parent may come later in the file).
+            parent_id = None if cat.parent is None else cat_ids[cat.parent]
+            row = existing_cats.get(cat.slug)
+            if row is None or row["parent_id"] != parent_id:
+                conn.execute(
+                    update(PoseCategory)
+                    .where(PoseCategory.id == cat_ids[cat.slug])
+                    .values(parent_id=parent_id)
+                )
+                if row is not None:
                     updated += 1
         slugs = [p.slug for p in poses]
         existing = {
@@ -137,6 +208,14 @@ def _sync(engine: Engine) -> SyncReport:
                 "tags": list(pose.tags),
                 "keypoints": pose.keypoints,
                 "is_public": True,
+                "framing": pose.keypoints["framing"],
+                "difficulty": pose.difficulty,
+                "suitability": pose.suitability,
+                "featured": pose.featured,
+                "premium": pose.premium,
+                "source": pose.source,
+                "licence": pose.licence,
+                "author": pose.author,
             }
             row = existing.get(pose.slug)
             if row is None:
@@ -208,6 +287,7 @@ __all__ = [
     "SyncReport",
     "builtin_library",
     "load_pose_map",
+    "parse_library",
     "pose_map_source",
     "seed_library",
     "sync_library",

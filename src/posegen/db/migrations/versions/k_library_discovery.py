@@ -6,8 +6,8 @@ a catalogue-only change on PostgreSQL 11+; no table copy on SQLite, which keeps
 the stored pose JSON, so the column and ``keypoints["framing"]`` agree from the start.
 
 Text search is engine-specific and lives outside the models (``posegen.library.search``):
-PostgreSQL gets a generated ``search_tsv`` column (name, tags, description, weighted) and a GIN
-index on it, plus a GIN index on the tags as jsonb; SQLite gets an FTS5 table over the same
+PostgreSQL gets a generated ``search_tsv`` column (name, tags, description, slug; weighted) and
+a GIN index on it, plus a GIN index on the tags as jsonb; SQLite gets an FTS5 table over the same
 columns, kept by triggers (updates only of the searched columns, so popularity counts do not
 touch it). The library table is small (hundreds to thousands of rows): its indexes are built
 inside the migration's transaction rather than CONCURRENTLY.
@@ -75,7 +75,8 @@ PG_SEARCH = (
     "ALTER TABLE pose_library ADD COLUMN search_tsv tsvector GENERATED ALWAYS AS ("
     "setweight(to_tsvector('english', coalesce(name, '')), 'A') || "
     "setweight(to_tsvector('english', coalesce(CAST(tags AS text), '')), 'B') || "
-    "setweight(to_tsvector('english', coalesce(description, '')), 'C')) STORED",
+    "setweight(to_tsvector('english', coalesce(description, '')), 'C') || "
+    "setweight(to_tsvector('english', replace(slug, '-', ' ')), 'D')) STORED",
     "CREATE INDEX ix_pose_library_search_tsv ON pose_library USING gin (search_tsv)",
     "CREATE INDEX ix_pose_library_tags ON pose_library USING gin "
     "((CAST(tags AS jsonb)) jsonb_path_ops)",
