@@ -169,7 +169,34 @@ def list_poses(
 ) -> pagination.Page[catalog.PoseView]:
     """A page of the poses the caller can see that pass ``filters``, in ``sort`` order (default:
     relevance with a text query, else popular)."""
-    dialect = engine.dialect.name
+    with read_connection(engine) as conn:
+        stmt, sort = statement(
+            conn,
+            filters,
+            viewer_id=viewer_id,
+            include_private=include_private,
+            sort=sort,
+            cursor=cursor,
+            limit=limit,
+        )
+        rows = conn.execute(stmt).all()
+    keyed = [(catalog.pose_view(r), r) for r in rows]
+    page = pagination.page(keyed, limit, lambda vr: _key(sort, vr[0], vr[1]))
+    return pagination.Page([v for v, _ in page.items], page.next_cursor)
+
+
+def statement(
+    conn: Connection,
+    filters: PoseFilters,
+    *,
+    viewer_id: int | None,
+    include_private: bool,
+    sort: str | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[Any, str]:
+    """The SELECT of :func:`list_poses` (one row beyond ``limit``) and the sort it applies."""
+    dialect = conn.dialect.name
     match = search.text_match(dialect, filters.q) if filters.q else None
     sort = sort or ("relevance" if match is not None else "popular")
     if sort not in SORTS:
@@ -194,15 +221,11 @@ def list_poses(
             stmt = stmt.where(getattr(L, name) == attributes.check_choice(name, value))
     if filters.featured is not None:
         stmt = stmt.where(L.featured.is_(filters.featured))
-    with read_connection(engine) as conn:
-        if filters.category:
-            ids = subtree_ids(conn, filters.category)
-            stmt = stmt.where(L.category_id.in_(ids)) if ids else stmt.where(L.id.is_(None))
-        stmt = _order(stmt, sort, match.score if match is not None else None, cursor, limit)
-        rows = conn.execute(stmt).all()
-    keyed = [(catalog.pose_view(r), r) for r in rows]
-    page = pagination.page(keyed, limit, lambda vr: _key(sort, vr[0], vr[1]))
-    return pagination.Page([v for v, _ in page.items], page.next_cursor)
+    if filters.category:
+        ids = subtree_ids(conn, filters.category)
+        stmt = stmt.where(L.category_id.in_(ids)) if ids else stmt.where(L.id.is_(None))
+    stmt = _order(stmt, sort, match.score if match is not None else None, cursor, limit)
+    return stmt, sort
 
 
 def _order(stmt: Any, sort: str, score: Any, cursor: str | None, limit: int) -> Any:
@@ -257,5 +280,6 @@ __all__ = [
     "category_tree",
     "get_pose",
     "list_poses",
+    "statement",
     "subtree_ids",
 ]
