@@ -149,7 +149,7 @@ class FavoriteOut(ApiModel):
 
 
 class RatingIn(RequestModel):
-    stars: int = Field(ge=1, le=5, description="1 to 5.")
+    stars: int = Field(strict=True, ge=1, le=5, description="1 to 5 (a JSON number).")
 
 
 class RatingOut(ApiModel):
