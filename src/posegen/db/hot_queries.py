@@ -89,7 +89,7 @@ PENDING_FOR_BACKEND = HotQuery(
 # The library browser (posegen.library.query): each sort walks its index from the cursor on;
 # a category, the caller's favourites, a text query and tags are index conditions.
 _AFTER = "(popularity, id) < (:after_popularity, :after_id)"
-_AFTER_PARAMS = {"after_popularity": 2**40, "after_id": 2**40, "limit": 50}
+_AFTER_PARAMS: dict[str, object] = {"after_popularity": 2**40, "after_id": 2**40, "limit": 50}
 
 LIBRARY_POPULAR = HotQuery(
     name="library by popularity",

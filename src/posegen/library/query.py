@@ -229,9 +229,12 @@ def statement(
 
 
 def _order(stmt: Any, sort: str, score: Any, cursor: str | None, limit: int) -> Any:
+    keys: tuple[Any, ...]
+    types: tuple[type, ...]
+    sql_types: tuple[Any, ...]
     if sort == "popular":
         keys, types, ascending = (L.popularity, L.id), (int, int), False
-        sql_types: tuple[Any, ...] = (BigInteger(), BigInteger())
+        sql_types = (BigInteger(), BigInteger())
     elif sort == "newest":
         keys, types, ascending = (L.created_at, L.id), (dt.datetime, int), False
         sql_types = (L.created_at.type, BigInteger())

@@ -51,12 +51,12 @@ def text_match(dialect: str, q: str) -> TextMatch | None:
     if not found:
         return None
     if dialect == "postgresql":
-        tsv = literal_column("pose_library.search_tsv")
+        tsv: ColumnElement[Any] = literal_column("pose_library.search_tsv")
         query = func.websearch_to_tsquery(literal_column("'english'"), q[:500])
         return TextMatch(tsv.op("@@")(query), cast(func.ts_rank(tsv, query), Float), join_fts=False)
     # Each word quoted: FTS5 query syntax in the input is never interpreted.
     expr = " ".join('"' + w.replace('"', '""') + '"' for w in found)
-    fts = literal_column(FTS_TABLE)
+    fts: ColumnElement[Any] = literal_column(FTS_TABLE)
     score = -func.bm25(fts, 10.0, 5.0, 2.0, 1.0)  # name, description, tags, slug
     return TextMatch(fts.op("MATCH")(expr), type_coerce(score, Float), join_fts=True)
 

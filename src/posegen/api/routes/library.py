@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -49,9 +49,9 @@ def pose_out(request: Request, pose: catalog.PoseView) -> PoseOut:
         is_public=pose.is_public,
         map_url=request.url_for("pose_map", pose_id=pose.id).path,
         created_at=pose.created_at,
-        difficulty=pose.difficulty,
-        suitability=pose.suitability,
-        framing=pose.framing,
+        difficulty=cast(Difficulty, pose.difficulty),
+        suitability=cast(Suitability, pose.suitability),
+        framing=cast(Framing, pose.framing),
         featured=pose.featured,
         premium=pose.premium,
         source=pose.source,

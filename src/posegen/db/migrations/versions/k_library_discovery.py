@@ -138,7 +138,7 @@ def upgrade() -> None:
     for name, spec in INDEXES.items():
         op.execute(f"CREATE INDEX {name} ON {spec}")
     for table in ("pose_favorites", "pose_ratings"):
-        extra = []
+        extra: list[sa.schema.SchemaItem] = []
         if table == "pose_ratings":
             extra = [
                 sa.Column("stars", sa.Integer(), nullable=False),
