@@ -140,3 +140,48 @@ def test_marks_show_on_the_pose_for_the_caller(api: Api, keys: Keys, library: No
         )["kind"]
         == "bad-cursor"
     )
+
+
+def test_concurrent_submits_and_favourites_count_every_use_once(
+    settings: Settings, engine: Engine
+) -> None:
+    """48 requests at once: 24 library submits naming overlapping poses in different orders
+    (pose rows are locked in id order: no deadlock) and 24 favourites of the same poses."""
+    seed_library(engine)
+    users = [accounts.create_user(engine, f"S{i}", f"s{i}@example.com") for i in range(8)]
+    s = settings.model_copy(update={"db_pool_size": 20, "db_max_overflow": 40})
+    orders = ([1, 2, 3], [3, 2, 1], [2, 3, 1], [3, 1])
+    with live_server(create_app(s, engine), s) as (base, _), httpx.Client() as c:
+        projects = []
+        for u in users:
+            r = c.post(
+                f"{base}/projects",
+                json={"name": "p"},
+                headers={"Authorization": f"Bearer {u.api_key}"},
+            )
+            projects.append(int(r.json()["id"]))
+        calls: list[tuple[str, str, str, dict[str, Any] | None]] = []
+        for i in range(24):
+            u, project = users[i % 8], projects[i % 8]
+            body = {"projectId": project, "poseIds": orders[i % 4], "variations": 2}
+            calls.append(("POST", "/generations", u.api_key, body))
+        for i in range(24):
+            calls.append(
+                ("PUT", f"/library/poses/{1 + i % 3}/favorite", users[i % 8].api_key, None)
+            )
+        statuses = _fire(base, calls)
+    assert statuses[:24] == [202] * 24 and set(statuses[24:]) == {200}
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                PoseLibrary.id,
+                PoseLibrary.use_count,
+                PoseLibrary.favorite_count,
+                PoseLibrary.popularity,
+            ).where(PoseLibrary.id.in_([1, 2, 3]))
+        ).all()
+    uses = {p: sum(p in orders[i % 4] for i in range(24)) for p in (1, 2, 3)}
+    for pose_id, use_count, favs, popularity in rows:
+        assert use_count == uses[pose_id]
+        assert favs == 8  # each pose: 8 requests from 8 distinct users
+        assert popularity == use_count + favs

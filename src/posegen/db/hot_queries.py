@@ -158,12 +158,13 @@ LIBRARY_SEARCH = HotQuery(
 
 LIBRARY_TAGS = HotQuery(
     name="library tags",
-    index="ix_pose_library_tags",
+    index="ix_pose_library_search_tsv",
     sql=(
-        "SELECT id FROM pose_library WHERE CAST(tags AS jsonb) @> CAST(:tags AS jsonb) "
+        "SELECT id FROM pose_library WHERE search_tsv @@ plainto_tsquery('simple', :tag) "
+        "AND CAST(tags AS jsonb) @> CAST(:tags AS jsonb) "
         "AND is_public ORDER BY popularity DESC, id DESC LIMIT :limit"
     ),
-    explain_params={"tags": '["front", "full-body"]', "limit": 50},
+    explain_params={"tag": "full-body", "tags": '["full-body"]', "limit": 50},
     dialect="postgresql",
 )
 

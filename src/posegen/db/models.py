@@ -288,7 +288,7 @@ class PoseLibrary(Base):
 
 # Discovery sorts (keyset pages walk these; filters on few-valued columns ride along) and the
 # category filter with the popular sort. PostgreSQL also has the full-text column and its GIN
-# index and a GIN index on the tags (posegen.library.search; not models: engine-specific).
+# index, which the tag filter uses too (posegen.library.search; not models: engine-specific).
 Index("ix_pose_library_popularity_id", PoseLibrary.popularity, PoseLibrary.id)
 Index("ix_pose_library_created_at_id", PoseLibrary.created_at, PoseLibrary.id)
 Index("ix_pose_library_name_id", PoseLibrary.name, PoseLibrary.id)
@@ -616,7 +616,7 @@ REQUIRED_INDEXES: dict[str, str] = {
 #: Engine-specific text search made by the ``k_library`` migration, not by these models: a
 #: generated tsvector column and GIN indexes on PostgreSQL, an FTS5 table (and its shadow
 #: tables) on SQLite. ``posegen.library.search`` queries them.
-SEARCH_OBJECTS = frozenset({"search_tsv", "ix_pose_library_search_tsv", "ix_pose_library_tags"})
+SEARCH_OBJECTS = frozenset({"search_tsv", "ix_pose_library_search_tsv"})
 
 
 def in_models(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:

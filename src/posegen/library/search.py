@@ -3,9 +3,11 @@ the objects these read).
 
 PostgreSQL: the generated ``search_tsv`` column (name A, tags B, description C, slug D;
 English stemming) matched with ``websearch_to_tsquery`` (what people type: words, "quoted
-phrases", -not) through its GIN index, ranked by ``ts_rank``; tags by jsonb containment through a
-GIN index. SQLite: the FTS5 table ``pose_library_fts`` (Porter stemming), every word required,
-ranked by BM25 with the same column weights; tags by their JSON text.
+phrases", -not) through its GIN index, ranked by ``ts_rank``; tags by jsonb containment, found
+through the same GIN index (the column holds the tags unstemmed too: each tag's words are a
+superset condition the index serves, the containment the exact one). SQLite: the FTS5 table
+``pose_library_fts`` (Porter stemming), every word required, ranked by BM25 with the same column
+weights; tags by their JSON text.
 
 Both give a relevance score where higher is better, so keyset pages read the same way.
 """
@@ -25,6 +27,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from posegen.db.models import PoseLibrary as L
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+#: What PostgreSQL's parser makes a lexeme of (letters, digits).
+_LEXEME = re.compile(r"[^\W_]", re.UNICODE)
 #: At most this many words of a query are searched for.
 MAX_WORDS = 16
 FTS_TABLE = "pose_library_fts"
@@ -65,7 +69,14 @@ def has_tags(dialect: str, tags: Sequence[str]) -> ColumnElement[bool]:
     """Rows carrying every one of ``tags`` (lower-case, as stored)."""
     wanted = sorted({t.strip().lower() for t in tags if t.strip()})
     if dialect == "postgresql":
-        return cast(L.tags, JSONB).op("@>")(bindparam(None, wanted, type_=JSONB))
+        tsv = literal_column("pose_library.search_tsv")
+        found = [
+            tsv.op("@@")(func.plainto_tsquery(literal_column("'simple'"), t))
+            for t in wanted
+            if _LEXEME.search(t)  # a tag of no word at all yields no lexeme: no index help
+        ]
+        exact = cast(L.tags, JSONB).op("@>")(bindparam(None, wanted, type_=JSONB))
+        return and_(*found, exact)
     conditions: list[Any] = [
         cast(L.tags, String).like(f"%{_like_escape(json.dumps(t))}%", escape="\\") for t in wanted
     ]

@@ -6,8 +6,9 @@ a catalogue-only change on PostgreSQL 11+; no table copy on SQLite, which keeps
 the stored pose JSON, so the column and ``keypoints["framing"]`` agree from the start.
 
 Text search is engine-specific and lives outside the models (``posegen.library.search``):
-PostgreSQL gets a generated ``search_tsv`` column (name, tags, description, slug; weighted) and
-a GIN index on it, plus a GIN index on the tags as jsonb; SQLite gets an FTS5 table over the same
+PostgreSQL gets a generated ``search_tsv`` column (name, tags, description, slug; weighted; the
+tags also unstemmed, which the tag filter uses) and a GIN index on it; SQLite gets an FTS5 table
+over the same
 columns, kept by triggers (updates only of the searched columns, so popularity counts do not
 touch it). The library table is small (hundreds to thousands of rows): its indexes are built
 inside the migration's transaction rather than CONCURRENTLY.
@@ -76,10 +77,11 @@ PG_SEARCH = (
     "setweight(to_tsvector('english', coalesce(name, '')), 'A') || "
     "setweight(to_tsvector('english', coalesce(CAST(tags AS text), '')), 'B') || "
     "setweight(to_tsvector('english', coalesce(description, '')), 'C') || "
-    "setweight(to_tsvector('english', replace(slug, '-', ' ')), 'D')) STORED",
+    "setweight(to_tsvector('english', replace(slug, '-', ' ')), 'D') || "
+    # The tags once more without stemming or stop words: the tag filter's index condition (one
+    # GIN index for both: every use counted at submit rewrites the row and its index entries).
+    "setweight(to_tsvector('simple', coalesce(CAST(tags AS text), '')), 'B')) STORED",
     "CREATE INDEX ix_pose_library_search_tsv ON pose_library USING gin (search_tsv)",
-    "CREATE INDEX ix_pose_library_tags ON pose_library USING gin "
-    "((CAST(tags AS jsonb)) jsonb_path_ops)",
 )
 
 _FTS_COLS = "name, description, tags, slug"
@@ -171,7 +173,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
     if pg:
-        op.execute("DROP INDEX IF EXISTS ix_pose_library_tags")
         op.execute("DROP INDEX IF EXISTS ix_pose_library_search_tsv")
         op.execute("ALTER TABLE pose_library DROP COLUMN IF EXISTS search_tsv")
     else:
