@@ -69,7 +69,7 @@ def has_tags(dialect: str, tags: Sequence[str]) -> ColumnElement[bool]:
     """Rows carrying every one of ``tags`` (lower-case, as stored)."""
     wanted = sorted({t.strip().lower() for t in tags if t.strip()})
     if dialect == "postgresql":
-        tsv = literal_column("pose_library.search_tsv")
+        tsv: ColumnElement[Any] = literal_column("pose_library.search_tsv")
         found = [
             tsv.op("@@")(func.plainto_tsquery(literal_column("'simple'"), t))
             for t in wanted
