@@ -9,6 +9,10 @@ hits both alike.
 
     .venv/bin/python bench/submit.py                      # 2,000 submits per mode and round
     .venv/bin/python bench/submit.py --submits 500 --rounds 2
+
+``--compare uses``: library submits (``--poses`` poses each, drawn from the built-in library,
+limits on) with the pose use counts (``posegen.library.popularity``: a CTE of the PostgreSQL
+submit statement, an UPDATE in SQLite's submit transaction) on and off, interleaved the same way.
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ import sys
 sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
+import contextlib
+import random
 import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, insert
@@ -35,9 +42,13 @@ from posegen.config import Settings, load_settings
 from posegen.db import migrate
 from posegen.db.engine import make_engine
 from posegen.db.models import GenerationType, Project
+from posegen.library import popularity, seed_library
+from posegen.queue import dialect_pg_bulk
 
 
-def _setup(url: str, users: int) -> tuple[Settings, Engine, list[queue.GenerationRequest]]:
+def _setup(
+    url: str, users: int, poses: int = 0
+) -> tuple[Settings, Engine, list[queue.GenerationRequest]]:
     settings = load_settings(
         database_url=url,
         submissions_per_minute=10**9,
@@ -46,14 +57,59 @@ def _setup(url: str, users: int) -> tuple[Settings, Engine, list[queue.Generatio
     )
     engine = make_engine(settings)
     reqs = []
+    library = list(range(1, seed_library(engine).poses + 1)) if poses else []
+    rng = random.Random(17)
     for i in range(users):
         uid = accounts.create_user(engine, f"B{i}", f"b{i}@example.com").account.id
         with engine.begin() as conn:
             pid = conn.execute(
                 insert(Project).values(user_id=uid, name="b").returning(Project.id)
             ).scalar_one()
-        reqs.append(queue.GenerationRequest(uid, pid, GenerationType.TEXT, [], 1, prompt="x"))
+        if poses:
+            for _ in range(4):  # a few pose choices per user
+                picked = rng.sample(library, poses)
+                reqs.append(queue.GenerationRequest(uid, pid, GenerationType.LIBRARY, picked, 1))
+        else:
+            reqs.append(queue.GenerationRequest(uid, pid, GenerationType.TEXT, [], 1, prompt="x"))
     return settings, engine, reqs
+
+
+@contextlib.contextmanager
+def _uses_off() -> Iterator[None]:
+    """The submit as it was before pose use counts: the PostgreSQL statement without the CTE,
+    SQLite's transaction without the UPDATE."""
+    with_uses = dialect_pg_bulk.SUBMIT_ONE
+    count = popularity.count_uses
+    dialect_pg_bulk.SUBMIT_ONE = with_uses.replace(popularity.uses_cte_pg("g"), "").replace(
+        "> 0),  SELECT", "> 0) SELECT"
+    )
+    assert dialect_pg_bulk.SUBMIT_ONE != with_uses
+    popularity.count_uses = lambda conn, generations: None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        dialect_pg_bulk.SUBMIT_ONE = with_uses
+        popularity.count_uses = count  # type: ignore[assignment]
+
+
+def _measure_uses(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    settings, engine, reqs = _setup(url, args.users, args.poses)
+    limits = queue.SubmitLimits.from_settings(settings)
+    out: dict[str, Any] = {}
+    try:
+        for threads in args.threads:
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            for _ in range(args.rounds):
+                with _uses_off():
+                    rates["off"].append(
+                        _rate(settings, engine, reqs, args.submits, threads, limits)
+                    )
+                rates["on"].append(_rate(settings, engine, reqs, args.submits, threads, limits))
+            off, on_ = statistics.median(rates["off"]), statistics.median(rates["on"])
+            out[f"t{threads}"] = {"off": round(off), "on": round(on_), "ratio": round(on_ / off, 2)}
+    finally:
+        engine.dispose()
+    return out
 
 
 def _rate(
@@ -103,19 +159,27 @@ def main() -> None:
     p.add_argument("--users", type=int, default=50)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 8])
     p.add_argument("--admin-url", default=DEFAULT_ADMIN_URL)
+    p.add_argument("--compare", choices=("limits", "uses"), default="limits")
+    p.add_argument("--poses", type=int, default=3, help="poses per submit with --compare uses")
     args = p.parse_args()
+    measure = _measure if args.compare == "limits" else _measure_uses
 
-    figures: dict[str, Any] = {"machine": machine(), "submits": args.submits}
+    figures: dict[str, Any] = {
+        "machine": machine(),
+        "submits": args.submits,
+        "compare": args.compare,
+    }
     with migrated_database(args.admin_url, "bench_submit") as url:
-        figures["postgresql"] = _measure(url, args)
+        figures["postgresql"] = measure(url, args)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
         engine = make_engine(load_settings(database_url=url))
         migrate.upgrade(engine)
         engine.dispose()
-        figures["sqlite"] = _measure(url, args)
+        figures["sqlite"] = measure(url, args)
 
-    rows = [("engine", "threads", "limits off /s", "limits on /s", "on / off")]
+    what = args.compare
+    rows = [("engine", "threads", f"{what} off /s", f"{what} on /s", "on / off")]
     for db in ("postgresql", "sqlite"):
         for key, f in figures[db].items():
             rows.append((db, key[1:], str(f["off"]), str(f["on"]), str(f["ratio"])))

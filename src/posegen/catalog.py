@@ -19,6 +19,7 @@ from posegen import pagination, uploads
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary, Role, Upload, User
 from posegen.exceptions import Conflict, InvalidInput, NotFound
+from posegen.library import attributes
 from posegen.pose import pose_json
 
 L = PoseLibrary
@@ -57,6 +58,26 @@ class PoseView:
     #: The map upload's file below the uploads root; None unless an admin owns the upload (a
     #: map upload anyone else owns is never read, whatever put its id in the row).
     map_upload_path: str | None = None
+    # Discovery (posegen.library): attributes, counts, and the caller's own marks.
+    difficulty: str = "beginner"
+    suitability: str = "any"
+    framing: str = "full_body"
+    featured: bool = False
+    premium: bool = False
+    source: str | None = None
+    licence: str | None = None
+    author: str | None = None
+    use_count: int = 0
+    favorite_count: int = 0
+    rating_count: int = 0
+    rating_sum: int = 0
+    popularity: int = 0
+    is_favorite: bool = False
+    my_rating: int | None = None
+
+    @property
+    def rating_average(self) -> float | None:
+        return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
 
 
 _POSE_COLUMNS = (
@@ -77,6 +98,19 @@ _POSE_COLUMNS = (
     U.sha256.label("map_sha256"),
     U.content_type.label("map_content_type"),
     MapOwner.c.role.label("map_owner_role"),
+    L.difficulty,
+    L.suitability,
+    L.framing,
+    L.featured,
+    L.premium,
+    L.source,
+    L.licence,
+    L.author,
+    L.use_count,
+    L.favorite_count,
+    L.rating_count,
+    L.rating_sum,
+    L.popularity,
 )
 
 
@@ -110,6 +144,21 @@ def _pose(r: Any) -> PoseView:
         r.created_at,
         r.map_upload_id,
         _map_path(r),
+        r.difficulty,
+        r.suitability,
+        r.framing,
+        bool(r.featured),
+        bool(r.premium),
+        r.source,
+        r.licence,
+        r.author,
+        int(r.use_count),
+        int(r.favorite_count),
+        int(r.rating_count),
+        int(r.rating_sum),
+        int(r.popularity),
+        bool(r._mapping.get("is_favorite") or False),
+        r._mapping.get("my_rating"),
     )
 
 
@@ -226,7 +275,10 @@ def _check(values: dict[str, Any]) -> dict[str, Any]:
     if values.get("keypoints") is not None:
         # Every writer stores the one canonical pose shape, whatever shape it was given in.
         values["keypoints"] = pose_json(values["keypoints"])
-    return values
+    for column in ("difficulty", "suitability", "framing", "featured", "premium"):
+        if column in values and values[column] is None:
+            values.pop(column)  # null: leave as it is (a new pose gets the default)
+    return attributes.check(values)
 
 
 def _has_map(values: dict[str, Any]) -> bool:
@@ -245,6 +297,7 @@ def create_pose(
     values = _check(values)
     if not _has_map(values):
         raise InvalidInput("a pose needs keypoints or a map", kind="missing-map")
+    attributes.sync_framing(values)
     try:
         with write_transaction(engine) as conn:
             _attach_map(conn, values, owner_id)
@@ -272,6 +325,7 @@ def update_pose(
     try:
         with write_transaction(engine) as conn:
             current = _get(conn, pose_id, True)
+            attributes.sync_framing(values, current.keypoints)
             if category is not None:
                 values["category_id"] = _category_id(conn, category)
             after = {
@@ -312,3 +366,9 @@ def delete_pose(engine: Engine, pose_id: int) -> int | None:
             raise NotFound(f"pose {pose_id} not found")
         conn.execute(delete(L).where(L.id == pose_id))
         return upload_id[0]
+
+
+# What posegen.library.query builds its discovery reads from (the same columns and joins).
+POSE_COLUMNS = _POSE_COLUMNS
+joined = _joined
+pose_view = _pose

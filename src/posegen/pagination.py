@@ -6,6 +6,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -55,6 +56,17 @@ def decode(cursor: str, *types: type) -> tuple[Any, ...]:
                 if not bounds.is_bigint(value):
                     raise ValueError("integer out of range")
                 out.append(value)
+            elif kind is str and isinstance(value, str) and len(value) <= 1000:
+                if "\x00" in value:
+                    raise ValueError("NUL in text")
+                out.append(value)
+            elif (
+                kind is float
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+            ):
+                out.append(float(value))
             else:
                 raise ValueError("wrong type")
         return tuple(out)

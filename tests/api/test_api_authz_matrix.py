@@ -92,6 +92,15 @@ class World:
         body = {"name": f"pose {self.unique()}", "category": 1, "keypoints": [[0.5, 0.5]] * 18}
         return int(self.api("POST", "/library/poses", key=self.keys.admin, json=body).json()["id"])
 
+    def private_pose(self) -> int:
+        body = {
+            "name": f"private {self.unique()}",
+            "category": 1,
+            "keypoints": [[0.5, 0.5]] * 18,
+            "isPublic": False,
+        }
+        return int(self.api("POST", "/library/poses", key=self.keys.admin, json=body).json()["id"])
+
     def upload(self) -> int:
         files = {"file": ("u.png", png(20 + self.unique(), 20), "image/png")}
         return int(self.api("POST", "/uploads", key=self.keys.user, files=files).json()["id"])
@@ -142,6 +151,17 @@ TABLE: dict[tuple[str, str], Row] = {
         admin_only(200), lambda w: {"pose_id": w.pose()}, lambda w: {"json": {"tags": ["x"]}}
     ),
     ("DELETE", "/library/poses/{pose_id}"): Row(admin_only(204), lambda w: {"pose_id": w.pose()}),
+    # Marks on a pose: anyone signed in, on the poses they can see (a private pose: admins).
+    ("PUT", "/library/poses/{pose_id}/favorite"): Row(
+        {ANON: 401, USER: 404, OTHER: 404, ADMIN: 200}, lambda w: {"pose_id": w.private_pose()}
+    ),
+    ("DELETE", "/library/poses/{pose_id}/favorite"): Row(everyone(200), lambda w: {"pose_id": 1}),
+    ("PUT", "/library/poses/{pose_id}/rating"): Row(
+        {ANON: 401, USER: 404, OTHER: 404, ADMIN: 200},
+        lambda w: {"pose_id": w.private_pose()},
+        lambda w: {"json": {"stars": 4}},
+    ),
+    ("DELETE", "/library/poses/{pose_id}/rating"): Row(everyone(200), lambda w: {"pose_id": 1}),
     ("POST", "/projects"): Row(everyone(201), request=lambda w: {"json": {"name": "n"}}),
     ("GET", "/projects"): Row(everyone(200)),
     ("GET", "/projects/{project_id}"): Row(owner_only(200), lambda w: {"project_id": w.project()}),

@@ -29,7 +29,8 @@ def test_categories_and_poses_with_filters_and_pages(api: Api, keys: Keys, libra
         cursor = page["nextCursor"]
         if not cursor:
             break
-    assert len(seen) == total == len(set(seen)) and seen == sorted(seen)
+    # The default order is popular first; nothing is used yet, so newest (highest id) first.
+    assert len(seen) == total == len(set(seen)) and seen == sorted(seen, reverse=True)
 
     slug = cats[0]["slug"]
     in_cat = api("GET", "/library/poses", key=keys.user, params={"category": slug, "limit": 200})

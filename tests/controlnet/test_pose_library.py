@@ -37,7 +37,7 @@ def test_every_pose_carries_its_attributes() -> None:
     for pose in poses:
         a = pose.attributes
         assert a["difficulty"] in ("beginner", "intermediate", "advanced"), pose.slug
-        assert a["suitability"] in ("any", "feminine", "masculine"), pose.slug
+        assert a["suitability"] in ("any", "female", "male"), pose.slug
         assert isinstance(a["featured"], bool) and isinstance(a["premium"], bool)
         assert (a["source"], a["licence"], a["author"]) == (
             "posegen built-in",

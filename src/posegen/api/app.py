@@ -18,6 +18,7 @@ from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.api.routes import credits as credit_routes
+from posegen.api.routes import library_marks as mark_routes
 from posegen.api.routes import uploads as upload_routes
 from posegen.api.routes import vision as vision_routes
 from posegen.api.sse import StreamSlots
@@ -81,6 +82,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         credit_routes.router,
         vision_routes.router,
         vision_routes.uploads_router,
+        mark_routes.router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).

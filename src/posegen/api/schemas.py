@@ -89,13 +89,24 @@ _EXAMPLE_POINTS: dict[str, Any] = {
 }
 
 
+Difficulty = Literal["beginner", "intermediate", "advanced"]
+Suitability = Literal["any", "female", "male"]
+Framing = Literal["full_body", "half_body", "portrait"]
+
+
 class CategoryOut(ApiModel):
     id: int
     slug: str
     name: str
     description: str
     sort_order: int
-    pose_count: int
+    pose_count: int = Field(description="Poses you can see in this category itself.")
+    parent_id: int | None = Field(default=None, description="The parent category; null: a root.")
+    depth: int = Field(default=0, description="0 for a root category.")
+    total_pose_count: int = Field(
+        default=0, description="Poses you can see in this category and every one below it."
+    )
+    children: list[int] = Field(default_factory=list, description="Child category ids, in order.")
 
 
 class PoseOut(ApiModel):
@@ -113,6 +124,39 @@ class PoseOut(ApiModel):
     is_public: bool
     map_url: str = Field(description="API path of the pose map PNG.")
     created_at: dt.datetime
+    difficulty: Difficulty = "beginner"
+    suitability: Suitability = "any"
+    framing: Framing = Field(default="full_body", description="The pose JSON's framing.")
+    featured: bool = False
+    premium: bool = False
+    source: str | None = None
+    licence: str | None = None
+    author: str | None = None
+    popularity: int = Field(default=0, description="Generations that used it + favourites.")
+    use_count: int = Field(default=0, description="Generations that used it (once each).")
+    favorite_count: int = 0
+    rating_average: float | None = Field(default=None, description="Mean stars; null: unrated.")
+    rating_count: int = 0
+    is_favorite: bool = Field(default=False, description="Whether it is one of your favourites.")
+    my_rating: int | None = Field(default=None, description="Your stars; null: not rated.")
+
+
+class FavoriteOut(ApiModel):
+    pose_id: int
+    is_favorite: bool
+    favorite_count: int
+    popularity: int
+
+
+class RatingIn(RequestModel):
+    stars: int = Field(strict=True, ge=1, le=5, description="1 to 5 (a JSON number).")
+
+
+class RatingOut(ApiModel):
+    pose_id: int
+    stars: int | None = Field(description="Your stars; null after a DELETE.")
+    rating_average: float | None
+    rating_count: int
 
 
 class PoseWrite(RequestModel):
@@ -130,6 +174,16 @@ class PoseWrite(RequestModel):
     map_upload_id: Id | None = Field(default=None, description="One of your uploads (admin).")
     preview_image_url: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     is_public: bool | None = None
+    difficulty: Difficulty | None = None
+    suitability: Suitability | None = None
+    framing: Framing | None = Field(
+        default=None, description="Written into the pose JSON too (they are one value)."
+    )
+    featured: bool | None = None
+    premium: bool | None = None
+    source: Annotated[str, Field(max_length=200)] | None = None
+    licence: Annotated[str, Field(max_length=200)] | None = None
+    author: Annotated[str, Field(max_length=200)] | None = None
 
 
 class PoseCreate(PoseWrite):

@@ -220,6 +220,10 @@ class PoseCategory(Base):
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     sort_order: Mapped[int] = mapped_column(Integer, default=0)
+    #: The parent category (a tree, ordered by ``sort_order`` among siblings); None: a root.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pose_categories.id", ondelete="SET NULL"), index=True
+    )
 
 
 class PoseLibrary(Base):
@@ -229,6 +233,16 @@ class PoseLibrary(Base):
             "keypoints IS NOT NULL OR controlnet_map_url IS NOT NULL OR map_upload_id IS NOT NULL",
             name="has_map_source",
         ),
+        CheckConstraint(
+            "difficulty IN ('beginner', 'intermediate', 'advanced')", name="difficulty"
+        ),
+        CheckConstraint("suitability IN ('any', 'female', 'male')", name="suitability"),
+        CheckConstraint("framing IN ('full_body', 'half_body', 'portrait')", name="framing"),
+        CheckConstraint(
+            "use_count >= 0 AND favorite_count >= 0 AND rating_count >= 0 AND rating_sum >= 0",
+            name="counts",
+        ),
+        CheckConstraint("popularity = use_count + favorite_count", name="popularity"),
         SQLITE_AUTOINCREMENT,
     )
 
@@ -251,6 +265,75 @@ class PoseLibrary(Base):
     preview_image_url: Mapped[str | None] = mapped_column(String(2048))
     is_public: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Discovery attributes (posegen.library.attributes holds the closed sets).
+    difficulty: Mapped[str] = mapped_column(String(16), server_default=text("'beginner'"))
+    suitability: Mapped[str] = mapped_column(String(16), server_default=text("'any'"))
+    #: A copy of ``keypoints["framing"]`` (written together, so they always agree) for filters;
+    #: set by the admin for a map-only pose.
+    framing: Mapped[str] = mapped_column(String(16), server_default=text("'full_body'"))
+    featured: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    premium: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    source: Mapped[str | None] = mapped_column(String(200))
+    licence: Mapped[str | None] = mapped_column(String(200))
+    author: Mapped[str | None] = mapped_column(String(200))
+    #: Generations that used the pose (once each), counted in the submit transaction.
+    use_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    #: Always COUNT(pose_favorites) / COUNT and SUM(stars) of pose_ratings for the pose: written
+    #: in the same transaction as each favourite or rating row (posegen.library.favorites).
+    favorite_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    rating_count: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    rating_sum: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    #: use_count + favorite_count (a CHECK holds it so); a column so a sort index can hold it.
+    popularity: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+# Discovery sorts (keyset pages walk these; filters on few-valued columns ride along) and the
+# category filter with the popular sort. PostgreSQL also has the full-text column and its GIN
+# index, which the tag filter uses too (posegen.library.search; not models: engine-specific).
+Index("ix_pose_library_popularity_id", PoseLibrary.popularity, PoseLibrary.id)
+Index("ix_pose_library_created_at_id", PoseLibrary.created_at, PoseLibrary.id)
+Index("ix_pose_library_name_id", PoseLibrary.name, PoseLibrary.id)
+Index(
+    "ix_pose_library_category_id_popularity_id",
+    PoseLibrary.category_id,
+    PoseLibrary.popularity,
+    PoseLibrary.id,
+)
+
+
+class PoseFavorite(Base):
+    """One user's favourite pose (at most one row per user and pose)."""
+
+    __tablename__ = "pose_favorites"
+    __table_args__ = (Index("ix_pose_favorites_user_id_pose_id", "user_id", "pose_id"),)
+
+    pose_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_library.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PoseRating(Base):
+    """One user's 1-5 star rating of a pose (at most one row per user and pose)."""
+
+    __tablename__ = "pose_ratings"
+    __table_args__ = (
+        CheckConstraint("stars BETWEEN 1 AND 5", name="stars"),
+        Index("ix_pose_ratings_user_id_pose_id", "user_id", "pose_id"),
+    )
+
+    pose_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_library.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    stars: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Project(Base):
@@ -526,6 +609,11 @@ REQUIRED_INDEXES: dict[str, str] = {
     "ix_user_generation_stats_top": "user_generation_stats",
     "uq_generated_poses_generation_id_variation_key": "generated_poses",
     "ix_generation_events_generation_id_id": "generation_events",
+    "ix_pose_library_popularity_id": "pose_library",
+    "ix_pose_library_created_at_id": "pose_library",
+    "ix_pose_library_name_id": "pose_library",
+    "ix_pose_library_category_id_popularity_id": "pose_library",
+    "ix_pose_favorites_user_id_pose_id": "pose_favorites",
 }
 
 
@@ -548,3 +636,12 @@ class UploadDetection(Base):
     mask_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     warnings: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+#: Engine-specific text search made by the ``k_library`` migration, not by these models: a
+#: generated tsvector column and GIN indexes on PostgreSQL, an FTS5 table (and its shadow
+#: tables) on SQLite. ``posegen.library.search`` queries them.
+SEARCH_OBJECTS = frozenset({"search_tsv", "ix_pose_library_search_tsv"})
+
+
+def in_models(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic ``include_object``: leave the engine-specific search objects out of comparisons."""
+    return not (name in SEARCH_OBJECTS or (name or "").startswith("pose_library_fts"))

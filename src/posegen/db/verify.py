@@ -51,6 +51,8 @@ def verify(engine: Engine) -> Report:
             )
         if report.ok:
             for query in hot_queries.ALL:
+                if query.dialect not in (None, engine.dialect.name):
+                    continue
                 used = explain_uses_index(engine, query)
                 detail = f"plan uses {query.index}" if used else f"plan does not use {query.index}"
                 if used and query.index_column is not None:

@@ -22,14 +22,19 @@ from posegen.controlnet.sources import MapSource
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
 from posegen.exceptions import FetchError, InvalidInput
+from posegen.library import attributes
 from posegen.pose import pose_json
 
 log = logging.getLogger(__name__)
 
 DATA_FILE = "builtin_poses.json"
-#: The keys of a pose entry the library itself reads; any others (difficulty, suitability,
-#: featured, premium, source, licence, author, framing, ...) pass through in ``attributes``.
+#: The keys of a pose entry the library itself reads (the attribute keys, ``ATTRIBUTE_KEYS``,
+#: become fields); any others pass through in ``extra``.
 POSE_KEYS = ("slug", "name", "category", "description", "tags", "keypoints")
+#: Provenance of a built-in pose that does not say otherwise.
+BUILTIN_SOURCE = "builtin"
+BUILTIN_LICENCE = "MIT"
+BUILTIN_AUTHOR = "posegen"
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,9 @@ class BuiltinCategory:
     slug: str
     name: str
     description: str
-    #: Another category's slug (a child category), or None.
+    #: The parent category's slug; None: a root.
     parent: str | None = None
+    #: Order among siblings; None: the category's position in the file.
     sort_order: int | None = None
 
 
@@ -51,8 +57,16 @@ class BuiltinPose:
     tags: tuple[str, ...]
     #: The canonical pose JSON (:mod:`posegen.pose`): canvas it was authored on, framing, points.
     keypoints: dict[str, Any]
-    #: Every other key of the entry, as given (difficulty, suitability, featured, ...).
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    #: Discovery attributes (:mod:`posegen.library.attributes`); the framing is the keypoints'.
+    difficulty: str = "beginner"
+    suitability: str = "any"
+    featured: bool = False
+    premium: bool = False
+    source: str | None = BUILTIN_SOURCE
+    licence: str | None = BUILTIN_LICENCE
+    author: str | None = BUILTIN_AUTHOR
+    #: Every other key of the entry, as given.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class SeedCounts(NamedTuple):
@@ -87,14 +101,35 @@ def pose_from_json(raw: Mapping[str, Any]) -> BuiltinPose:
         raw.get("description", ""),
         tuple(raw.get("tags", ())),
         pose_json(raw["keypoints"]),
-        {k: v for k, v in raw.items() if k not in POSE_KEYS},
+        **_attributes(raw),
+        extra={
+            k: v for k, v in raw.items() if k not in POSE_KEYS and k not in ATTRIBUTE_KEYS
+        },
     )
+
+
+def _attributes(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The entry's discovery attributes that are given (not null), checked."""
+    found = {k: raw[k] for k in ATTRIBUTE_KEYS if raw.get(k) is not None}
+    try:
+        attributes.check(found)
+    except InvalidInput as exc:
+        raise InvalidInput(f"pose {raw.get('slug')}: {exc.message}") from exc
+    return found
 
 
 def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
     """The shipped categories and poses, checked (poses parse, categories exist)."""
     raw = json.loads(resources.files(__package__).joinpath(DATA_FILE).read_text("utf-8"))
+    return parse_library(raw)
+
+
+def parse_library(raw: dict[str, Any]) -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
+    """Categories and poses from the built-in file's shape, checked. Optional keys: per category
+    ``parent`` (a category slug) and ``sort_order``; per pose ``difficulty``, ``suitability``,
+    ``featured``, ``premium``, ``source``, ``licence``, ``author`` (defaults when absent)."""
     categories = [category_from_json(c) for c in raw["categories"]]
+    _check_tree(categories)
     known = {c.slug for c in categories}
     poses = []
     for p in raw["poses"]:
@@ -102,6 +137,30 @@ def builtin_library() -> tuple[list[BuiltinCategory], list[BuiltinPose]]:
             raise InvalidInput(f"pose {p['slug']} names unknown category {p['category']}")
         poses.append(pose_from_json(p))
     return categories, poses
+
+
+#: The optional attribute keys of a pose entry, read into :class:`BuiltinPose` fields.
+ATTRIBUTE_KEYS = (
+    "difficulty", "suitability", "featured", "premium", "source", "licence", "author",
+)
+
+
+def _check_tree(categories: list[BuiltinCategory]) -> None:
+    parents = {c.slug: c.parent for c in categories}
+    for c in categories:
+        if c.sort_order is not None and (
+            isinstance(c.sort_order, bool) or not isinstance(c.sort_order, int)
+        ):
+            raise InvalidInput(f"category {c.slug}: sort_order must be a whole number")
+        seen = {c.slug}
+        parent = c.parent
+        while parent is not None:
+            if parent not in parents:
+                raise InvalidInput(f"category {c.slug} names unknown parent {parent}")
+            if parent in seen:
+                raise InvalidInput(f"category {c.slug} is its own ancestor")
+            seen.add(parent)
+            parent = parents[parent]
 
 
 def seed_library(engine: Engine) -> SeedCounts:
@@ -167,6 +226,22 @@ def upsert(
             updated += 1
         else:
             unchanged += 1
+    for cat in categories:
+        # Parents once every category has an id (a parent may come later in the file).
+        parent_id = None if cat.parent is None else cat_ids.get(cat.parent)
+        if cat.parent is not None and parent_id is None:
+            raise InvalidInput(
+                f"category {cat.slug}: no parent category {cat.parent!r}", kind="unknown-category"
+            )
+        row = existing_cats.get(cat.slug)
+        if row is None or row["parent_id"] != parent_id:
+            conn.execute(
+                update(PoseCategory)
+                .where(PoseCategory.id == cat_ids[cat.slug])
+                .values(parent_id=parent_id)
+            )
+            if row is not None:
+                updated += 1
     slugs = [p.slug for p in poses]
     existing = {
         row.slug: row
@@ -188,6 +263,14 @@ def upsert(
             "tags": list(pose.tags),
             "keypoints": pose.keypoints,
             "is_public": True,
+            "framing": pose.keypoints["framing"],
+            "difficulty": pose.difficulty,
+            "suitability": pose.suitability,
+            "featured": pose.featured,
+            "premium": pose.premium,
+            "source": pose.source,
+            "licence": pose.licence,
+            "author": pose.author,
         }
         row = existing.get(pose.slug)
         if row is None:
@@ -259,6 +342,7 @@ __all__ = [
     "category_from_json",
     "load_pose_map",
     "pose_from_json",
+    "parse_library",
     "pose_map_source",
     "seed_library",
     "sync_library",

@@ -36,7 +36,8 @@ from posegen.library import (
     upsert,
 )
 from posegen.library.plausibility import problems
-from posegen.library.pose_specs import ATTRIBUTES, DIFFICULTIES, SUITABILITIES
+from posegen.library.attributes import DIFFICULTIES, SUITABILITIES
+from posegen.library.pose_specs import ATTRIBUTES
 from posegen.pose import FRAMINGS
 
 SLUG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")

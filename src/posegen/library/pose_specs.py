@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from posegen.library.attributes import DIFFICULTIES, SUITABILITIES  # noqa: F401 (re-exported)
+
 Spec = dict[str, Any]
 
 #: Attribute keys every pose carries in the JSON, with their defaults.
 ATTRIBUTES: dict[str, Any] = {
     "difficulty": "beginner",  # beginner / intermediate / advanced
-    "suitability": "any",  # any / feminine / masculine
+    "suitability": "any",  # any / female / male
     "featured": False,
     "premium": False,
     "source": "posegen built-in",
@@ -24,8 +26,6 @@ ATTRIBUTES: dict[str, Any] = {
     "author": "posegen",
     "framing": "full_body",  # full_body / half_body / portrait
 }
-DIFFICULTIES = ("beginner", "intermediate", "advanced")
-SUITABILITIES = ("any", "feminine", "masculine")
 
 
 def _cat(slug: str, name: str, description: str, parent: str | None = None) -> dict[str, Any]:
@@ -91,7 +91,7 @@ POSES: list[Spec] = [
       r_leg=L(6, 0, 6, 0), l_leg=L(6, 0, 6, 0)),
     P("standing-arms-crossed", "Arms crossed", "standing",
       "Front stance with the forearms folded across the chest.",
-      "front full-body closed", suitability="masculine",
+      "front full-body closed", suitability="male",
       r_hand=(-0.35, -1.3, 0.7), l_hand=(-0.3, -0.95, 1.0),
       r_elbow=(1, -1, 0.2), l_elbow=(1, -1, 0.2)),
     P("standing-contrapposto", "Contrapposto", "standing",
@@ -161,7 +161,7 @@ POSES: list[Spec] = [
       r_hand=(1.2, -2.5, -0.5), l_hand=(0.6, -1.9, 1.6)),
     P("sitting-legs-crossed-chair", "Legs crossed on a chair", "sitting",
       "On a chair, one knee over the other, hands resting on the top knee.",
-      "front chair elegant", suitability="feminine",
+      "front chair elegant", suitability="female",
       r_leg=L(85, 95, 5, 0), l_leg=L(80, 110, 30, 120),
       r_hand=(0.2, -1.7, 1.7), l_hand=(-0.1, -1.75, 1.7)),
     P("sitting-elbows-on-knees", "Elbows on knees", "sitting",
@@ -170,7 +170,7 @@ POSES: list[Spec] = [
       r_hand=(0.1, -1.9, 2.1), l_hand=(0.1, -1.9, 2.1), r_elbow=(1, -1, 0), l_elbow=(1, -1, 0)),
     P("sitting-floor-side", "Side-saddle on the floor", "sitting",
       "Sitting on the floor with both legs folded to one side, leaning on one hand.",
-      "front floor soft", suitability="feminine", side=-10, roll=-5,
+      "front floor soft", suitability="female", side=-10, roll=-5,
       r_leg=L(85, 130, 88, -70), l_leg=L(85, 50, 88, -100),
       r_hand=(1.5, -2.7, 0.2), l_hand=("l_knee", 0.0, 0.25, 0.0)),
     P("sitting-lean-back-hands", "Leaning back on the hands", "sitting",
@@ -228,7 +228,7 @@ POSES: list[Spec] = [
       r_leg=L(18, 90, 4, 90), l_leg=L(12, -90, 30, -90)),
     P("walking-with-bag", "Walking with a bag", "walking",
       "Walking to the image right, one forearm raised holding a bag in the crook of the elbow.",
-      "profile full-body shopping", yaw=80, suitability="feminine",
+      "profile full-body shopping", yaw=80, suitability="female",
       r_leg=L(20, 90, 5, 90), l_leg=L(14, -90, 35, -90),
       r_hand=(1.0, -1.3, 1.0), r_elbow=(1, -1, -0.3), l_arm=L(18, 70, 35, 90)),
     P("walking-brisk", "Brisk walk", "walking",
@@ -274,7 +274,7 @@ POSES: list[Spec] = [
       "front approval", r_hand=(0.55, -0.9, 1.7), r_elbow=(1, -1, 0), l_arm=HANG),
     P("hands-salute", "Salute", "hands",
       "Standing to attention, right hand at the brow in a salute.",
-      "front formal military", suitability="masculine",
+      "front formal military", suitability="male",
       r_hand=(0.25, 0.95, 0.45), r_elbow=(1, 0, -0.2), l_arm=L(3, 0, 3, 0)),
     P("hands-heart", "Hand on heart", "hands",
       "Right hand flat on the chest over the heart, left arm relaxed.",
@@ -344,7 +344,7 @@ POSES: list[Spec] = [
       r_arm=L(100, 80, 105, 80), l_arm=L(95, -20, 95, -20)),
     P("dance-passe", "Passé", "dance",
       "Ballet passé on demi-pointe: toe at the knee, arms rounded overhead.",
-      "front ballet", difficulty="intermediate", suitability="feminine",
+      "front ballet", difficulty="intermediate", suitability="female",
       l_foot=(0.1, -1.9, 0.55), l_knee=(1, 0, 0.4), r_leg=L(2, 0, 2, 0),
       r_hand=(0.2, 1.65, 0.45), l_hand=(0.2, 1.65, 0.45), r_elbow=(1, 0.4, 0),
       l_elbow=(1, 0.4, 0)),
@@ -381,7 +381,7 @@ POSES: list[Spec] = [
       r_foot=(1.3, -3.6, 0.0), l_leg=L(3, 0, 3, 0)),
     P("dance-hip-hop", "Hip-hop stance", "dance",
       "Wide low stance, knees bent, one arm crossed over the chest.",
-      "front street", suitability="masculine", bend=10,
+      "front street", suitability="male", bend=10,
       r_foot=(1.2, -3.4, 0.5), l_foot=(1.2, -3.4, 0.5), r_knee=(1, 0, 1), l_knee=(1, 0, 1),
       r_hand=(-0.3, -0.9, 0.9), r_elbow=(1, -1, 0.3), l_arm=L(30, 10, 45, 80)),
     # ---------------------------------------------------------------- sports
@@ -412,7 +412,7 @@ POSES: list[Spec] = [
       l_elbow=(1, -1, 0.3), r_foot=(1.1, -3.5, 0.1), l_foot=(1.1, -3.5, 0.1)),
     P("sports-boxing-guard", "Boxing guard", "sports",
       "Fists up by the chin, elbows in, lead foot forward, three-quarter on.",
-      "three-quarter boxing", yaw=-30, suitability="masculine", bend=8, head_pitch=10,
+      "three-quarter boxing", yaw=-30, suitability="male", bend=8, head_pitch=10,
       r_hand=(0.3, 0.05, 0.75), l_hand=(0.35, 0.15, 1.1), r_elbow=(0.5, -1, 0),
       l_elbow=(0.5, -1, 0), l_foot=(0.6, -3.6, 0.6), r_foot=(0.7, -3.6, -0.4)),
     P("sports-sprint-start", "Sprint start", "sports",
@@ -482,7 +482,7 @@ POSES: list[Spec] = [
       r_arm=L(70, 90, 70, 90), l_arm=L(70, 90, 70, 90)),
     P("fitness-bicep-curl", "Biceps curl", "fitness",
       "Elbows at the sides, forearms curled up, a dumbbell in each hand.",
-      "front strength", suitability="masculine",
+      "front strength", suitability="male",
       r_arm=L(5, 10, 120, 85), l_arm=L(5, 10, 120, 85)),
     P("fitness-lateral-raise", "Lateral raise", "fitness",
       "Arms raised out to the sides to shoulder height, elbows soft.",
@@ -577,7 +577,7 @@ POSES: list[Spec] = [
       r_leg=L(20, 90, 30, -90), l_leg=L(12, 90, 20, -90), head_roll=-10),
     P("lying-stomach-chin-hands", "On the front, chin in hands", "lying",
       "Lying on the stomach, chest up on the elbows, chin resting in the hands.",
-      "profile floor playful", yaw=90, pitch=90, bend=-35, suitability="feminine",
+      "profile floor playful", yaw=90, pitch=90, bend=-35, suitability="female",
       r_leg=L(2, 0, 70, -90), l_leg=L(2, 0, 100, -90),
       r_hand=(0.1, 0.2, 0.9), l_hand=(0.1, 0.2, 0.9), r_elbow=(0.3, -1, 0.5),
       l_elbow=(0.3, -1, 0.5), head_pitch=-30),
@@ -602,7 +602,7 @@ POSES: list[Spec] = [
       l_elbow=(1, 0.2, 0.3), l_foot=(0.6, -2.9, 0.0), l_knee=(0, 0, 1)),
     P("lying-stomach-legs-up", "On the front, feet up", "lying",
       "On the stomach on a bed, propped on the forearms, lower legs swinging up.",
-      "profile bed playful", yaw=90, pitch=90, bend=-25, suitability="feminine",
+      "profile bed playful", yaw=90, pitch=90, bend=-25, suitability="female",
       r_leg=L(2, 0, 120, -90), l_leg=L(2, 0, 150, -90),
       r_arm=L(30, 90, 90, 90), l_arm=L(30, 90, 90, 90)),
     # ---------------------------------------------------------------- portrait
@@ -640,7 +640,7 @@ POSES: list[Spec] = [
       l_elbow=(1, -1, 0.2)),
     P("portrait-hands-in-hair", "Hands in hair", "portrait",
       "Half body, both hands pushing back the hair, elbows up.",
-      "front half-body editorial", framing="half_body", suitability="feminine",
+      "front half-body editorial", framing="half_body", suitability="female",
       r_hand=(0.45, 1.05, 0.0), l_hand=(0.45, 1.05, 0.0), r_elbow=(1, 0.3, 0.2),
       l_elbow=(1, 0.3, 0.2), head_pitch=-8, premium=True),
     P("portrait-half-three-quarter", "Half body, three-quarter", "portrait",
@@ -658,7 +658,7 @@ POSES: list[Spec] = [
       r_arm=L(15, -60, 20, -30), l_arm=L(12, 60, 18, 60)),
     P("fashion-hand-in-hair", "Hand in hair", "fashion",
       "Weight on one hip, left hand running through the hair, right arm relaxed.",
-      "front full-body editorial", suitability="feminine", roll=-4, side=8,
+      "front full-body editorial", suitability="female", roll=-4, side=8,
       l_hand=(0.45, 1.05, 0.0), l_elbow=(1, 0.3, 0.2), r_arm=HANG_SOFT,
       l_foot=(0.5, -3.55, 0.45), premium=True),
     P("fashion-over-shoulder", "Look over the shoulder", "fashion",
@@ -675,7 +675,7 @@ POSES: list[Spec] = [
       l_elbow=HIP_ELBOW, r_leg=L(16, 0, 16, 0), l_leg=L(16, 0, 16, 0)),
     P("fashion-crossed-ankles", "Crossed ankles", "fashion",
       "Standing with the ankles crossed, hands loosely joined in front.",
-      "front full-body catalogue", suitability="feminine",
+      "front full-body catalogue", suitability="female",
       r_foot=(-0.12, -3.75, 0.35), l_foot=(-0.08, -3.75, -0.25),
       r_hand=(0.05, -2.0, 0.5), l_hand=(0.05, -2.0, 0.5)),
     P("fashion-lean-forward", "Leaning in", "fashion",
@@ -689,7 +689,7 @@ POSES: list[Spec] = [
       r_elbow=(1, 0.2, 0), l_elbow=(1, 0.2, 0), l_foot=(0.55, -3.55, 0.4), premium=True),
     P("fashion-s-curve", "S-curve profile", "fashion",
       "Side-on, hips pushed back and chest forward in an S-curve, hand on the thigh.",
-      "profile full-body editorial", yaw=90, pitch=-5, bend=12, suitability="feminine",
+      "profile full-body editorial", yaw=90, pitch=-5, bend=12, suitability="female",
       r_hand=(0.7, -2.4, 0.6), l_arm=HANG, l_foot=(0.6, -3.6, 0.6),
       difficulty="intermediate"),
     P("fashion-walk-turn", "Turn at the end of the runway", "fashion",

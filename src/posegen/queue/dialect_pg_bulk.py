@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from posegen.library import popularity
 from posegen.queue import quota
 from posegen.queue.bulk_core import EndRow
 
@@ -213,8 +214,9 @@ SUBMIT_ONE = (
     "WHERE users.id = %(user_id)s AND %(credit_charged)s > 0), "
     "l AS (INSERT INTO credit_ledger (user_id, amount, kind, generation_id, idempotency_key, "
     "created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
-    "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0) "
-    "SELECT id, pg_notify(%(channel)s, '') FROM g"
+    "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0), "
+    # One use of each of its poses (posegen.library.popularity), only when admitted.
+     + popularity.uses_cte_pg("g") + " SELECT id, pg_notify(%(channel)s, '') FROM g"
 )
 
 
@@ -232,6 +234,7 @@ def submit_one(
         "status": str(row["status"]),
         "selected_pose_ids": json.dumps(row["selected_pose_ids"]),
         "channel": channel,
+        **popularity.use_params(row["selected_pose_ids"]),
     }
     found = conn.exec_driver_sql(SUBMIT_ONE, params).first()
     return None if found is None else int(found[0])

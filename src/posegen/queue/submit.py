@@ -1,8 +1,9 @@
-"""Submit: a new generation is a ``pending`` row, a rollup increment, a ``queued`` event and (on
-PostgreSQL) a NOTIFY, all in one transaction, which also checks and counts the user's limits
-(:mod:`posegen.queue.quota`) and charges its price (:mod:`posegen.credits`): PostgreSQL does all
-of it in one autocommit statement (the charge is a CTE; the balance CHECK rolls the statement
-back when it cannot be paid); SQLite in one ``BEGIN IMMEDIATE`` transaction."""
+"""Submit: a new generation is a ``pending`` row, a rollup increment, a ``queued`` event, one use
+of each of its poses (:mod:`posegen.library.popularity`) and (on PostgreSQL) a NOTIFY, all in one
+transaction, which also checks and counts the user's limits (:mod:`posegen.queue.quota`) and
+charges its price (:mod:`posegen.credits`): PostgreSQL does all of it in one autocommit statement
+(the charge and the uses are CTEs; the balance CHECK rolls the statement back when it cannot be
+paid); SQLite in one ``BEGIN IMMEDIATE`` transaction."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from posegen.exceptions import (
     PosegenError,
     RateLimited,
 )
+from posegen.library import popularity
 from posegen.metrics import prom
 from posegen.observe import tracing
 from posegen.queue import events, quota, transitions, tx
@@ -172,7 +174,9 @@ def submit_many(engine: Engine, settings: Settings, reqs: Sequence[GenerationReq
         # PostgreSQL: rows, rollup, events and NOTIFY in one statement over arrays.
         _check_projects(conn, reqs)
         now = utcnow()
-        return ops.submit_rows(conn, [_row(r, settings, now, _estimate(settings, r)) for r in reqs])
+        ids = ops.submit_rows(conn, [_row(r, settings, now, _estimate(settings, r)) for r in reqs])
+        popularity.count_uses(conn, [r.pose_ids for r in reqs])
+        return ids
 
 
 def validate(req: GenerationRequest) -> None:
@@ -268,6 +272,7 @@ def _insert(
             )
         )
     pending.write(conn, ops_for(conn))
+    popularity.count_uses(conn, [r.pose_ids for r in reqs])
     return ids
 
 

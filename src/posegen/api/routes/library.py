@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -12,10 +12,19 @@ from posegen import catalog, projects, uploads
 from posegen.api import forms
 from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
-from posegen.api.schemas import CategoryOut, Page, PoseCreate, PoseOut, PoseWrite
+from posegen.api.schemas import (
+    CategoryOut,
+    Difficulty,
+    Framing,
+    Page,
+    PoseCreate,
+    PoseOut,
+    PoseWrite,
+    Suitability,
+)
 from posegen.controlnet import MapResult
 from posegen.exceptions import FetchError, InvalidInput, NotFound, PosegenError
-from posegen.library import load_pose_map
+from posegen.library import load_pose_map, query
 from posegen.pose import pose_json
 
 router = APIRouter(prefix="/library", tags=["library"])
@@ -40,33 +49,74 @@ def pose_out(request: Request, pose: catalog.PoseView) -> PoseOut:
         is_public=pose.is_public,
         map_url=request.url_for("pose_map", pose_id=pose.id).path,
         created_at=pose.created_at,
+        difficulty=cast(Difficulty, pose.difficulty),
+        suitability=cast(Suitability, pose.suitability),
+        framing=cast(Framing, pose.framing),
+        featured=pose.featured,
+        premium=pose.premium,
+        source=pose.source,
+        licence=pose.licence,
+        author=pose.author,
+        popularity=pose.popularity,
+        use_count=pose.use_count,
+        favorite_count=pose.favorite_count,
+        rating_average=pose.rating_average,
+        rating_count=pose.rating_count,
+        is_favorite=pose.is_favorite,
+        my_rating=pose.my_rating,
     )
 
 
 @router.get("/categories", response_model=list[CategoryOut])
 def list_categories(user: CurrentUser, engine: EngineDep) -> list[CategoryOut]:
-    """Categories with the number of poses visible to the caller."""
-    rows = catalog.list_categories(engine, include_private=is_admin(user))
+    """The category tree, depth first (each after its parent, siblings in order), with the
+    number of poses visible to the caller in each (live: counted by the query)."""
+    rows = query.category_tree(engine, include_private=is_admin(user))
     return [CategoryOut.model_validate(r, from_attributes=True) for r in rows]
 
 
-@router.get("/poses", response_model=Page[PoseOut])
+@router.get("/poses", response_model=Page[PoseOut], responses=problems(422))
 def list_poses(
     request: Request,
     user: CurrentUser,
     engine: EngineDep,
-    category: Annotated[str | None, Query(max_length=64, description="Category slug.")] = None,
-    tag: Annotated[str | None, Query(max_length=50)] = None,
+    category: Annotated[
+        str | None, Query(max_length=64, description="Category slug (its children included).")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, Query(max_length=10, description="A tag; repeat: every one of them.")
+    ] = None,
+    difficulty: Annotated[Difficulty | None, Query()] = None,
+    framing: Annotated[Framing | None, Query()] = None,
+    suitability: Annotated[Suitability | None, Query()] = None,
+    featured: Annotated[bool | None, Query(description="Featured poses only (or not).")] = None,
+    favorites: Annotated[bool, Query(description="Only your favourites.")] = False,
     q: Annotated[str | None, Query(max_length=100, description="Text search.")] = None,
+    sort: Annotated[
+        Literal["popular", "newest", "name", "relevance"] | None,
+        Query(description="Default: relevance with `q`, else popular."),
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> Page[PoseOut]:
-    page = catalog.list_poses(
-        engine,
-        include_private=is_admin(user),
+    """Poses you can see, filtered and sorted, in keyset pages."""
+    tags = tuple(t[:50] for t in tag or ())
+    filters = query.PoseFilters(
         category=category,
-        tag=tag,
+        tags=tags,
+        difficulty=difficulty,
+        framing=framing,
+        suitability=suitability,
+        featured=featured,
+        favorites=favorites,
         q=q,
+    )
+    page = query.list_poses(
+        engine,
+        filters,
+        viewer_id=user.id,
+        include_private=is_admin(user),
+        sort=sort,
         cursor=cursor,
         limit=limit,
     )
@@ -77,7 +127,8 @@ def list_poses(
 
 @router.get("/poses/{pose_id}", response_model=PoseOut, responses=problems(404))
 def get_pose(request: Request, pose_id: PathId, user: CurrentUser, engine: EngineDep) -> PoseOut:
-    return pose_out(request, catalog.get_pose(engine, pose_id, include_private=is_admin(user)))
+    pose = query.get_pose(engine, pose_id, viewer_id=user.id, include_private=is_admin(user))
+    return pose_out(request, pose)
 
 
 @router.get(
