@@ -102,9 +102,7 @@ def pose_from_json(raw: Mapping[str, Any]) -> BuiltinPose:
         tuple(raw.get("tags", ())),
         pose_json(raw["keypoints"]),
         **_attributes(raw),
-        extra={
-            k: v for k, v in raw.items() if k not in POSE_KEYS and k not in ATTRIBUTE_KEYS
-        },
+        extra={k: v for k, v in raw.items() if k not in POSE_KEYS and k not in ATTRIBUTE_KEYS},
     )
 
 
@@ -141,7 +139,13 @@ def parse_library(raw: dict[str, Any]) -> tuple[list[BuiltinCategory], list[Buil
 
 #: The optional attribute keys of a pose entry, read into :class:`BuiltinPose` fields.
 ATTRIBUTE_KEYS = (
-    "difficulty", "suitability", "featured", "premium", "source", "licence", "author",
+    "difficulty",
+    "suitability",
+    "featured",
+    "premium",
+    "source",
+    "licence",
+    "author",
 )
 
 
@@ -341,8 +345,8 @@ __all__ = [
     "builtin_library",
     "category_from_json",
     "load_pose_map",
-    "pose_from_json",
     "parse_library",
+    "pose_from_json",
     "pose_map_source",
     "seed_library",
     "sync_library",

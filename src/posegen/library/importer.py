@@ -35,8 +35,8 @@ from posegen.library import (
     pose_from_json,
     upsert,
 )
-from posegen.library.plausibility import problems
 from posegen.library.attributes import DIFFICULTIES, SUITABILITIES
+from posegen.library.plausibility import problems
 from posegen.library.pose_specs import ATTRIBUTES
 from posegen.pose import FRAMINGS
 
