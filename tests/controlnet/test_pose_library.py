@@ -35,21 +35,20 @@ def test_the_library_is_big_and_varied_enough() -> None:
 def test_every_pose_carries_its_attributes() -> None:
     _cats, poses = builtin_library()
     for pose in poses:
-        a = pose.attributes
-        assert a["difficulty"] in ("beginner", "intermediate", "advanced"), pose.slug
-        assert a["suitability"] in ("any", "female", "male"), pose.slug
-        assert isinstance(a["featured"], bool) and isinstance(a["premium"], bool)
-        assert (a["source"], a["licence"], a["author"]) == (
+        assert pose.difficulty in ("beginner", "intermediate", "advanced"), pose.slug
+        assert pose.suitability in ("any", "female", "male"), pose.slug
+        assert isinstance(pose.featured, bool) and isinstance(pose.premium, bool)
+        assert (pose.source, pose.licence, pose.author) == (
             "posegen built-in",
             "CC0-1.0",
             "posegen",
         )
-        assert a["framing"] == pose.keypoints["framing"], pose.slug
-    for key in ("featured", "premium"):
-        flagged = sum(p.attributes[key] for p in poses)
-        assert 3 <= flagged <= len(poses) // 4, key
-    assert {p.attributes["difficulty"] for p in poses} == {"beginner", "intermediate", "advanced"}
-    assert {p.attributes["framing"] for p in poses} == {"full_body", "half_body", "portrait"}
+        # The entry's own framing key (kept in ``extra``) agrees with the keypoints'.
+        assert pose.extra["framing"] == pose.keypoints["framing"], pose.slug
+    for flagged in (sum(p.featured for p in poses), sum(p.premium for p in poses)):
+        assert 3 <= flagged <= len(poses) // 4
+    assert {p.difficulty for p in poses} == {"beginner", "intermediate", "advanced"}
+    assert {p.keypoints["framing"] for p in poses} == {"full_body", "half_body", "portrait"}
 
 
 def test_seed_is_idempotent(engine: Engine) -> None:
