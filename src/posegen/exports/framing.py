@@ -14,8 +14,8 @@ canvas; the same call tells where every keypoint lies on the result. From those 
 3. **The frame's place**: the figure's centre of mass (its torso) at the centre horizontally;
    vertically a full-body figure's box is centred, a half-body or portrait figure has its eyes a
    third of the way down (headroom). Then, in this order of precedence: the box and the points
-   with their margin stay inside the frame; the frame stays inside the result (or, when larger, covers it); the
-   composition is kept as closely as those allow.
+   with their margin stay inside the frame; the frame stays inside the result (or, when
+   larger, covers it); the composition is kept as closely as those allow.
 
 Without a pose (or without a visible point) the whole result is fitted into the format's aspect
 and centred: nothing is cut, the canvas is extended.
