@@ -232,3 +232,31 @@ def test_a_figure_that_cannot_fit_extends_the_canvas_with_the_formats_fill() -> 
     with Image.open(io.BytesIO(render_export(result, pose, blur))) as out:
         edge = np.asarray(out.convert("RGB"))[150, 2]
     assert tuple(edge) != (0x12, 0xAB, 0x34)  # blurred picture, not the solid colour
+
+
+def test_figures_are_placed_by_the_usual_rules() -> None:
+    """Composition, wherever the constraints leave room: the torso in the middle third across;
+    a full-body figure's box in the middle third down; a half-body or portrait figure's eyes in
+    the upper part (headroom kept, eyes near the upper third, never below 40 %)."""
+    failures = []
+    for size in RESULT_SIZES:
+        for pose in POSES:
+            fig = figure(pose.keypoints, size)
+            assert fig is not None
+            for fmt in FRAMED:
+                assert fmt.size is not None
+                w, h = fmt.size
+                frame = frame_for(size, fig, fmt)
+                cx, _ = frame.to_output(*fig.centre, fmt.size)
+                if not w / 3 <= cx <= 2 * w / 3:
+                    failures.append(f"{pose.slug} {fmt.name} {size}: torso at x {cx / w:.2f}")
+                if fig.framing == "full_body":
+                    _, top = frame.to_output(0, fig.box[1], fmt.size)
+                    _, bottom = frame.to_output(0, fig.box[3], fmt.size)
+                    if not h / 3 <= (top + bottom) / 2 <= 2 * h / 3:
+                        failures.append(f"{pose.slug} {fmt.name} {size}: box centre off")
+                elif fig.eyes_y is not None:
+                    _, eyes = frame.to_output(0, fig.eyes_y, fmt.size)
+                    if not 0.1 * h <= eyes <= 0.4 * h:
+                        failures.append(f"{pose.slug} {fmt.name} {size}: eyes at {eyes / h:.2f}")
+    assert failures == []
