@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from posegen.controlnet.render import COLOURS, JOINT_RADIUS, render_pose
@@ -260,3 +262,37 @@ def test_figures_are_placed_by_the_usual_rules() -> None:
                     if not 0.1 * h <= eyes <= 0.4 * h:
                         failures.append(f"{pose.slug} {fmt.name} {size}: eyes at {eyes / h:.2f}")
     assert failures == []
+
+
+_coord = st.floats(min_value=0.02, max_value=0.98)
+_point = st.one_of(st.none(), st.tuples(_coord, _coord).map(list))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.lists(_point, min_size=18, max_size=18).filter(lambda b: any(p for p in b)),
+    framing=st.sampled_from(["full_body", "half_body", "portrait"]),
+    canvas=st.tuples(st.integers(256, 1536), st.integers(256, 1536)),
+    result=st.tuples(st.integers(4, 24), st.integers(4, 24)),
+    out=st.tuples(st.integers(100, 3000), st.integers(100, 3000)),
+    fit=st.sampled_from(["scene", "subject"]),
+)
+def test_any_pose_on_any_result_in_any_format_keeps_every_keypoint(
+    body: list[list[float] | None],
+    framing: str,
+    canvas: tuple[int, int],
+    result: tuple[int, int],
+    out: tuple[int, int],
+    fit: str,
+) -> None:
+    """Property: whatever the pose, the result's size and the format's aspect, every visible
+    keypoint is inside the export with the margin and the frame keeps the format's aspect."""
+    assume(0.1 <= canvas[0] / canvas[1] <= 10)
+    pose = {"canvas": list(canvas), "framing": framing, "people": [{"body": body}]}
+    size = (result[0] * 64, result[1] * 64)
+    fmt = parse_format({"name": "any", "width": out[0], "height": out[1], "fit": fit})
+    fig = figure(pose, size)
+    assert fig is not None
+    frame = frame_for(size, fig, fmt)
+    assert frame.width / frame.height == pytest.approx(out[0] / out[1])
+    assert _inside(export_points(size, pose, fmt), out)
