@@ -176,8 +176,7 @@ def frame_for(image_size: tuple[int, int], fig: Figure | None, fmt: ExportFormat
         return Frame((iw - fw) / 2, (ih - fh) / 2, fw, fh)
     x0, y0, x1, y1 = fig.box
     px0, py0, px1, py1 = fig.extent
-    keep = 1 - 2 * MARGIN
-    need_h = max(y1 - y0, (x1 - x0) / aspect, (py1 - py0) / keep, (px1 - px0) / keep / aspect)
+    need_h = max(_need(y0, y1, py0, py1), _need(x0, x1, px0, px1) / aspect)
     if fmt.fit == "scene":
         base_h = min(ih, iw / aspect)
     else:
@@ -193,6 +192,17 @@ def frame_for(image_size: tuple[int, int], fig: Figure | None, fmt: ExportFormat
     return Frame(left, top, fw, fh)
 
 
+def _need(lo: float, hi: float, p_lo: float, p_hi: float) -> float:
+    """The least window size on one axis holding the box ``lo..hi`` and the points
+    ``p_lo..p_hi`` with a margin of ``MARGIN`` x the size from either edge."""
+    return max(
+        hi - lo,
+        (p_hi - p_lo) / (1 - 2 * MARGIN),
+        (p_hi - lo) / (1 - MARGIN),
+        (hi - p_lo) / (1 - MARGIN),
+    )
+
+
 def _slide(
     want: float,
     size: float,
@@ -206,8 +216,8 @@ def _slide(
     pad = MARGIN * size
     c_lo = max(box[1], points[1] + pad) - size
     c_hi = min(box[0], points[0] - pad)
-    if c_lo > c_hi:  # only rounding can do this (the size was chosen to fit): centre the box
-        c_lo = c_hi = (box[0] + box[1]) / 2 - size / 2
+    if c_lo > c_hi:  # only rounding can do this (the size was chosen to fit exactly)
+        c_lo = c_hi = (c_lo + c_hi) / 2
     i_lo, i_hi = (0.0, extent - size) if size <= extent else (extent - size, 0.0)
     a, b = max(c_lo, i_lo), min(c_hi, i_hi)
     if a > b:
