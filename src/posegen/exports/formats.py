@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from posegen.exceptions import ConfigError
+from posegen.exceptions import ConfigError, InvalidInput
 
 FileType = Literal["jpeg", "png", "webp"]
 Fill = Literal["blur", "solid"]
@@ -208,6 +208,20 @@ def _int(value: Any, where: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ConfigError(f"{where}: must be within {lo}..{hi}, not {value}")
     return value
+
+
+def select_formats(names: Iterable[str], formats: Mapping[str, ExportFormat]) -> list[ExportFormat]:
+    """The formats a request names, in its order, each once; :class:`InvalidInput` (422,
+    ``unknown-export-format``) names the unknown ones and lists the known."""
+    wanted = list(dict.fromkeys(names))
+    unknown = [n for n in wanted if n not in formats]
+    if unknown:
+        raise InvalidInput(
+            f"unknown export format(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(formats)}",
+            kind="unknown-export-format",
+        )
+    return [formats[n] for n in wanted]
 
 
 def file_extension(fmt: ExportFormat) -> str:
