@@ -33,7 +33,8 @@ from posegen.pose import Framing, Pose, parse_pose, place
 
 #: Space kept between the figure's box and the frame's edges (fraction of the frame).
 MARGIN = 0.03
-#: A ``subject`` frame never zooms in further than this (output pixels per result pixel).
+#: A ``subject`` frame zooms in no further than this (output pixels per result pixel), unless
+#: the whole result is smaller than the tile at this zoom.
 MAX_UPSCALE = 4.0
 # COCO-18 indices.
 _HEAD = (0, 14, 15, 16, 17)
@@ -177,10 +178,10 @@ def frame_for(image_size: tuple[int, int], fig: Figure | None, fmt: ExportFormat
     x0, y0, x1, y1 = fig.box
     px0, py0, px1, py1 = fig.extent
     need_h = max(_need(y0, y1, py0, py1), _need(x0, x1, px0, px1) / aspect)
-    if fmt.fit == "scene":
-        base_h = min(ih, iw / aspect)
-    else:
-        base_h = out_h / MAX_UPSCALE
+    cover_h = min(ih, iw / aspect)  # the largest window of this aspect inside the result
+    # A subject frame zooms in at most MAX_UPSCALE, but that limit never extends the canvas: a
+    # small result is upscaled to the whole tile rather than padded.
+    base_h = cover_h if fmt.fit == "scene" else min(cover_h, out_h / MAX_UPSCALE)
     fh = max(base_h, need_h)
     fw = fh * aspect
     left = _slide(fig.centre[0] - fw / 2, fw, (x0, x1), (px0, px1), iw)
