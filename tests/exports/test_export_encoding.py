@@ -164,3 +164,18 @@ def test_a_result_in_another_colour_space_is_converted_to_srgb() -> None:
         )
     with Image.open(io.BytesIO(render_export(untagged.getvalue(), None, fmt))) as out:
         assert abs(out.getpixel((540, 540))[0] - 128) <= 3
+
+
+def test_a_small_result_is_upscaled_to_each_marketplace_tile() -> None:
+    """A 320 x 320 result still gives tiles at their full size (above the marketplaces'
+    minimums), the figure filling them: upscaled, not padded to size."""
+    small = _result_with_metadata((320, 320))
+    names = ["shopee_product", "lazada_product", "tokopedia_product", "amazon_product"]
+    files = render_exports(small, POSE, [FORMATS[n] for n in names])
+    for name in names:
+        with Image.open(io.BytesIO(files[name])) as out:
+            assert out.size == FORMATS[name].size
+            # The gradient result reaches the tile's edges: no white padding around it.
+            w, h = out.size
+            edge = [out.getpixel((2, h // 2)), out.getpixel((w - 3, h // 2))]
+            assert all(p != (255, 255, 255) for p in edge)

@@ -9,13 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from posegen.config import load_settings
-from posegen.exceptions import ConfigError
+from posegen.exceptions import ConfigError, InvalidInput
 from posegen.exports import (
     ExportFormat,
     builtin_formats,
     content_type,
     file_extension,
     load_formats,
+    select_formats,
 )
 
 #: The issue's list (the original app's twelve, three planned) and the ROADMAP's sixteenth.
@@ -126,3 +127,15 @@ def test_a_bad_format_setting_says_which_entry_and_field(value: str, message: st
         load_formats(load_settings(export_formats=value))
     assert "POSEGEN_EXPORT_FORMATS" in caught.value.message
     assert message in caught.value.message
+
+
+def test_a_request_names_formats_from_the_table_or_is_told_which_are_unknown() -> None:
+    formats = builtin_formats()
+    chosen = select_formats(["tiktok", "original", "tiktok"], formats)
+    assert [f.name for f in chosen] == ["tiktok", "original"]
+    with pytest.raises(InvalidInput) as caught:
+        select_formats(["tiktok", "snapchat", "../x"], formats)
+    assert caught.value.kind == "unknown-export-format" and caught.value.http_status == 422
+    assert (
+        "'snapchat', '../x'" in caught.value.message and "instagram_story" in caught.value.message
+    )

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from posegen.controlnet.render import COLOURS, JOINT_RADIUS, render_pose
@@ -232,3 +234,65 @@ def test_a_figure_that_cannot_fit_extends_the_canvas_with_the_formats_fill() -> 
     with Image.open(io.BytesIO(render_export(result, pose, blur))) as out:
         edge = np.asarray(out.convert("RGB"))[150, 2]
     assert tuple(edge) != (0x12, 0xAB, 0x34)  # blurred picture, not the solid colour
+
+
+def test_figures_are_placed_by_the_usual_rules() -> None:
+    """Composition, wherever the constraints leave room: the torso in the middle third across;
+    a full-body figure's box in the middle third down; a half-body or portrait figure's eyes in
+    the upper part (headroom kept, eyes near the upper third, never below 40 %)."""
+    failures = []
+    for size in RESULT_SIZES:
+        for pose in POSES:
+            fig = figure(pose.keypoints, size)
+            assert fig is not None
+            for fmt in FRAMED:
+                assert fmt.size is not None
+                w, h = fmt.size
+                frame = frame_for(size, fig, fmt)
+                cx, _ = frame.to_output(*fig.centre, fmt.size)
+                if not w / 3 <= cx <= 2 * w / 3:
+                    failures.append(f"{pose.slug} {fmt.name} {size}: torso at x {cx / w:.2f}")
+                if fig.framing == "full_body":
+                    _, top = frame.to_output(0, fig.box[1], fmt.size)
+                    _, bottom = frame.to_output(0, fig.box[3], fmt.size)
+                    if not h / 3 <= (top + bottom) / 2 <= 2 * h / 3:
+                        failures.append(f"{pose.slug} {fmt.name} {size}: box centre off")
+                elif fig.eyes_y is not None:
+                    _, eyes = frame.to_output(0, fig.eyes_y, fmt.size)
+                    if not 0.1 * h <= eyes <= 0.4 * h:
+                        failures.append(f"{pose.slug} {fmt.name} {size}: eyes at {eyes / h:.2f}")
+    assert failures == []
+
+
+_coord = st.floats(min_value=0.02, max_value=0.98)
+_point = st.one_of(st.none(), st.tuples(_coord, _coord).map(list))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.lists(_point, min_size=18, max_size=18).filter(lambda b: any(p for p in b)),
+    framing=st.sampled_from(["full_body", "half_body", "portrait"]),
+    canvas=st.tuples(st.integers(256, 1536), st.integers(256, 1536)),
+    result=st.tuples(st.integers(4, 24), st.integers(4, 24)),
+    out=st.tuples(st.integers(100, 3000), st.integers(100, 3000)),
+    fit=st.sampled_from(["scene", "subject"]),
+)
+def test_any_pose_on_any_result_in_any_format_keeps_every_keypoint(
+    body: list[list[float] | None],
+    framing: str,
+    canvas: tuple[int, int],
+    result: tuple[int, int],
+    out: tuple[int, int],
+    fit: str,
+) -> None:
+    """Property: whatever the pose, the result's size and the format's aspect, every visible
+    keypoint is inside the export with the margin and the frame keeps the format's aspect."""
+    assume(0.1 <= canvas[0] / canvas[1] <= 10)
+    pose = {"canvas": list(canvas), "framing": framing, "people": [{"body": body}]}
+    size = (result[0] * 64, result[1] * 64)
+    fmt = parse_format({"name": "any", "width": out[0], "height": out[1], "fit": fit})
+    fig = figure(pose, size)
+    assert fig is not None
+    frame = frame_for(size, fig, fmt)
+    assert frame.width / frame.height == pytest.approx(out[0] / out[1])
+    assert _inside(export_points(size, pose, fmt), out)

@@ -14,6 +14,7 @@ from posegen.exports.formats import (
     file_extension,
     load_formats,
     parse_format,
+    select_formats,
 )
 from posegen.exports.render import export_points, render_export, render_exports
 
@@ -27,4 +28,5 @@ __all__ = [
     "parse_format",
     "render_export",
     "render_exports",
+    "select_formats",
 ]

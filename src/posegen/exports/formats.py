@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from posegen.exceptions import ConfigError
+from posegen.exceptions import ConfigError, InvalidInput
 
 FileType = Literal["jpeg", "png", "webp"]
 Fill = Literal["blur", "solid"]
@@ -73,8 +73,8 @@ _K = "#000000"
 # name, width, height, file type, quality, dpi, fill, fill colour, fit, label
 _TABLE: tuple[tuple[Any, ...], ...] = (
     ("instagram_story", 1080, 1920, "jpeg", 90, None, "blur", _K, "scene", "Instagram story"),
-    ("instagram_feed", 1080, 1080, "jpeg", 85, None, "blur", _K, "scene", "Instagram feed (square)"),
-    ("instagram_portrait", 1080, 1350, "jpeg", 85, None, "blur", _K, "scene", "Instagram portrait (4:5)"),
+    ("instagram_feed", 1080, 1080, "jpeg", 85, None, "blur", _K, "scene", "Instagram feed"),
+    ("instagram_portrait", 1080, 1350, "jpeg", 85, None, "blur", _K, "scene", "Instagram portrait"),
     ("tiktok", 1080, 1920, "jpeg", 90, None, "blur", _K, "scene", "TikTok"),
     ("whatsapp_status", 720, 1280, "jpeg", 85, None, "blur", _K, "scene", "WhatsApp status"),
     ("facebook_post", 1200, 630, "jpeg", 85, None, "blur", _K, "scene", "Facebook post"),
@@ -82,10 +82,10 @@ _TABLE: tuple[tuple[Any, ...], ...] = (
     ("linkedin_post", 1200, 627, "jpeg", 85, None, "blur", _K, "scene", "LinkedIn post"),
     ("youtube_thumbnail", 1280, 720, "jpeg", 90, None, "blur", _K, "scene", "YouTube thumbnail"),
     ("pinterest_pin", 1000, 1500, "jpeg", 85, None, "blur", _K, "scene", "Pinterest pin (2:3)"),
-    ("shopee_product", 1000, 1000, "jpeg", 95, None, "solid", _W, "subject", "Shopee product tile"),
-    ("lazada_product", 1000, 1000, "jpeg", 95, None, "solid", _W, "subject", "Lazada product tile"),
-    ("tokopedia_product", 1200, 1200, "jpeg", 95, None, "solid", _W, "subject", "Tokopedia product tile"),
-    ("amazon_product", 1600, 1600, "jpeg", 95, None, "solid", _W, "subject", "Amazon product image"),
+    ("shopee_product", 1000, 1000, "jpeg", 95, None, "solid", _W, "subject", "Shopee tile"),
+    ("lazada_product", 1000, 1000, "jpeg", 95, None, "solid", _W, "subject", "Lazada tile"),
+    ("tokopedia_product", 1200, 1200, "jpeg", 95, None, "solid", _W, "subject", "Tokopedia tile"),
+    ("amazon_product", 1600, 1600, "jpeg", 95, None, "solid", _W, "subject", "Amazon tile"),
     ("print_a4", 2480, 3508, "png", 100, 300, "solid", _W, "scene", "Print A4 (300 dpi)"),
     ("print_4x6", 1800, 1200, "png", 100, 300, "solid", _W, "scene", "Print 6x4 in (300 dpi)"),
     ("original", None, None, "png", 100, None, "solid", _K, "scene", "Original"),
@@ -208,6 +208,20 @@ def _int(value: Any, where: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise ConfigError(f"{where}: must be within {lo}..{hi}, not {value}")
     return value
+
+
+def select_formats(names: Iterable[str], formats: Mapping[str, ExportFormat]) -> list[ExportFormat]:
+    """The formats a request names, in its order, each once; :class:`InvalidInput` (422,
+    ``unknown-export-format``) names the unknown ones and lists the known."""
+    wanted = list(dict.fromkeys(names))
+    unknown = [n for n in wanted if n not in formats]
+    if unknown:
+        raise InvalidInput(
+            f"unknown export format(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(formats)}",
+            kind="unknown-export-format",
+        )
+    return [formats[n] for n in wanted]
 
 
 def file_extension(fmt: ExportFormat) -> str:

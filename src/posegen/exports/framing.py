@@ -14,8 +14,8 @@ canvas; the same call tells where every keypoint lies on the result. From those 
 3. **The frame's place**: the figure's centre of mass (its torso) at the centre horizontally;
    vertically a full-body figure's box is centred, a half-body or portrait figure has its eyes a
    third of the way down (headroom). Then, in this order of precedence: the box and the points
-   with their margin stay inside the frame; the frame stays inside the result (or, when larger, covers it); the
-   composition is kept as closely as those allow.
+   with their margin stay inside the frame; the frame stays inside the result (or, when
+   larger, covers it); the composition is kept as closely as those allow.
 
 Without a pose (or without a visible point) the whole result is fitted into the format's aspect
 and centred: nothing is cut, the canvas is extended.
@@ -33,7 +33,8 @@ from posegen.pose import Framing, Pose, parse_pose, place
 
 #: Space kept between the figure's box and the frame's edges (fraction of the frame).
 MARGIN = 0.03
-#: A ``subject`` frame never zooms in further than this (output pixels per result pixel).
+#: A ``subject`` frame zooms in no further than this (output pixels per result pixel), unless
+#: the whole result is smaller than the tile at this zoom.
 MAX_UPSCALE = 4.0
 # COCO-18 indices.
 _HEAD = (0, 14, 15, 16, 17)
@@ -176,12 +177,11 @@ def frame_for(image_size: tuple[int, int], fig: Figure | None, fmt: ExportFormat
         return Frame((iw - fw) / 2, (ih - fh) / 2, fw, fh)
     x0, y0, x1, y1 = fig.box
     px0, py0, px1, py1 = fig.extent
-    keep = 1 - 2 * MARGIN
-    need_h = max(y1 - y0, (x1 - x0) / aspect, (py1 - py0) / keep, (px1 - px0) / keep / aspect)
-    if fmt.fit == "scene":
-        base_h = min(ih, iw / aspect)
-    else:
-        base_h = out_h / MAX_UPSCALE
+    need_h = max(_need(y0, y1, py0, py1), _need(x0, x1, px0, px1) / aspect)
+    cover_h = min(ih, iw / aspect)  # the largest window of this aspect inside the result
+    # A subject frame zooms in at most MAX_UPSCALE, but that limit never extends the canvas: a
+    # small result is upscaled to the whole tile rather than padded.
+    base_h = cover_h if fmt.fit == "scene" else min(cover_h, out_h / MAX_UPSCALE)
     fh = max(base_h, need_h)
     fw = fh * aspect
     left = _slide(fig.centre[0] - fw / 2, fw, (x0, x1), (px0, px1), iw)
@@ -191,6 +191,17 @@ def frame_for(image_size: tuple[int, int], fig: Figure | None, fmt: ExportFormat
         want_top = fig.eyes_y - fh / 3
     top = _slide(want_top, fh, (y0, y1), (py0, py1), ih)
     return Frame(left, top, fw, fh)
+
+
+def _need(lo: float, hi: float, p_lo: float, p_hi: float) -> float:
+    """The least window size on one axis holding the box ``lo..hi`` and the points
+    ``p_lo..p_hi`` with a margin of ``MARGIN`` x the size from either edge."""
+    return max(
+        hi - lo,
+        (p_hi - p_lo) / (1 - 2 * MARGIN),
+        (p_hi - lo) / (1 - MARGIN),
+        (hi - p_lo) / (1 - MARGIN),
+    )
 
 
 def _slide(
@@ -206,8 +217,8 @@ def _slide(
     pad = MARGIN * size
     c_lo = max(box[1], points[1] + pad) - size
     c_hi = min(box[0], points[0] - pad)
-    if c_lo > c_hi:  # only rounding can do this (the size was chosen to fit): centre the box
-        c_lo = c_hi = (box[0] + box[1]) / 2 - size / 2
+    if c_lo > c_hi:  # only rounding can do this (the size was chosen to fit exactly)
+        c_lo = c_hi = (c_lo + c_hi) / 2
     i_lo, i_hi = (0.0, extent - size) if size <= extent else (extent - size, 0.0)
     a, b = max(c_lo, i_lo), min(c_hi, i_hi)
     if a > b:

@@ -5,7 +5,7 @@ Encoding rules, for every format: colour is converted to sRGB (an embedded ICC p
 another space is honoured) and the output is tagged with a small sRGB profile; nothing else
 from the source travels (EXIF, XMP, comments and text chunks are dropped); JPEG is progressive
 (which makes libjpeg optimise its Huffman tables); print formats carry their density (JFIF or
-``pHYs``). PNG is lossless (``quality`` does not apply) at zlib level :data:`PNG_COMPRESS_LEVEL`.
+``pHYs``). PNG is lossless (``quality`` does not apply), zlib level :data:`PNG_COMPRESS_LEVEL`.
 
 Plain Pillow: bench/exports.py measured it against libvips (pyvips) on the whole table; the
 figures and the reason for the choice are in docs/benchmarks.md.
@@ -24,9 +24,10 @@ from posegen.exceptions import InvalidInput
 from posegen.exports.formats import ExportFormat
 from posegen.exports.framing import Frame, figure, frame_for
 
-#: zlib level of PNG exports: 6 (zlib's own default) is within a few percent of 9 in size and
-#: several times faster on large print pages.
-PNG_COMPRESS_LEVEL = 6
+#: zlib level of PNG exports. A grainy A4 page (8.7 megapixels) at 1 / 3 / 6: 2.7 / 4.3 /
+#: 16.8 s and 10.5 / 9.9 / 9.0 MB on the loaded shared VM (docs/benchmarks.md): 1 is six times
+#: faster than zlib's default for files about 17 % larger.
+PNG_COMPRESS_LEVEL = 1
 #: Results larger than this are refused rather than decoded (a corrupt or hostile file).
 MAX_INPUT_PIXELS = 64_000_000
 _INPUT_FORMATS = ["PNG", "JPEG", "WEBP"]
