@@ -228,6 +228,8 @@ class PoseLibrary(Base):
             "keypoints IS NOT NULL OR controlnet_map_url IS NOT NULL OR map_upload_id IS NOT NULL",
             name="has_map_source",
         ),
+        # A user's private pose (owner set) is never public: no public listing can show it.
+        CheckConstraint("owner_user_id IS NULL OR is_public = false", name="owned_private"),
         SQLITE_AUTOINCREMENT,
     )
 
@@ -255,12 +257,6 @@ class PoseLibrary(Base):
     owner_user_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="CASCADE"), index=True
     )
-
-
-# Declared outside the class so the table's other constraints keep their order.
-PoseLibrary.__table__.append_constraint(
-    CheckConstraint("owner_user_id IS NULL OR is_public = false", name="owned_private")
-)
 
 
 class Project(Base):
@@ -634,7 +630,5 @@ class PoseRequestEvent(Base):
     note: Mapped[str | None] = mapped_column(Text)
     #: The admin who made the change; NULL for the requester's own creation or the CLI.
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
-    pose_id: Mapped[int | None] = mapped_column(
-        ForeignKey("pose_library.id", ondelete="SET NULL")
-    )
+    pose_id: Mapped[int | None] = mapped_column(ForeignKey("pose_library.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

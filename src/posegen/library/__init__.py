@@ -1,5 +1,6 @@
 """The built-in pose library: categories and poses with hand-authored COCO-18 keypoints,
-shipped in the package (``builtin_poses.json``) and loaded idempotently into the database.
+shipped in the package (``builtin_poses.json``) and loaded idempotently into the database; and
+users' private poses (:mod:`posegen.library.private`).
 Each pose records the canvas it was authored on (512 x 512) and its framing, so it is drawn
 undistorted at any output size. Maps are rendered locally, so the library works offline."""
 
@@ -20,6 +21,14 @@ from posegen.controlnet.sources import MapSource
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
 from posegen.exceptions import FetchError, InvalidInput
+from posegen.library.private import (
+    create_private_pose,
+    delete_private_pose,
+    get_private_pose,
+    list_private_poses,
+    promote_private_pose,
+    update_private_pose,
+)
 from posegen.pose import pose_json
 
 log = logging.getLogger(__name__)
@@ -207,8 +216,14 @@ __all__ = [
     "SeedCounts",
     "SyncReport",
     "builtin_library",
+    "create_private_pose",
+    "delete_private_pose",
+    "get_private_pose",
+    "list_private_poses",
     "load_pose_map",
     "pose_map_source",
+    "promote_private_pose",
     "seed_library",
     "sync_library",
+    "update_private_pose",
 ]

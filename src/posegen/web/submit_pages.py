@@ -94,7 +94,9 @@ def build_request(
             raise InvalidInput("pick at least one pose")
         if len(pose_ids) > s.max_poses_per_request:
             raise InvalidInput(f"at most {s.max_poses_per_request} poses per generation")
-        missing = catalog.missing_poses(ctx.engine, pose_ids, include_private=session.is_admin)
+        missing = catalog.missing_poses(
+            ctx.engine, pose_ids, include_private=session.is_admin, viewer_id=session.account.id
+        )
         if missing:
             raise InvalidInput(f"unknown poses: {', '.join(map(str, missing))}")
         total = len(pose_ids) * state.variations
