@@ -16,7 +16,17 @@ from posegen.api.event_feed import EventFeed
 from posegen.api.input_guard import InputGuard, NoSniff
 from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.request_context import RequestContext
-from posegen.api.routes import admin, files, generations, health, library, metrics, projects
+from posegen.api.routes import (
+    admin,
+    files,
+    generations,
+    health,
+    library,
+    metrics,
+    my_poses,
+    pose_requests,
+    projects,
+)
 from posegen.api.routes import credits as credit_routes
 from posegen.api.routes import uploads as upload_routes
 from posegen.api.sse import StreamSlots
@@ -78,6 +88,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         files.router,
         admin.router,
         credit_routes.router,
+        my_poses.router,
+        pose_requests.router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).

@@ -301,3 +301,18 @@ def reference_image(
     if row.reference_upload_id is None:
         raise NotFound(f"request {request_id} has no reference image", kind="no-reference")
     return uploads.content(engine, settings, row.reference_upload_id, row.requester_id)
+
+
+_SENTENCES = {
+    RequestStatus.OPEN: "your request was made",
+    RequestStatus.APPROVED: "your request was approved",
+    RequestStatus.IN_PROGRESS: "work on your request has started",
+    RequestStatus.COMPLETED: "your request was completed",
+    RequestStatus.REJECTED: "your request was rejected",
+}
+
+
+def event_sentence(event: EventView) -> str:
+    """The event as the requester reads it: "your request was approved: <note>"."""
+    text = _SENTENCES[event.status]
+    return f"{text}: {event.note}" if event.note else text
