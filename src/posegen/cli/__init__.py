@@ -16,6 +16,7 @@ from posegen.cli import (
     maps,
     metrics,
     models,
+    requests_cmd,
     serve,
     users,
     worker,
@@ -48,6 +49,7 @@ app.add_typer(maps.app, name="maps")
 app.add_typer(library.app, name="library")
 app.add_typer(models.app, name="models")
 app.add_typer(credits_cmd.app, name="credits")
+app.add_typer(requests_cmd.app, name="requests")
 app.command("config")(config_cmd.show_config)
 app.command("worker")(worker.worker)
 app.command("submit")(worker.submit)
