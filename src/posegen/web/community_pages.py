@@ -157,9 +157,14 @@ def _status(value: str | None) -> RequestStatus | None:
 def _requests(
     ctx: WebContext, user_id: int, status: str, sort: str, cursor: str | None
 ) -> dict[str, Any]:
-    order = "newest" if sort == "newest" else "votes"
+    newest = sort == "newest"
     page = community.list_requests(
-        ctx.engine, user_id, status=_status(status), sort=order, cursor=cursor, limit=PAGE_SIZE
+        ctx.engine,
+        user_id,
+        status=_status(status),
+        sort="newest" if newest else "votes",
+        cursor=cursor,
+        limit=PAGE_SIZE,
     )
     events = community.list_events_for_requester(ctx.engine, user_id, limit=10).items
     return {
@@ -169,7 +174,7 @@ def _requests(
         "categories": catalog.list_categories(ctx.engine, include_private=False),
         "statuses": [s.value for s in RequestStatus],
         "status": status,
-        "sort": order,
+        "sort": "newest" if newest else "votes",
         "cursor": cursor,
         "me": user_id,
         "active": {s.value for s in ACTIVE_REQUEST_STATUSES},
