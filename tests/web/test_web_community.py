@@ -47,6 +47,29 @@ def test_my_poses_page(client: TestClient, make_client: Any, people: People) -> 
     for pid in ids:
         assert user.get(f"/ui/library/poses/{pid}/map.png").status_code == 200
 
+    # The new-generation form offers them, and a generation with one is accepted.
+    form = user.get("/ui/generations/new")
+    assert 'id="my-poses-pick"' in form.text and f'value="{ids[0]}"' in form.text
+    made_project = user.post(
+        "/ui/projects", data={"csrf_token": token, "name": "P"}, follow_redirects=False
+    )
+    project = made_project.headers["location"].rsplit("=", 1)[1]
+    submission = re.search(r'name="submission" value="([^"]+)"', form.text)
+    assert submission is not None
+    generation = user.post(
+        "/ui/generations",
+        data={
+            "csrf_token": token,
+            "submission": submission.group(1),
+            "project_id": project,
+            "mode": "library",
+            "pose_id": str(ids[0]),
+            "variations": "1",
+        },
+        follow_redirects=False,
+    )
+    assert generation.status_code == 303, generation.text[:500]
+
     other = signed_in_client(make_client(), people.other.api_key)
     admin = signed_in_client(make_client(), people.admin.api_key)
     for viewer in (other, admin):
