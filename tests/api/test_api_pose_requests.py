@@ -1,6 +1,7 @@
 """Community pose requests on both engines: the review state machine (409 with a problem type
 for wrong-state moves), duplicates, votes (once each, never one's own), the requester's events,
-and 40+ truly concurrent votes over real HTTP keeping vote_count equal to the vote rows."""
+and 40+ truly concurrent votes over real HTTP keeping vote_count equal to the vote rows (and 40+
+identical new requests at once making exactly one)."""
 
 from __future__ import annotations
 
@@ -139,7 +140,9 @@ def _counts(engine: Engine, request_id: int) -> tuple[int, int]:
     return int(stored), int(rows)
 
 
-def _fire(base: str, calls: list[tuple[str, str]], path: str) -> list[int]:
+def _fire(
+    base: str, calls: list[tuple[str, str]], path: str, body: dict | None = None
+) -> list[int]:
     """Every call at once over its own connection (one barrier): (method, key)."""
     barrier = threading.Barrier(len(calls))
     out: list[int] = [0] * len(calls)
@@ -148,7 +151,8 @@ def _fire(base: str, calls: list[tuple[str, str]], path: str) -> list[int]:
         method, key = calls[i]
         with httpx.Client(timeout=120) as c:
             barrier.wait()
-            r = c.request(method, base + path, headers={"Authorization": f"Bearer {key}"})
+            headers = {"Authorization": f"Bearer {key}"}
+            r = c.request(method, base + path, headers=headers, json=body)
             out[i] = r.status_code
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
@@ -177,3 +181,6 @@ def test_concurrent_votes_keep_the_count_exact(
         calls = [("DELETE", k) for k in voters[:half]] + [("POST", k) for k in voters[half:]]
         assert set(_fire(base, calls, path)) == {200}
         assert _counts(engine, rid) == (N - half, N - half)
+        # The same new request sent N times at once: one is made, the rest are duplicates.
+        same = _fire(base, [("POST", keys.other)] * N, "/requests", {"name": "Same wish"})
+        assert sorted(set(same)) == [201, 409] and same.count(201) == 1, same
