@@ -4,9 +4,10 @@ Both engines."""
 
 from __future__ import annotations
 
-from api_helpers import Api, Keys, png, problem_of
+from api_helpers import Api, Keys, claim_one, png, problem_of, write_pose
 from sqlalchemy import Engine, delete, select
 
+from posegen import queue
 from posegen.config import Settings
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseLibrary, Upload, User
@@ -27,7 +28,9 @@ def _ids(api: Api, key: str, path: str) -> set[int]:
     return {p["id"] for p in r.json()["items"]}
 
 
-def test_private_pose_is_the_owners_alone(api: Api, keys: Keys, library: None) -> None:
+def test_private_pose_is_the_owners_alone(
+    api: Api, keys: Keys, library: None, engine: Engine, settings: Settings
+) -> None:
     before = api("GET", "/library/categories", key=keys.admin).json()
     r = api("POST", "/me/poses", key=keys.user, json={"name": " My lunge ", "keypoints": POINTS})
     assert r.status_code == 201, r.text
@@ -62,6 +65,11 @@ def test_private_pose_is_the_owners_alone(api: Api, keys: Keys, library: None) -
         json={"projectId": _project(api, keys.user), "poseIds": [pid]},
     )
     assert ok.status_code == 202, ok.text
+    job = claim_one(engine, settings)
+    write_pose(engine, settings, job, pid, 0)
+    queue.finish(engine, job.id, job.lease_token)
+    popular = api("GET", "/metrics/popular-poses", key=keys.admin).json()["poses"]
+    assert pid not in [p["poseId"] for p in popular]  # admins' figures name no private pose
     for key in (keys.other, keys.admin):
         body = {"projectId": _project(api, key), "poseIds": [pid]}
         assert problem_of(api("POST", "/generations", key=key, json=body), 422)["kind"] == (
