@@ -16,18 +16,10 @@ from posegen.api.event_feed import EventFeed
 from posegen.api.input_guard import InputGuard, NoSniff
 from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.request_context import RequestContext
-from posegen.api.routes import (
-    admin,
-    files,
-    generations,
-    health,
-    library,
-    metrics,
-    my_poses,
-    pose_requests,
-    projects,
-)
+from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.api.routes import credits as credit_routes
+from posegen.api.routes import my_poses as my_pose_routes
+from posegen.api.routes import pose_requests as request_routes
 from posegen.api.routes import uploads as upload_routes
 from posegen.api.sse import StreamSlots
 from posegen.config import Settings
@@ -88,8 +80,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         files.router,
         admin.router,
         credit_routes.router,
-        my_poses.router,
-        pose_requests.router,
+        my_pose_routes.router,
+        request_routes.router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).
