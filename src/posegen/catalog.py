@@ -56,8 +56,9 @@ class PoseView:
     is_public: bool
     created_at: dt.datetime
     map_upload_id: int | None = None
-    #: The map upload's file below the uploads root; None unless an admin owns the upload (a
-    #: map upload anyone else owns is never read, whatever put its id in the row).
+    #: The map upload's file below the uploads root; None unless the pose may use that upload
+    #: (:func:`map_upload_allowed`: an admin's for a library pose, the owner's for a private
+    #: one); any other upload is never read, whatever put its id in the row.
     map_upload_path: str | None = None
     #: The user whose private pose this is; None for a library pose.
     owner_user_id: int | None = None
