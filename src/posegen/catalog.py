@@ -1,7 +1,9 @@
 """The pose library as the API reads and edits it: categories, poses, filters, keyset pages.
 
-Private poses (``is_public = false``) are visible to admins only; to everyone else they do not
-exist. Seeding the built-in library lives in :mod:`posegen.library`.
+Unpublished library poses (``is_public = false``, no owner) are visible to admins only; a user's
+private pose (``owner_user_id``, :mod:`posegen.library.private`) to its owner only, and only where
+the caller names the viewer. To everyone else they do not exist. Seeding the built-in library
+lives in :mod:`posegen.library`.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ class PoseView:
     is_public: bool
     created_at: dt.datetime
     map_upload_id: int | None = None
-    #: The map upload's file below the uploads root; None unless an admin owns the upload (a
-    #: map upload anyone else owns is never read, whatever put its id in the row).
+    #: The map upload's file below the uploads root; None unless the pose may use that upload
+    #: (:func:`map_upload_allowed`: an admin's for a library pose, the owner's for a private
+    #: one); any other upload is never read, whatever put its id in the row.
     map_upload_path: str | None = None
     # Discovery (posegen.library): attributes, counts, and the caller's own marks.
     difficulty: str = "beginner"
@@ -78,6 +81,9 @@ class PoseView:
     @property
     def rating_average(self) -> float | None:
         return round(self.rating_sum / self.rating_count, 2) if self.rating_count else None
+
+    #: The user whose private pose this is; None for a library pose.
+    owner_user_id: int | None = None
 
 
 _POSE_COLUMNS = (
@@ -111,6 +117,7 @@ _POSE_COLUMNS = (
     L.rating_count,
     L.rating_sum,
     L.popularity,
+    L.owner_user_id,
 )
 
 
@@ -123,9 +130,31 @@ def _joined(stmt: Any) -> Any:
 
 
 def _map_path(r: Any) -> str | None:
-    if r.map_upload_id is None or r.map_sha256 is None or r.map_owner_role != Role.ADMIN.value:
+    if r.map_upload_id is None or r.map_sha256 is None:
+        return None
+    if not map_upload_allowed(r.owner_user_id, r.map_user_id, r.map_owner_role):
         return None
     return uploads.relpath(r.map_user_id, r.map_sha256, r.map_content_type)
+
+
+def map_upload_allowed(pose_owner: int | None, upload_owner: int | None, role: Any) -> bool:
+    """Whose upload a pose's map may be: a library pose's an admin's; a private pose's its
+    owner's own. Anything else is never read, whatever put its id in the row."""
+    if pose_owner is not None:
+        return upload_owner == pose_owner
+    return bool(role == Role.ADMIN.value)
+
+
+def visible(include_private: bool, viewer_id: int | None = None) -> Any:
+    """Which poses a caller sees: the public ones; with ``include_private`` (admins) the
+    library's unpublished poses too; with ``viewer_id`` that user's own private poses. Nobody,
+    admins included, sees another user's private pose."""
+    seen: Any = L.is_public.is_(True)
+    if include_private:
+        seen = or_(seen, L.owner_user_id.is_(None))
+    if viewer_id is not None:
+        seen = or_(seen, L.owner_user_id == viewer_id)
+    return seen
 
 
 def _pose(r: Any) -> PoseView:
@@ -159,14 +188,17 @@ def _pose(r: Any) -> PoseView:
         int(r.popularity),
         bool(r._mapping.get("is_favorite") or False),
         r._mapping.get("my_rating"),
+        r.owner_user_id,
     )
 
 
 def list_categories(engine: Engine, *, include_private: bool) -> list[CategoryView]:
     """Every category with the number of poses the caller can see in it."""
-    counted = select(L.category_id, func.count(L.id).label("n")).group_by(L.category_id)
-    if not include_private:
-        counted = counted.where(L.is_public.is_(True))
+    counted = (
+        select(L.category_id, func.count(L.id).label("n"))
+        .where(visible(include_private))
+        .group_by(L.category_id)
+    )
     sub = counted.subquery()
     stmt = (
         select(C.id, C.slug, C.name, C.description, C.sort_order, func.coalesce(sub.c.n, 0))
@@ -194,9 +226,7 @@ def list_poses(
     limit: int = pagination.DEFAULT_LIMIT,
 ) -> pagination.Page[PoseView]:
     """Poses by id, filtered by category slug, exact tag and a case-insensitive text search."""
-    stmt = _joined(select(*_POSE_COLUMNS))
-    if not include_private:
-        stmt = stmt.where(L.is_public.is_(True))
+    stmt = _joined(select(*_POSE_COLUMNS)).where(visible(include_private))
     if category:
         stmt = stmt.where(C.slug == category)
     if tag:
@@ -222,28 +252,38 @@ def list_poses(
     return pagination.page(rows, limit, lambda v: (v.id,))
 
 
-def _get(conn: Connection, pose_id: int, include_private: bool) -> PoseView:
-    stmt = _joined(select(*_POSE_COLUMNS)).where(L.id == pose_id)
-    if not include_private:
-        stmt = stmt.where(L.is_public.is_(True))
+def _get(
+    conn: Connection, pose_id: int, include_private: bool, viewer_id: int | None = None
+) -> PoseView:
+    stmt = _joined(select(*_POSE_COLUMNS)).where(
+        L.id == pose_id, visible(include_private, viewer_id)
+    )
     row = conn.execute(stmt).first()
     if row is None:
         raise NotFound(f"pose {pose_id} not found")
     return _pose(row)
 
 
-def get_pose(engine: Engine, pose_id: int, *, include_private: bool) -> PoseView:
+def get_pose(
+    engine: Engine, pose_id: int, *, include_private: bool, viewer_id: int | None = None
+) -> PoseView:
+    """One pose the caller sees (see :func:`visible`), else 404 ``not-found``."""
     with read_connection(engine) as conn:
-        return _get(conn, pose_id, include_private)
+        return _get(conn, pose_id, include_private, viewer_id)
 
 
-def missing_poses(engine: Engine, pose_ids: list[int], *, include_private: bool) -> list[int]:
-    """The ids in ``pose_ids`` the caller cannot use (unknown, or private to a non-admin)."""
+def missing_poses(
+    engine: Engine,
+    pose_ids: list[int],
+    *,
+    include_private: bool,
+    viewer_id: int | None = None,
+) -> list[int]:
+    """The ids in ``pose_ids`` the caller cannot use (unknown, unpublished to a non-admin, or
+    someone else's private pose)."""
     if not pose_ids:
         return []
-    stmt = select(L.id).where(L.id.in_(pose_ids))
-    if not include_private:
-        stmt = stmt.where(L.is_public.is_(True))
+    stmt = select(L.id).where(L.id.in_(pose_ids), visible(include_private, viewer_id))
     with read_connection(engine) as conn:
         found = set(conn.execute(stmt).scalars())
     return [p for p in pose_ids if p not in found]
@@ -360,7 +400,10 @@ def delete_pose(engine: Engine, pose_id: int) -> int | None:
     Returns its map upload's id, for the caller to :func:`uploads.release`."""
     with write_transaction(engine) as conn:
         upload_id = conn.execute(
-            select(L.map_upload_id).where(L.id == pose_id).with_for_update()
+            # A user's private pose is the owner's to delete (posegen.library.private).
+            select(L.map_upload_id)
+            .where(L.id == pose_id, L.owner_user_id.is_(None))
+            .with_for_update()
         ).first()
         if upload_id is None:
             raise NotFound(f"pose {pose_id} not found")
@@ -372,3 +415,23 @@ def delete_pose(engine: Engine, pose_id: int) -> int | None:
 POSE_COLUMNS = _POSE_COLUMNS
 joined = _joined
 pose_view = _pose
+
+
+def pose_query() -> Any:
+    """The select every pose read starts from (category, map upload and its owner joined);
+    turn its rows into :class:`PoseView` with :func:`to_view`. Add a :func:`visible` filter."""
+    return _joined(select(*_POSE_COLUMNS))
+
+
+def to_view(row: Any) -> PoseView:
+    return _pose(row)
+
+
+def category_id(conn: Connection, category: str | int) -> int:
+    """The id of a category named by slug or id (422 ``unknown-category``)."""
+    return _category_id(conn, category)
+
+
+def get_pose_in(conn: Connection, pose_id: int) -> PoseView:
+    """A library pose (public or not; never a private one) in the caller's transaction."""
+    return _get(conn, pose_id, True)

@@ -105,6 +105,14 @@ class World:
         files = {"file": ("u.png", png(20 + self.unique(), 20), "image/png")}
         return int(self.api("POST", "/uploads", key=self.keys.user, files=files).json()["id"])
 
+    def private_pose(self) -> int:
+        body = {"name": f"mine {self.unique()}", "keypoints": [[0.5, 0.5]] * 18}
+        return int(self.api("POST", "/me/poses", key=self.keys.user, json=body).json()["id"])
+
+    def pose_request(self, **extra: Any) -> int:
+        body = {"name": f"request {self.unique()}", **extra}
+        return int(self.api("POST", "/requests", key=self.keys.user, json=body).json()["id"])
+
     def spare_user(self) -> accounts.NewKey:
         return accounts.create_user(self.engine, "Spare", f"spare{self.unique()}@example.com")
 
@@ -240,6 +248,61 @@ TABLE: dict[tuple[str, str], Row] = {
     ("POST", "/webhooks/payments"): Row({r: 404 for r in ORDER}),
     ("DELETE", "/admin/keys/{prefix}"): Row(
         admin_only(200), lambda w: {"prefix": w.spare_user().api_key[:10]}
+    ),
+    # A user's private poses are theirs alone: for anyone else, admins included, they do not
+    # exist; admins may promote one to the library.
+    ("GET", "/me/poses"): Row(everyone(200)),
+    ("POST", "/me/poses"): Row(
+        everyone(201),
+        request=lambda w: {"json": {"name": f"m{w.unique()}", "keypoints": [[0.5, 0.5]] * 18}},
+    ),
+    ("GET", "/me/poses/{pose_id}"): Row(owner_only(200), lambda w: {"pose_id": w.private_pose()}),
+    ("PATCH", "/me/poses/{pose_id}"): Row(
+        owner_only(200),
+        lambda w: {"pose_id": w.private_pose()},
+        lambda w: {"json": {"name": "renamed"}},
+    ),
+    ("DELETE", "/me/poses/{pose_id}"): Row(
+        owner_only(204), lambda w: {"pose_id": w.private_pose()}
+    ),
+    ("POST", "/admin/poses/{pose_id}/promote"): Row(
+        admin_only(200),
+        lambda w: {"pose_id": w.private_pose()},
+        lambda w: {"json": {"category": 1, "slug": f"promoted-{w.unique()}"}},
+    ),
+    # Requests are the community's: everyone signed in reads and votes (not on their own).
+    ("GET", "/requests"): Row(everyone(200)),
+    ("POST", "/requests"): Row(
+        everyone(201), request=lambda w: {"json": {"name": f"wish {w.unique()}"}}
+    ),
+    ("GET", "/requests/{request_id}"): Row(
+        everyone(200), lambda w: {"request_id": w.pose_request()}
+    ),
+    ("GET", "/requests/{request_id}/reference"): Row(
+        everyone(200), lambda w: {"request_id": w.pose_request(referenceUploadId=w.upload())}
+    ),
+    ("POST", "/requests/{request_id}/vote"): Row(
+        {ANON: 401, USER: 409, OTHER: 200, ADMIN: 200}, lambda w: {"request_id": w.pose_request()}
+    ),
+    ("DELETE", "/requests/{request_id}/vote"): Row(
+        everyone(200), lambda w: {"request_id": w.pose_request()}
+    ),
+    ("GET", "/me/request-events"): Row(everyone(200)),
+    ("POST", "/admin/requests/{request_id}/approve"): Row(
+        admin_only(200), lambda w: {"request_id": w.pose_request()}, lambda w: {"json": {}}
+    ),
+    ("POST", "/admin/requests/{request_id}/start"): Row(
+        admin_only(200), lambda w: {"request_id": w.pose_request()}, lambda w: {"json": {}}
+    ),
+    ("POST", "/admin/requests/{request_id}/reject"): Row(
+        admin_only(200),
+        lambda w: {"request_id": w.pose_request()},
+        lambda w: {"json": {"note": "no"}},
+    ),
+    ("POST", "/admin/requests/{request_id}/complete"): Row(
+        admin_only(200),
+        lambda w: {"request_id": w.pose_request()},
+        lambda w: {"json": {"poseId": 1}},
     ),
     # Routes of the metrics part (checked when its router is installed).
     ("GET", "/metrics"): Row(admin_only(200)),

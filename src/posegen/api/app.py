@@ -19,6 +19,8 @@ from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
 from posegen.api.routes import credits as credit_routes
 from posegen.api.routes import library_marks as mark_routes
+from posegen.api.routes import my_poses as my_pose_routes
+from posegen.api.routes import pose_requests as request_routes
 from posegen.api.routes import uploads as upload_routes
 from posegen.api.routes import vision as vision_routes
 from posegen.api.sse import StreamSlots
@@ -83,6 +85,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         vision_routes.router,
         vision_routes.uploads_router,
         mark_routes.router,
+        my_pose_routes.router,
+        request_routes.router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).

@@ -18,6 +18,7 @@ from posegen.cli import (
     models,
     poses,
     prune,
+    requests_cmd,
     serve,
     users,
     worker,
@@ -51,6 +52,7 @@ app.add_typer(library.app, name="library")
 app.add_typer(models.app, name="models")
 app.add_typer(credits_cmd.app, name="credits")
 app.add_typer(poses.app, name="poses")
+app.add_typer(requests_cmd.app, name="requests")
 app.command("config")(config_cmd.show_config)
 app.command("worker")(worker.worker)
 app.command("submit")(worker.submit)

@@ -243,6 +243,8 @@ class PoseLibrary(Base):
             name="counts",
         ),
         CheckConstraint("popularity = use_count + favorite_count", name="popularity"),
+        # A user's private pose (owner set) is never public: no public listing can show it.
+        CheckConstraint("owner_user_id IS NULL OR is_public = false", name="owned_private"),
         SQLITE_AUTOINCREMENT,
     )
 
@@ -285,6 +287,11 @@ class PoseLibrary(Base):
     rating_sum: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     #: use_count + favorite_count (a CHECK holds it so); a column so a sort index can hold it.
     popularity: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    #: The user whose private pose this is (``posegen.library.private``); NULL: a library pose.
+    #: An owned pose is never public (the CHECK), so no listing of public poses can show it.
+    owner_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
 
 
 # Discovery sorts (keyset pages walk these; filters on few-valued columns ride along) and the
@@ -645,3 +652,102 @@ SEARCH_OBJECTS = frozenset({"search_tsv", "ix_pose_library_search_tsv"})
 def in_models(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic ``include_object``: leave the engine-specific search objects out of comparisons."""
     return not (name in SEARCH_OBJECTS or (name or "").startswith("pose_library_fts"))
+# --- community requests (``posegen.community``) ---------------------------------------------
+
+
+class RequestStatus(enum.StrEnum):
+    OPEN = "open"
+    IN_PROGRESS = "in_progress"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    COMPLETED = "completed"
+
+
+#: Statuses of a request still being worked on: votes count, a duplicate name is refused.
+ACTIVE_REQUEST_STATUSES = (
+    RequestStatus.OPEN,
+    RequestStatus.APPROVED,
+    RequestStatus.IN_PROGRESS,
+)
+
+
+class PoseRequest(Base):
+    """A user's request for a library pose; others vote, admins review it."""
+
+    __tablename__ = "pose_requests"
+    __table_args__ = (
+        CheckConstraint("vote_count >= 0", name="vote_count"),
+        # Lists: by status, most votes first or newest first (keyset on the id).
+        Index("ix_pose_requests_status_votes", "status", "vote_count", "id"),
+        Index("ix_pose_requests_status_id", "status", "id"),
+        Index("ix_pose_requests_requester_id_id", "requester_id", "id"),
+        # One active request per user and name: a second is refused, even when two race.
+        Index(
+            "uq_pose_requests_active_name",
+            "requester_id",
+            "name_key",
+            unique=True,
+            postgresql_where=text("status IN ('open', 'approved', 'in_progress')"),
+            sqlite_where=text("status IN ('open', 'approved', 'in_progress')"),
+        ),
+        SQLITE_AUTOINCREMENT,
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    requester_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    #: The name folded (lower case, single spaces): what "the same name" means.
+    name_key: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pose_categories.id", ondelete="SET NULL"), index=True
+    )
+    use_case: Mapped[str] = mapped_column(Text, default="")
+    #: The requester's own upload; deleting it only clears the reference.
+    reference_upload_id: Mapped[int | None] = mapped_column(
+        ForeignKey("uploads.id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[RequestStatus] = mapped_column(
+        _enum(RequestStatus, "request_status"), default=RequestStatus.OPEN
+    )
+    admin_note: Mapped[str | None] = mapped_column(Text)
+    fulfilled_pose_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pose_library.id", ondelete="SET NULL"), index=True
+    )
+    #: Always the number of ``pose_request_votes`` rows: changed in the vote's transaction.
+    vote_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PoseRequestVote(Base):
+    """One vote per user per request (never the requester's own)."""
+
+    __tablename__ = "pose_request_votes"
+
+    request_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_requests.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PoseRequestEvent(Base):
+    """Append-only history of a request: created, then each status change with its note."""
+
+    __tablename__ = "pose_request_events"
+    __table_args__ = (
+        Index("ix_pose_request_events_request_id_id", "request_id", "id"),
+        SQLITE_AUTOINCREMENT,
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("pose_requests.id", ondelete="CASCADE"))
+    status: Mapped[RequestStatus] = mapped_column(_enum(RequestStatus, "request_event_status"))
+    note: Mapped[str | None] = mapped_column(Text)
+    #: The admin who made the change; NULL for the requester's own creation or the CLI.
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    pose_id: Mapped[int | None] = mapped_column(ForeignKey("pose_library.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,7 +1,8 @@
 """The pose library: categories and poses with COCO-18 keypoints, the built-in set shipped in
 the package (``builtin_poses.json``, generated from joint-angle specs by
 :mod:`posegen.library.author`) and loaded idempotently into the database, and operators' own
-sets loaded the same way (:mod:`posegen.library.importer`). Each pose records the canvas it was
+sets loaded the same way (:mod:`posegen.library.importer`); users' private poses live in the
+same table (:mod:`posegen.library.private`). Each pose records the canvas it was
 authored on (512 x 512) and its framing, so it is drawn undistorted at any output size. Maps are
 rendered locally, so the library works offline."""
 
@@ -23,6 +24,14 @@ from posegen.db.engine import write_transaction
 from posegen.db.models import PoseCategory, PoseLibrary
 from posegen.exceptions import FetchError, InvalidInput
 from posegen.library import attributes
+from posegen.library.private import (
+    create_private_pose,
+    delete_private_pose,
+    get_private_pose,
+    list_private_poses,
+    promote_private_pose,
+    update_private_pose,
+)
 from posegen.pose import pose_json
 
 log = logging.getLogger(__name__)
@@ -344,11 +353,17 @@ __all__ = [
     "SyncReport",
     "builtin_library",
     "category_from_json",
+    "create_private_pose",
+    "delete_private_pose",
+    "get_private_pose",
+    "list_private_poses",
     "load_pose_map",
     "parse_library",
     "pose_from_json",
     "pose_map_source",
+    "promote_private_pose",
     "seed_library",
     "sync_library",
+    "update_private_pose",
     "upsert",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
+from posegen import catalog
 from posegen.db.engine import write_transaction
 from posegen.db.models import PoseFavorite, PoseLibrary, PoseRating
 from posegen.db.types import utcnow
@@ -51,9 +52,7 @@ def average(count: int, total: int) -> float | None:
 
 
 def _lock_pose(conn: Connection, pose_id: int, include_private: bool) -> None:
-    stmt = select(L.id).where(L.id == pose_id)
-    if not include_private:
-        stmt = stmt.where(L.is_public.is_(True))
+    stmt = select(L.id).where(L.id == pose_id, catalog.visible(include_private))
     if conn.execute(stmt.with_for_update(key_share=True)).first() is None:
         raise NotFound(f"pose {pose_id} not found")
 

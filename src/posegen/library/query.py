@@ -9,7 +9,8 @@ suitability and featured (few values each) are checked on the rows the walk read
 Popularity moves while someone pages: a pose whose count changes between two pages may be
 skipped or shown twice, never an error.
 
-Private poses (``is_public = false``) are seen by admins only.
+Unpublished library poses are seen by admins only; a user's private pose by its owner only,
+by id (:func:`posegen.catalog.visible`), never in a listing.
 """
 
 from __future__ import annotations
@@ -85,8 +86,7 @@ def category_tree(engine: Engine, *, include_private: bool) -> list[CategoryNode
     """Every category, depth first (siblings by ``sort_order``, then id), with live counts: one
     GROUP BY over the category index, so a count is never stale."""
     counted = select(L.category_id, func.count(L.id)).group_by(L.category_id)
-    if not include_private:
-        counted = counted.where(L.is_public.is_(True))
+    counted = counted.where(catalog.visible(include_private))
     with read_connection(engine) as conn:
         counts = {int(c): int(n) for c, n in conn.execute(counted)}
         rows = conn.execute(
@@ -211,8 +211,8 @@ def statement(
         if match.join_fts:
             stmt = stmt.join(_FTS, _FTS.c.rowid == L.id)
         stmt = stmt.where(match.where)
-    if not include_private:
-        stmt = stmt.where(L.is_public.is_(True))
+    # Listings never show private poses (their owners have /me/poses).
+    stmt = stmt.where(catalog.visible(include_private))
     if filters.tags:
         stmt = stmt.where(search.has_tags(dialect, filters.tags))
     for name in ("difficulty", "framing", "suitability"):
@@ -266,9 +266,9 @@ def get_pose(
     engine: Engine, pose_id: int, *, viewer_id: int | None, include_private: bool
 ) -> catalog.PoseView:
     """One pose with the caller's favourite and rating; 404 when the caller cannot see it."""
-    stmt = _select(viewer_id, False, []).where(L.id == pose_id)
-    if not include_private:
-        stmt = stmt.where(L.is_public.is_(True))
+    stmt = _select(viewer_id, False, []).where(
+        L.id == pose_id, catalog.visible(include_private, viewer_id)
+    )
     with read_connection(engine) as conn:
         row = conn.execute(stmt).first()
     if row is None:

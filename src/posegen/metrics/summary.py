@@ -213,14 +213,19 @@ def errors(engine: Engine, window: Window) -> dict[str, Any]:
 
 
 def popular_poses(engine: Engine, window: Window, limit: int) -> dict[str, Any]:
-    """Library poses by completed images in the window, most first (ties: lower id)."""
+    """Library poses by completed images in the window, most first (ties: lower id). Users'
+    private poses are theirs alone, so they are not counted here."""
     g, gp, pl = PoseGeneration, GeneratedPose, PoseLibrary
     images = func.count().label("images")
     stmt = (
         select(pl.id, pl.slug, pl.name, images, func.count(func.distinct(gp.generation_id)))
         .join(gp, gp.pose_id == pl.id)
         .join(g, g.id == gp.generation_id)
-        .where(gp.status == PoseStatus.COMPLETED, window.on(g.created_at))
+        .where(
+            gp.status == PoseStatus.COMPLETED,
+            window.on(g.created_at),
+            pl.owner_user_id.is_(None),
+        )
         .group_by(pl.id, pl.slug, pl.name)
         .order_by(images.desc(), pl.id)
         .limit(limit)

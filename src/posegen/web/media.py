@@ -108,7 +108,10 @@ def pose_map(
     """A pose's ControlNet map as PNG, at its own size or one of 128/256/512 px square."""
     if size is not None and size not in MAP_SIZES:
         raise InvalidInput(f"size must be one of {MAP_SIZES}")
-    pose = catalog.get_pose(ctx.engine, pose_id, include_private=session.is_admin)
+    assert session.account is not None
+    pose = catalog.get_pose(
+        ctx.engine, pose_id, include_private=session.is_admin, viewer_id=session.account.id
+    )
     result = load_pose_map(map_cache(request, ctx), pose, (size, size) if size else None)
     return map_png(pose_id, result)
 

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from posegen import catalog, credits, pagination, projects, queue, uploads
+from posegen import catalog, credits, library, pagination, projects, queue, uploads
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
 from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
@@ -94,7 +94,9 @@ def build_request(
             raise InvalidInput("pick at least one pose")
         if len(pose_ids) > s.max_poses_per_request:
             raise InvalidInput(f"at most {s.max_poses_per_request} poses per generation")
-        missing = catalog.missing_poses(ctx.engine, pose_ids, include_private=session.is_admin)
+        missing = catalog.missing_poses(
+            ctx.engine, pose_ids, include_private=session.is_admin, viewer_id=session.account.id
+        )
         if missing:
             raise InvalidInput(f"unknown poses: {', '.join(map(str, missing))}")
         total = len(pose_ids) * state.variations
@@ -146,6 +148,10 @@ def form_values(ctx: WebContext, session: WebSession, category: str | None) -> d
         "projects": mine,
         "categories": cats,
         "poses": poses,
+        # The user's private poses (posegen.library.private): theirs to generate with.
+        "my_poses": library.list_private_poses(
+            ctx.engine, session.account.id, limit=pagination.MAX_LIMIT
+        ).items,
         "category": category or "",
         "max_variations": ctx.settings.max_variations,
     }

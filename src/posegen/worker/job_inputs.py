@@ -12,9 +12,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from posegen import uploads
+from posegen import catalog, uploads
 from posegen.db.engine import read_connection
-from posegen.db.models import PoseLibrary, Project, Role, Upload, User
+from posegen.db.models import PoseLibrary, Project, Upload, User
 
 #: Without a prompt a library pose still needs a subject for the model to draw.
 DEFAULT_SUBJECT_PROMPT = "a person"
@@ -29,7 +29,8 @@ class PoseInfo:
     keypoints: Any
     controlnet_map_url: str | None
     map_upload_id: int | None = None
-    #: Set only when an admin owns the map upload (see ``library.pose_map_source``).
+    #: Set only when the map upload is one the pose may use: an admin's for a library pose, the
+    #: owner's own for a private pose (see ``library.pose_map_source``).
     map_upload_path: str | None = None
 
 
@@ -55,7 +56,9 @@ MapOwner = User.__table__.alias("map_owner")
 def load_inputs(engine: Engine, project_id: int, pose_ids: list[int], user_id: int) -> JobInputs:
     """The project's subject and the selected poses (missing ones are absent), checked again
     here against ownership: the subject upload must be ``user_id``'s (the generation's user),
-    a map upload an admin's. Whatever wrote the rows, nobody else's file is read."""
+    a library pose's map upload an admin's; a private pose is used only in its owner's
+    generations, with the owner's own map upload. Whatever wrote the rows, nobody else's pose
+    or file is read."""
     with read_connection(engine) as conn:
         row = conn.execute(
             select(
@@ -82,14 +85,18 @@ def load_inputs(engine: Engine, project_id: int, pose_ids: list[int], user_id: i
                     Upload.sha256,
                     Upload.content_type,
                     MapOwner.c.role,
+                    PoseLibrary.owner_user_id,
                 )
                 .outerjoin(Upload, Upload.id == PoseLibrary.map_upload_id)
                 .outerjoin(MapOwner, MapOwner.c.id == Upload.user_id)
                 .where(PoseLibrary.id.in_(set(pose_ids)))
             )
             for r in rows:
+                if r.owner_user_id not in (None, user_id):
+                    continue  # someone else's private pose: missing, like an unknown id
                 path = None
-                if r.sha256 is not None and r.role == Role.ADMIN.value:
+                allowed = catalog.map_upload_allowed(r.owner_user_id, r.user_id, r.role)
+                if r.sha256 is not None and allowed:
                     path = uploads.relpath(r.user_id, r.sha256, r.content_type)
                 poses[r.id] = PoseInfo(
                     r.id,

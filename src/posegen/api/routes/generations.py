@@ -171,7 +171,9 @@ def create_generation(
     if project.status != ProjectStatus.ACTIVE:
         raise Conflict(f"project {project.id} is archived", kind="project-archived")
     if body.pose_ids:
-        missing = catalog.missing_poses(engine, body.pose_ids, include_private=is_admin(user))
+        missing = catalog.missing_poses(
+            engine, body.pose_ids, include_private=is_admin(user), viewer_id=user.id
+        )
         if missing:
             raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
     backend = body.backend or settings.serving_backend

@@ -142,7 +142,7 @@ def get_pose(request: Request, pose_id: PathId, user: CurrentUser, engine: Engin
 )
 def pose_map(request: Request, pose_id: PathId, user: CurrentUser, engine: EngineDep) -> Response:
     """The ControlNet pose map as PNG (fetched safely and cached, or rendered from keypoints)."""
-    pose = catalog.get_pose(engine, pose_id, include_private=is_admin(user))
+    pose = catalog.get_pose(engine, pose_id, include_private=is_admin(user), viewer_id=user.id)
     try:
         result = load_pose_map(request.app.state.map_cache, pose)
     except FetchError as exc:

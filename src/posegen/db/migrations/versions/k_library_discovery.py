@@ -14,7 +14,7 @@ touch it). The library table is small (hundreds to thousands of rows): its index
 inside the migration's transaction rather than CONCURRENTLY.
 
 Revision ID: k_library
-Revises: o_retention
+Revises: l_community
 Create Date: 2026-11-30
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "k_library"
-down_revision = "o_retention"
+down_revision = "l_community"
 branch_labels = None
 depends_on = None
 
