@@ -92,7 +92,7 @@ class World:
         body = {"name": f"pose {self.unique()}", "category": 1, "keypoints": [[0.5, 0.5]] * 18}
         return int(self.api("POST", "/library/poses", key=self.keys.admin, json=body).json()["id"])
 
-    def private_pose(self) -> int:
+    def unpublished_pose(self) -> int:
         body = {
             "name": f"private {self.unique()}",
             "category": 1,
@@ -161,12 +161,12 @@ TABLE: dict[tuple[str, str], Row] = {
     ("DELETE", "/library/poses/{pose_id}"): Row(admin_only(204), lambda w: {"pose_id": w.pose()}),
     # Marks on a pose: anyone signed in, on the poses they can see (a private pose: admins).
     ("PUT", "/library/poses/{pose_id}/favorite"): Row(
-        {ANON: 401, USER: 404, OTHER: 404, ADMIN: 200}, lambda w: {"pose_id": w.private_pose()}
+        {ANON: 401, USER: 404, OTHER: 404, ADMIN: 200}, lambda w: {"pose_id": w.unpublished_pose()}
     ),
     ("DELETE", "/library/poses/{pose_id}/favorite"): Row(everyone(200), lambda w: {"pose_id": 1}),
     ("PUT", "/library/poses/{pose_id}/rating"): Row(
         {ANON: 401, USER: 404, OTHER: 404, ADMIN: 200},
-        lambda w: {"pose_id": w.private_pose()},
+        lambda w: {"pose_id": w.unpublished_pose()},
         lambda w: {"json": {"stars": 4}},
     ),
     ("DELETE", "/library/poses/{pose_id}/rating"): Row(everyone(200), lambda w: {"pose_id": 1}),
