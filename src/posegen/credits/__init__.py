@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from posegen.config import Settings
+from posegen.credits import plans, pricing
 from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
 from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
 from posegen.credits.refunds import refund_amount, refund_ended
@@ -28,16 +29,19 @@ __all__ = [
     "insufficient",
     "is_overdraft",
     "ledger_page",
+    "plans",
     "post",
     "price",
+    "pricing",
     "refund_amount",
     "refund_ended",
 ]
 
 
 def price(settings: Settings, total_poses: int) -> int:
-    """What a generation of ``total_poses`` poses costs."""
-    return settings.credits_per_pose * total_poses
+    """What a generation of ``total_poses`` poses costs without extras (see
+    :mod:`posegen.credits.pricing` for exports and a background change)."""
+    return pricing.quote(settings, total_poses).total
 
 
 def insufficient(conn: Connection, user_id: int, required: int) -> InsufficientCredits:

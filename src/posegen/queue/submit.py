@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_
@@ -20,6 +21,7 @@ from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, 
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.exceptions import (
     Conflict,
+    DailyQuotaExceeded,
     InsufficientCredits,
     InvalidInput,
     NotFound,
@@ -70,12 +72,19 @@ def submit(
     try:
         for _ in range(_ADMIT_TRIES):
             try:
-                outcome = _admit_and_insert(engine, settings, req, limits, reserved)
+                outcome, cost = _admit_and_insert(engine, settings, req, limits, reserved)
             except InsufficientCredits:
                 prom.INSUFFICIENT_CREDITS.inc()
                 raise
+            except DailyQuotaExceeded:
+                # A concurrent submit with the same key may have taken the last pose: a replay.
+                again = None if req.idempotency_key is None else _existing(engine, req)
+                if again is not None:
+                    return again
+                prom.QUOTA_REFUSALS.inc()
+                raise
             if isinstance(outcome, SubmitResult):
-                if outcome.created and (cost := credits.price(settings, req.total_expected_poses)):
+                if outcome.created and cost:
                     prom.CREDITS.labels(kind="charged").inc(cost)
                 return outcome
             if isinstance(outcome, InsufficientCredits):
@@ -97,17 +106,91 @@ def submit(
         return found
 
 
+class _Refused(Exception):
+    """Rolls back a quota user's transaction; ``reason``: why (None: no reason any more)."""
+
+    def __init__(self, reason: PosegenError | None) -> None:
+        super().__init__()
+        self.reason = reason
+
+
 def _admit_and_insert(
     engine: Engine,
     settings: Settings,
     req: GenerationRequest,
     limits: quota.SubmitLimits,
     reserved: int,
-) -> SubmitResult | PosegenError | None:
-    """One try: the new generation, or why it was refused (None: no reason any more)."""
-    ops = ops_for(engine)
+) -> tuple[SubmitResult | PosegenError | None, int]:
+    """One try: the new generation, or why it was refused (None: no reason any more), with
+    the credits it was charged. A quota plan's generation costs no credits, counts against
+    today's quota in the same transaction and is claimed first (priority raised)."""
     now = utcnow()
-    cost = credits.price(settings, req.total_expected_poses)
+    with read_connection(engine) as conn:
+        plan = credits.plans.current(conn, req.user_id, credits.plans.local_day(settings, now))
+    if plan.is_quota:
+        return _admit_quota(engine, settings, req, limits, reserved, plan, now), 0
+    cost = credits.pricing.quote(
+        settings,
+        req.total_expected_poses,
+        # Paid extras, priced when the request carries them (exports, a background change).
+        getattr(req, "export_formats", ()) or (),
+        bool(getattr(req, "background", None)),
+    ).total
+    return _admit_payg(engine, settings, req, limits, reserved, cost, now), cost
+
+
+def _admit_quota(
+    engine: Engine,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+    plan: credits.plans.Plan,
+    now: dt.datetime,
+) -> SubmitResult | PosegenError | None:
+    """A quota user's submit: the day's count, the limits and the row in one transaction (on
+    PostgreSQL too: two statements, where pay-as-you-go submits are one)."""
+    ops = ops_for(engine)
+    boosted = replace(req, priority=min(_INT32, req.priority + settings.quota_priority))
+    try:
+        with write_transaction(engine) as conn:
+            if req.idempotency_key is not None:
+                again = _lookup(conn, req)
+                if again is not None:
+                    return again
+            # The quota row first (then the rollup row): one lock order for these submits.
+            credits.plans.consume(conn, settings, req.user_id, plan, req.total_expected_poses, now)
+            if ops.submit_one is not None:
+                new_id = ops.submit_one(conn, _row(boosted, settings, now, reserved), limits)
+                if new_id is None:
+                    raise _Refused(
+                        quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+                    )
+                return SubmitResult(new_id, True)
+            admitted = conn.execute(
+                _ADMIT_SQLITE,
+                quota.admit_params(req.user_id, req.project_id, reserved, limits, now),
+            ).first()
+            if admitted is None:
+                raise _Refused(
+                    quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+                )
+            (gen_id,) = _insert(conn, settings, [boosted], admitted=True)
+            return SubmitResult(gen_id, True)
+    except _Refused as refused:
+        return refused.reason
+
+
+def _admit_payg(
+    engine: Engine,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+    cost: int,
+    now: dt.datetime,
+) -> SubmitResult | PosegenError | None:
+    ops = ops_for(engine)
     if ops.submit_one is not None:
         # PostgreSQL: limits, charge, rollup, row, event and NOTIFY in one autocommit statement.
         with tx.autocommit(engine) as conn:
