@@ -3,8 +3,10 @@ when a generation ends short, inside the queue's own transactions (so money and 
 disagree). ``POSEGEN_CREDITS_PER_POSE`` = 0 (the default) makes generating free: nothing is
 charged and no ledger rows are written.
 
-The queue calls :func:`price`, :func:`insufficient`, :func:`is_overdraft` and
-:func:`refund_ended` inside its transactions; the API and CLI use :mod:`posegen.credits.accounts`.
+The queue calls :func:`price`, :func:`insufficient`, :func:`is_overdraft`,
+:func:`refund_poses` and :func:`refund_ended` inside its transactions (and
+:mod:`posegen.credits.plans` for quota plans); the API and CLI use
+:mod:`posegen.credits.accounts`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from posegen.config import Settings
 from posegen.credits import plans, pricing
 from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
 from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
-from posegen.credits.refunds import refund_amount, refund_ended
+from posegen.credits.refunds import refund_amount, refund_ended, refund_poses
 from posegen.exceptions import InsufficientCredits
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "pricing",
     "refund_amount",
     "refund_ended",
+    "refund_poses",
 ]
 
 
