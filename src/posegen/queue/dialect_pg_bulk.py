@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from posegen.credits import hourly
 from posegen.queue import quota
 from posegen.queue.bulk_core import EndRow
 
@@ -213,7 +214,12 @@ SUBMIT_ONE = (
     "WHERE users.id = %(user_id)s AND %(credit_charged)s > 0), "
     "l AS (INSERT INTO credit_ledger (user_id, amount, kind, generation_id, idempotency_key, "
     "created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
-    "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0) "
+    "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0), "
+    # The hour's credit rollup (posegen.credits.hourly), what the admin metrics sum.
+    "h AS (INSERT INTO credit_hourly (user_id, hour, charged, refunded) "
+    "SELECT %(user_id)s, %(credit_hour)s, %(credit_charged)s, 0 FROM g "
+    "WHERE %(credit_charged)s > 0 ON CONFLICT (user_id, hour) DO UPDATE SET "
+    "charged = credit_hourly.charged + excluded.charged) "
     "SELECT id, pg_notify(%(channel)s, '') FROM g"
 )
 
@@ -232,6 +238,7 @@ def submit_one(
         "status": str(row["status"]),
         "selected_pose_ids": json.dumps(row["selected_pose_ids"]),
         "channel": channel,
+        "credit_hour": hourly.hour_of(row["created_at"]),
     }
     found = conn.exec_driver_sql(SUBMIT_ONE, params).first()
     return None if found is None else int(found[0])
