@@ -123,7 +123,8 @@ async def payment_webhook(
     request: Request, engine: EngineDep, settings: SettingsDep
 ) -> CreditGrantOut:
     """A payment provider's signed event (no API key: `Posegen-Signature: sha256=<hex HMAC of
-    the body>` with `POSEGEN_PAYMENT_WEBHOOK_SECRET`); each `eventId` credits once."""
+    the body>` with `POSEGEN_PAYMENT_WEBHOOK_SECRET`); each `eventId` credits once, and an
+    event whose signed `timestamp` is older than the tolerance is refused (401 `stale-event`)."""
     if settings.payment_webhook_secret is None:
         raise NotFound("the payment webhook is not configured")
     body = await request.body()
@@ -133,6 +134,7 @@ async def payment_webhook(
         settings.payment_webhook_secret.get_secret_value(),
         body,
         request.headers.get(webhook.HEADER),
+        tolerance_seconds=settings.payment_webhook_tolerance_seconds,
     )
     return CreditGrantOut(user_id=outcome.user_id, balance=outcome.balance, applied=outcome.applied)
 
