@@ -17,6 +17,7 @@ from starlette.routing import Route
 from posegen.config import Settings
 from posegen.web import (
     auth_pages,
+    credit_pages,
     generation_pages,
     library_pages,
     media,
@@ -47,6 +48,7 @@ def include_web(app: FastAPI, settings: Settings, engine: Engine) -> WebContext:
         submit_pages,
         media,
         library_pages,
+        credit_pages,
     ):
         app.include_router(module.router, prefix=PREFIX)
     taken = {r.path for r in app.router.routes if isinstance(r, Route)}
