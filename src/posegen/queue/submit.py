@@ -31,7 +31,7 @@ from posegen.exceptions import (
 from posegen.metrics import prom
 from posegen.observe import tracing
 from posegen.queue import events, quota, transitions, tx
-from posegen.queue.dialects import ops_for
+from posegen.queue.dialects import DialectOps, ops_for
 from posegen.queue.model import GenerationRequest, SubmitResult
 
 _INT32 = 2**31 - 1
@@ -107,11 +107,26 @@ def submit(
 
 
 class _Refused(Exception):
-    """Rolls back a quota user's transaction; ``reason``: why (None: no reason any more)."""
+    """Rolls back a submit's transaction; ``reason``: why (None: no reason any more)."""
 
     def __init__(self, reason: PosegenError | None) -> None:
         super().__init__()
         self.reason = reason
+
+
+def _price(settings: Settings, req: GenerationRequest) -> int:
+    return credits.pricing.quote(
+        settings,
+        req.total_expected_poses,
+        # Paid extras, priced when the request carries them (exports, a background change).
+        getattr(req, "export_formats", ()) or (),
+        bool(getattr(req, "background", None)),
+    ).total
+
+
+def _boosted(settings: Settings, req: GenerationRequest) -> GenerationRequest:
+    """A quota plan's generation: claimed before pay-as-you-go ones (higher runs first)."""
+    return replace(req, priority=min(_INT32, req.priority + settings.quota_priority))
 
 
 def _admit_and_insert(
@@ -122,67 +137,25 @@ def _admit_and_insert(
     reserved: int,
 ) -> tuple[SubmitResult | PosegenError | None, int]:
     """One try: the new generation, or why it was refused (None: no reason any more), with
-    the credits it was charged. A quota plan's generation costs no credits, counts against
-    today's quota in the same transaction and is claimed first (priority raised)."""
-    now = utcnow()
-    with read_connection(engine) as conn:
-        plan = credits.plans.current(conn, req.user_id, credits.plans.local_day(settings, now))
-    if plan.is_quota:
-        return _admit_quota(engine, settings, req, limits, reserved, plan, now), 0
-    cost = credits.pricing.quote(
-        settings,
-        req.total_expected_poses,
-        # Paid extras, priced when the request carries them (exports, a background change).
-        getattr(req, "export_formats", ()) or (),
-        bool(getattr(req, "background", None)),
-    ).total
-    return _admit_payg(engine, settings, req, limits, reserved, cost, now), cost
-
-
-def _admit_quota(
-    engine: Engine,
-    settings: Settings,
-    req: GenerationRequest,
-    limits: quota.SubmitLimits,
-    reserved: int,
-    plan: credits.plans.Plan,
-    now: dt.datetime,
-) -> SubmitResult | PosegenError | None:
-    """A quota user's submit: the day's count, the limits and the row in one transaction (on
-    PostgreSQL too: two statements, where pay-as-you-go submits are one)."""
+    the credits it was charged. The user's plan is read on the submit's own connection: a
+    quota plan's generation costs no credits, counts against today's quota in the same
+    transaction and is claimed first (priority raised)."""
     ops = ops_for(engine)
-    boosted = replace(req, priority=min(_INT32, req.priority + settings.quota_priority))
-    try:
-        with write_transaction(engine) as conn:
-            if req.idempotency_key is not None:
-                again = _lookup(conn, req)
-                if again is not None:
-                    return again
-            # The quota row first (then the rollup row): one lock order for these submits.
-            credits.plans.consume(conn, settings, req.user_id, plan, req.total_expected_poses, now)
-            if ops.submit_one is not None:
-                new_id = ops.submit_one(conn, _row(boosted, settings, now, reserved), limits)
-                if new_id is None:
-                    raise _Refused(
-                        quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
-                    )
-                return SubmitResult(new_id, True)
-            admitted = conn.execute(
-                _ADMIT_SQLITE,
-                quota.admit_params(req.user_id, req.project_id, reserved, limits, now),
-            ).first()
-            if admitted is None:
-                raise _Refused(
-                    quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
-                )
-            (gen_id,) = _insert(conn, settings, [boosted], admitted=True)
-            return SubmitResult(gen_id, True)
-    except _Refused as refused:
-        return refused.reason
+    now = utcnow()
+    day = credits.plans.local_day(settings, now)
+    if ops.submit_one is None:
+        return _submit_sqlite(engine, settings, req, limits, reserved, now, day)
+    with tx.autocommit(engine) as conn:
+        plan = credits.plans.current(conn, req.user_id, day)
+        if not plan.is_quota:
+            cost = _price(settings, req)
+            return _submit_pg(conn, ops, settings, req, limits, reserved, cost, now), cost
+    return _submit_pg_quota(engine, ops, settings, req, limits, reserved, plan, now), 0
 
 
-def _admit_payg(
-    engine: Engine,
+def _submit_pg(
+    conn: Connection,
+    ops: DialectOps,
     settings: Settings,
     req: GenerationRequest,
     limits: quota.SubmitLimits,
@@ -190,45 +163,103 @@ def _admit_payg(
     cost: int,
     now: dt.datetime,
 ) -> SubmitResult | PosegenError | None:
-    ops = ops_for(engine)
-    if ops.submit_one is not None:
-        # PostgreSQL: limits, charge, rollup, row, event and NOTIFY in one autocommit statement.
-        with tx.autocommit(engine) as conn:
-            try:
-                new_id = ops.submit_one(conn, _row(req, settings, now, reserved, cost), limits)
-            except IntegrityError as exc:
-                # The balance CHECK refused the charge and rolled the statement back; a
-                # concurrent submit with the same key may have been the one that paid.
-                if not credits.is_overdraft(exc):
-                    raise
-                again = None if req.idempotency_key is None else _lookup(conn, req)
-                return again or credits.insufficient(conn, req.user_id, cost)
-            if new_id is not None:
-                return SubmitResult(new_id, True)
-            # Refused. A concurrent submit with the same key may have taken the last slot:
-            # that is a replay, not a refusal.
+    """PostgreSQL, pay as you go: limits, charge, rollup, row, event and NOTIFY in one
+    autocommit statement on ``conn``."""
+    assert ops.submit_one is not None
+    try:
+        new_id = ops.submit_one(conn, _row(req, settings, now, reserved, cost), limits)
+    except IntegrityError as exc:
+        # The balance CHECK refused the charge and rolled the statement back; a
+        # concurrent submit with the same key may have been the one that paid.
+        if not credits.is_overdraft(exc):
+            raise
+        again = None if req.idempotency_key is None else _lookup(conn, req)
+        return again or credits.insufficient(conn, req.user_id, cost)
+    if new_id is not None:
+        return SubmitResult(new_id, True)
+    # Refused. A concurrent submit with the same key may have taken the last slot:
+    # that is a replay, not a refusal.
+    if req.idempotency_key is not None:
+        again = _lookup(conn, req)
+        if again is not None:
+            return again
+    return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+
+
+def _submit_pg_quota(
+    engine: Engine,
+    ops: DialectOps,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+    plan: credits.plans.Plan,
+    now: dt.datetime,
+) -> SubmitResult | PosegenError | None:
+    """PostgreSQL, a quota plan: the day's count and the usual one-statement admission in one
+    transaction (the quota row is locked first, then the rollup row: one order)."""
+    assert ops.submit_one is not None
+    try:
+        with write_transaction(engine) as conn:
             if req.idempotency_key is not None:
                 again = _lookup(conn, req)
                 if again is not None:
                     return again
-            return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
-    with write_transaction(engine) as conn:
-        if req.idempotency_key is not None:
-            # Re-check under the write lock: the first lookup ran outside it.
-            again = _lookup(conn, req)
-            if again is not None:
-                return again
-        admitted = conn.execute(
-            _ADMIT_SQLITE, quota.admit_params(req.user_id, req.project_id, reserved, limits, now)
-        ).first()
-        if admitted is None:
-            # Still under the write lock: the reason read here is the one that refused.
-            return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
-        (gen_id,) = _insert(conn, settings, [req], admitted=True, cost=cost)
-        if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
-            # Raising rolls back the admission and the row: a refusal charges nothing.
-            raise credits.insufficient(conn, req.user_id, cost)
-    return SubmitResult(gen_id, True)
+            credits.plans.consume(conn, settings, req.user_id, plan, req.total_expected_poses, now)
+            new_id = ops.submit_one(
+                conn, _row(_boosted(settings, req), settings, now, reserved), limits
+            )
+            if new_id is None:
+                raise _Refused(
+                    quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+                )
+            return SubmitResult(new_id, True)
+    except _Refused as refused:
+        return refused.reason
+
+
+def _submit_sqlite(
+    engine: Engine,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+    now: dt.datetime,
+    day: dt.date,
+) -> tuple[SubmitResult | PosegenError | None, int]:
+    """SQLite: the plan, the quota or the charge, the limits and the row in one ``BEGIN
+    IMMEDIATE`` transaction; a refusal raises inside it, so it rolls back whole."""
+    try:
+        with write_transaction(engine) as conn:
+            if req.idempotency_key is not None:
+                # Re-check under the write lock: the first lookup ran outside it.
+                again = _lookup(conn, req)
+                if again is not None:
+                    return again, 0
+            plan = credits.plans.current(conn, req.user_id, day)
+            if plan.is_quota:
+                credits.plans.consume(
+                    conn, settings, req.user_id, plan, req.total_expected_poses, now
+                )
+                row_req, cost = _boosted(settings, req), 0
+            else:
+                row_req, cost = req, _price(settings, req)
+            admitted = conn.execute(
+                _ADMIT_SQLITE,
+                quota.admit_params(req.user_id, req.project_id, reserved, limits, now),
+            ).first()
+            if admitted is None:
+                # Still under the write lock: the reason read here is the one that refused.
+                raise _Refused(
+                    quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+                )
+            (gen_id,) = _insert(conn, settings, [row_req], admitted=True, cost=cost)
+            if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
+                # Raising rolls back the admission and the row: a refusal charges nothing.
+                raise credits.insufficient(conn, req.user_id, cost)
+            return SubmitResult(gen_id, True), cost
+    except _Refused as refused:
+        return refused.reason, 0
 
 
 _ADMIT_SQLITE = text(quota.admit_sql(lambda name: f":{name}")).bindparams(

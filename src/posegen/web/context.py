@@ -75,10 +75,19 @@ async def _signed_in(
     if session is None or session.account is None:
         raise SignInRequired
     observe.bind(user_id=session.account.id)  # the page's log lines name the user
-    request.state.credit_header = await run_in_threadpool(
-        credit_header, web_context(request), session.account.id
-    )
+    if _wants_page(request):
+        request.state.credit_header = await run_in_threadpool(
+            credit_header, web_context(request), session.account.id
+        )
     return session
+
+
+def _wants_page(request: Request) -> bool:
+    """Whether the header's balance may be drawn: a page load (browsers send text/html, plain
+    clients */*), not an image, a stream or a download of the same session (a gallery loads
+    dozens of images: none of them reads the balance)."""
+    accept = request.headers.get("accept", "*/*")
+    return "text/html" in accept or accept.strip() == "*/*"
 
 
 @dataclass(frozen=True)
