@@ -1,6 +1,7 @@
 """The admin metrics' per-period credit figures come from the hourly credit rollup, kept in the
 charge's and the refund's own transactions (both engines): they equal the ledger's sums, do not
-move when the generations are deleted, and a period before the credits moved counts none."""
+move when the generations are deleted, a period before the credits moved counts none, and the
+check finds a rollup that drifted from the ledger and rebuilds it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import datetime as dt
 from typing import Any
 
 from queue_helpers import Owner, completed_result
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, func, select, update
 
 from posegen import credits, queue
 from posegen.db.models import CreditHourly, CreditKind, CreditLedger, PoseGeneration, PoseStatus
@@ -57,3 +58,15 @@ def test_period_credit_totals_from_the_rollup(engine: Engine, tuned: Any) -> Non
     past = summary.resolve_window(start=before, end=before + dt.timedelta(days=1))
     earlier = summary.summary(engine, past, worker_stale_seconds=60)
     assert (earlier["totalCreditsSpent"], earlier["totalCreditsRefunded"]) == (0, 0)
+
+    # A rollup changed behind posegen's back: the check names the user, --fix rebuilds it
+    # from the ledger and the figures are right again.
+    assert credits.hourly.check(engine) == []
+    with engine.begin() as conn:
+        conn.execute(update(CreditHourly).values(charged=CreditHourly.charged + 7))
+    (drift,) = credits.hourly.check(engine)
+    assert (drift.user_id, drift.charged - 7, drift.ledger_charged) == (owner.user_id, spent, spent)
+    assert credits.hourly.check(engine, fix=True) == [drift]
+    assert credits.hourly.check(engine) == []
+    again = summary.summary(engine, summary.resolve_window("all"), worker_stale_seconds=60)
+    assert (again["totalCreditsSpent"], again["totalCreditsRefunded"]) == (spent, refunded)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from posegen.config import Settings
-from posegen.credits import plans, pricing
+from posegen.credits import hourly, plans, pricing
 from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
 from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
 from posegen.credits.refunds import refund_amount, refund_ended, refund_poses
@@ -28,6 +28,7 @@ __all__ = [
     "charge_usage",
     "check",
     "grant",
+    "hourly",
     "insufficient",
     "is_overdraft",
     "ledger_page",
