@@ -145,12 +145,13 @@ def _admit_and_insert(
     day = credits.plans.local_day(settings, now)
     if ops.submit_one is None:
         return _submit_sqlite(engine, settings, req, limits, reserved, now, day)
+    cost = _price(settings, req)
     with tx.autocommit(engine) as conn:
-        plan = credits.plans.current(conn, req.user_id, day)
-        if not plan.is_quota:
-            cost = _price(settings, req)
-            return _submit_pg(conn, ops, settings, req, limits, reserved, cost, now), cost
-    return _submit_pg_quota(engine, ops, settings, req, limits, reserved, plan, now), 0
+        outcome = _submit_pg(conn, ops, settings, req, limits, reserved, cost, now, day)
+    if isinstance(outcome, credits.plans.Plan):
+        # The statement found a live quota plan and changed nothing.
+        return _submit_pg_quota(engine, ops, settings, req, limits, reserved, outcome, now), 0
+    return outcome, cost
 
 
 def _submit_pg(
@@ -162,12 +163,15 @@ def _submit_pg(
     reserved: int,
     cost: int,
     now: dt.datetime,
-) -> SubmitResult | PosegenError | None:
-    """PostgreSQL, pay as you go: limits, charge, rollup, row, event and NOTIFY in one
-    autocommit statement on ``conn``."""
+    day: dt.date,
+) -> SubmitResult | PosegenError | credits.plans.Plan | None:
+    """PostgreSQL, pay as you go: plan check, limits, charge, rollup, row, event and NOTIFY in
+    one autocommit statement on ``conn``; the user's quota plan when they have a live one (the
+    statement then changed nothing)."""
     assert ops.submit_one is not None
+    row = {**_row(req, settings, now, reserved, cost), "quota_day": day}
     try:
-        new_id = ops.submit_one(conn, _row(req, settings, now, reserved, cost), limits)
+        new_id = ops.submit_one(conn, row, limits)
     except IntegrityError as exc:
         # The balance CHECK refused the charge and rolled the statement back; a
         # concurrent submit with the same key may have been the one that paid.
@@ -183,6 +187,9 @@ def _submit_pg(
         again = _lookup(conn, req)
         if again is not None:
             return again
+    plan = credits.plans.current(conn, req.user_id, day)
+    if plan.is_quota:
+        return plan
     return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
 
 
@@ -206,9 +213,8 @@ def _submit_pg_quota(
                 if again is not None:
                     return again
             credits.plans.consume(conn, settings, req.user_id, plan, req.total_expected_poses, now)
-            new_id = ops.submit_one(
-                conn, _row(_boosted(settings, req), settings, now, reserved), limits
-            )
+            row = {**_row(_boosted(settings, req), settings, now, reserved), "quota_day": None}
+            new_id = ops.submit_one(conn, row, limits)
             if new_id is None:
                 raise _Refused(
                     quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
