@@ -1,5 +1,6 @@
 """What the credit charge costs a submit: single submits per second through ``queue.submit``
-with the user-facing limits on, with credits free (price 0) and charged (price 1), on
+with the user-facing limits on, with credits free (price 0), charged (price 1) and as a
+quota-plan user (where the code has plans: counted against the day's quota, not charged), on
 PostgreSQL (a scratch database) and SQLite, run after run interleaved.
 
     .venv/bin/python bench/credits_submit.py                   # 2,000 submits per run, 3 reps
@@ -17,6 +18,8 @@ import sys
 sys.path.sort(key=lambda p: os.path.abspath(p or ".") == os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
+import datetime as dt
+import importlib.util
 import statistics
 import tempfile
 import time
@@ -32,8 +35,11 @@ from posegen.db.engine import make_engine
 from posegen.db.models import GenerationType, Project, User
 from posegen.queue import GenerationRequest, SubmitLimits
 
+#: Quota plans exist (this branch): a third arm submits as a quota user (price 1, not charged).
+HAS_PLANS = importlib.util.find_spec("posegen.credits.plans") is not None
 
-def one_run(url: str, data_dir: str, price: int, n: int) -> float:
+
+def one_run(url: str, data_dir: str, price: int, n: int, quota: bool = False) -> float:
     settings = load_settings(database_url=url, data_dir=data_dir)
     if "credits_per_pose" in type(settings).model_fields:
         settings = settings.model_copy(update={"credits_per_pose": price})
@@ -47,6 +53,11 @@ def one_run(url: str, data_dir: str, price: int, n: int) -> float:
             ).scalar_one()
             if hasattr(User, "credit_balance"):
                 conn.execute(update(User).where(User.id == user).values(credit_balance=10**9))
+        if quota:
+            from posegen.credits import plans
+
+            until = dt.date.today() + dt.timedelta(days=2)
+            plans.set_plan(engine, user, daily_poses=10**6, valid_until=until)
         limits = SubmitLimits(max_active=10**9, per_minute=10**9)
         req = GenerationRequest(
             user_id=user,
@@ -81,6 +92,9 @@ def main() -> None:
                 for price in (0, 1):
                     rate = one_run(url, tmp, price, args.submits)
                     results.setdefault(f"{name} price {price}", []).append(rate)
+                if HAS_PLANS:
+                    rate = one_run(url, tmp, 1, args.submits, quota=True)
+                    results.setdefault(f"{name} quota plan", []).append(rate)
     for key, rates in results.items():
         print(
             f"{key:<20} {statistics.median(rates):8.0f} submits/s  (runs: "

@@ -10,6 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -123,6 +124,14 @@ class Settings(BaseSettings):
     max_result_bytes_per_user: int = Field(default=10 * 1024**3, ge=1)
     #: Credits one pose costs, charged at submit (0: generating is free and nobody is charged).
     credits_per_pose: int = Field(default=0, ge=0)
+    #: Surcharges for paid extras, per pose (``posegen.credits.pricing``): each export format
+    #: asked for at submit, and a background change.
+    credits_per_export: int = Field(default=0, ge=0)
+    credits_background_surcharge: int = Field(default=0, ge=0)
+    #: Quota plans count poses per day in this IANA time zone (a day starts at its midnight).
+    quota_timezone: str = "UTC"
+    #: Added to the priority of a quota user's generations (claimed first: higher is sooner).
+    quota_priority: int = Field(default=10, ge=0, le=1000)
     #: Size estimate of one stored result: width x height x this (PNG), plus a thumbnail.
     result_bytes_per_pixel: float = Field(default=3.0, gt=0)
     #: The HTTP server: connections it holds (idle ones included; capped below the descriptor
@@ -154,6 +163,8 @@ class Settings(BaseSettings):
     #: Shared secret of the payment provider's webhook (HMAC-SHA256 over the body); unset:
     #: the webhook answers 404.
     payment_webhook_secret: SecretStr | None = None
+    #: A webhook event whose signed timestamp is further than this from now is refused.
+    payment_webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
     # --- logs and traces ------------------------------------------------------------------
     #: ``auto``: text on a terminal, JSON lines otherwise.
@@ -224,6 +235,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"unsupported database URL scheme {scheme!r}: use sqlite:///PATH or postgresql://..."
             )
+        return value
+
+    @field_validator("quota_timezone")
+    @classmethod
+    def _check_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name like Europe/Paris)"
+            ) from exc
         return value
 
     @field_validator("comfyui_workflow_path", "vision_python", mode="before")

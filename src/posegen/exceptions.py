@@ -101,6 +101,19 @@ class InsufficientCredits(PosegenError):
         self.balance = balance
 
 
+class DailyQuotaExceeded(RateLimited):
+    """A quota plan's poses for today are used up (or this generation needs more than are
+    left); nothing was queued or counted. ``resets_at``: the next local midnight."""
+
+    def __init__(
+        self, message: str, *, retry_after: int, resets_at: str, daily: int, left: int
+    ) -> None:
+        super().__init__(message, retry_after=retry_after, kind="quota-exceeded")
+        self.resets_at = resets_at
+        self.daily = daily
+        self.left = left
+
+
 class LeaseLost(PosegenError):
     """A fenced worker write matched zero rows: another worker owns the generation now."""
 

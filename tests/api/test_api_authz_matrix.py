@@ -244,6 +244,11 @@ TABLE: dict[tuple[str, str], Row] = {
         lambda w: {"user_id": w.spare_user().account.id},
         request=lambda w: {"json": {"amount": 5, "reason": "matrix"}},
     ),
+    ("POST", "/admin/users/{user_id}/plan"): Row(
+        admin_only(200),
+        lambda w: {"user_id": w.spare_user().account.id},
+        request=lambda w: {"json": {"plan": "payg", "reason": "matrix"}},
+    ),
     # Signed by the payment provider, not by a key: off (404) unless its secret is set.
     ("POST", "/webhooks/payments"): Row({r: 404 for r in ORDER}),
     ("DELETE", "/admin/keys/{prefix}"): Row(

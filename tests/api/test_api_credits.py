@@ -6,6 +6,7 @@ an admin's grant read and write what the ledger says."""
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import httpx
@@ -146,7 +147,7 @@ def test_signed_payment_webhook_credits_once_per_event(
         url = f"{base}/webhooks/payments"
 
         def send(event: dict, signature: str | None = "sign") -> httpx.Response:
-            body = json.dumps(event).encode()
+            body = json.dumps({"timestamp": int(time.time())} | event).encode()
             headers = {"Content-Type": "application/json"}
             if signature == "sign":
                 headers[webhook.HEADER] = webhook.sign(secret, body)
@@ -165,10 +166,18 @@ def test_signed_payment_webhook_credits_once_per_event(
         # Wrong or missing signatures, a body changed after signing: 401, nothing credited.
         assert problem_of(send(paid | {"eventId": "evt_3"}, None), 401)["kind"] == "bad-signature"
         assert problem_of(send(paid, "sha256=" + "0" * 64), 401)["kind"] == "bad-signature"
-        body = json.dumps(paid | {"eventId": "evt_4"}).encode()
+        body = json.dumps(paid | {"eventId": "evt_4", "timestamp": int(time.time())}).encode()
         tampered = body.replace(b"250", b"999")
         r = c.post(url, content=tampered, headers={webhook.HEADER: webhook.sign(secret, body)})
         assert problem_of(r, 401)["kind"] == "bad-signature"
+        # Correctly signed but stale (a captured request replayed later, even under a new
+        # event id), or without a timestamp: refused, nothing credited.
+        tolerance = s.payment_webhook_tolerance_seconds
+        old = send(paid | {"eventId": "evt_7", "timestamp": int(time.time()) - tolerance - 60})
+        assert problem_of(old, 401)["kind"] == "stale-event"
+        ahead = send(paid | {"eventId": "evt_8", "timestamp": int(time.time()) + tolerance + 60})
+        assert problem_of(ahead, 401)["kind"] == "stale-event"
+        assert problem_of(send(paid | {"eventId": "evt_9", "timestamp": None}), 422)
         # Signed but malformed, or for nobody.
         assert problem_of(send({"eventId": "evt_5", "userId": keys.user_id}), 422)
         assert problem_of(send({"eventId": "evt_6", "userId": 999999, "credits": 1}), 404)

@@ -62,3 +62,23 @@ def test_grant_balance_ledger_check_and_fix(engine: Engine, cli_env: dict[str, s
         assert r.returncode == code, (args, r.stderr)
         assert "Traceback" not in r.stderr and r.stderr.startswith("error: ")
     assert run(cli_env, "credits", "balance", "cli@example.com").stdout.strip() == "25"
+
+
+def test_plan_quota_then_payg(engine: Engine, cli_env: dict[str, str]) -> None:
+    from posegen import credits
+    from posegen.config import Settings
+
+    user = accounts.create_user(engine, "Plan", "plan@example.com").account
+    put = run(
+        cli_env, "credits", "plan", "plan@example.com", "--quota", "5", "--until", "2099-12-31"
+    )
+    assert put.returncode == 0, put.stderr
+    assert "quota of 5 poses a day through 2099-12-31" in put.stdout
+    standing = credits.plans.standing(engine, Settings(), user.id)
+    assert standing.plan.is_quota and standing.left_today == 5
+    for args in (("--quota", "5"), ("--payg", "--quota", "5"), ("--quota", "5", "--until", "x")):
+        bad = run(cli_env, "credits", "plan", "plan@example.com", *args)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    back = run(cli_env, "credits", "plan", "plan@example.com", "--payg")
+    assert back.returncode == 0 and "pay as you go" in back.stdout
+    assert credits.plans.standing(engine, Settings(), user.id).left_today is None

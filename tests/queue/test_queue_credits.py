@@ -95,11 +95,17 @@ def test_partial_refunds_failed_poses_once(engine: Engine, priced: Settings) -> 
     gid = queue.submit(engine, priced, req, ROOMY).generation_id
     (job,) = queue.claim(engine, priced, "w", 1)
     queue.record_pose(engine, job.id, job.lease_token, completed_result(req.pose_ids[0], 0))
-    queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[1], 0))
-    queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[2], 0))
     refunded_before = _counter("posegen_credits_total", kind="refunded")
+    queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[1], 0))
+    # Each failed pose is refunded by the write that records it, before the generation ends.
+    assert credits.balance(engine, owner.user_id) == 100 - 2 * PRICE
+    assert row(engine, gid).credit_refunded == PRICE
+    queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[1], 0))  # a replay
+    queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[2], 0))
     assert queue.finish(engine, job.id, job.lease_token).value == "partial"
     assert _counter("posegen_credits_total", kind="refunded") - refunded_before == 2 * PRICE
+    refunds = [(a, g) for k, a, g in _ledger(engine, owner.user_id) if k == "refund"]
+    assert refunds == [(PRICE, gid), (PRICE, gid)]  # one per failed pose, none at the end
     r = row(engine, gid)
     assert (r.credit_charged, r.credit_refunded) == (3 * PRICE, 2 * PRICE)
     assert credits.balance(engine, owner.user_id) == 100 - PRICE
@@ -231,4 +237,26 @@ def test_refunds_and_submits_of_one_user_at_once_neither_deadlock_nor_drift(
     # 80 charged, the first 40 refunded in full.
     assert credits.balance(engine, owner.user_id) == 10_000 - 40 * PRICE
     assert all(row(engine, g).credit_refunded == PRICE for g in first)
+    _assert_balanced(engine)
+
+
+def test_a_failed_pose_then_a_failed_generation_refund_each_part_once(
+    engine: Engine, priced: Settings
+) -> None:
+    owner = Owner(engine)
+    credits.grant(engine, owner.user_id, 100)
+    req = owner.request(poses=4)
+    gid = queue.submit(engine, priced, req, ROOMY).generation_id
+    (job,) = queue.claim(engine, priced, "w", 1)
+    queue.record_pose(engine, job.id, job.lease_token, completed_result(req.pose_ids[0], 0))
+    queue.record_pose(engine, job.id, job.lease_token, _failed(req.pose_ids[1], 0))
+    queue.fail_permanent(engine, job.id, job.lease_token, "bad", "bad")
+    # The failed pose by its key, the two never written by the generation's: 3 poses back.
+    assert [(k, a) for k, a, _ in _ledger(engine, owner.user_id)][-2:] == [
+        ("refund", PRICE),
+        ("refund", 2 * PRICE),
+    ]
+    r = row(engine, gid)
+    assert (r.credit_charged, r.credit_refunded) == (4 * PRICE, 3 * PRICE)
+    assert credits.balance(engine, owner.user_id) == 100 - PRICE
     _assert_balanced(engine)

@@ -16,7 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from posegen.exceptions import InsufficientCredits, PosegenError, RateLimited, Unauthorized
+from posegen.exceptions import (
+    DailyQuotaExceeded,
+    InsufficientCredits,
+    PosegenError,
+    RateLimited,
+    Unauthorized,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +119,15 @@ async def handle(request: Request, exc: Exception) -> ProblemResponse:
             # A sentence written for clients (no paths or hosts), where the error has one.
             detail = getattr(exc, "public_detail", None) or detail
             return problem(status, exc.kind, detail, headers=headers or None)
-        extra = None
+        extra: dict[str, Any] | None = None
         if isinstance(exc, InsufficientCredits):
             extra = {"required": exc.required, "balance": exc.balance}
+        if isinstance(exc, DailyQuotaExceeded):
+            extra = {
+                "resetsAt": exc.resets_at,
+                "quotaPerDay": exc.daily,
+                "quotaLeftToday": exc.left,
+            }
         return problem(status, exc.kind, exc.message, headers=headers or None, extra=extra)
     if isinstance(exc, RequestValidationError):
         return problem(

@@ -481,8 +481,13 @@ class ReadyOut(ApiModel):
 
 class CreditsOut(ApiModel):
     balance: int
-    plan: str = Field(description="`payg` (pay as you go): the only plan so far.")
-    quota_left_today: int | None = Field(description="Poses left today on a quota plan; null.")
+    plan: str = Field(
+        description="`payg` (pay as you go) or `quota` (a daily number of poses, no credits "
+        "charged, until its end date; an expired quota plan reads `payg`)."
+    )
+    quota_left_today: int | None = Field(
+        description="Poses left today (in `POSEGEN_QUOTA_TIMEZONE`) on a quota plan; null on payg."
+    )
 
 
 class LedgerEntryOut(ApiModel):
@@ -529,3 +534,21 @@ class StatsOut(ApiModel):
     recent_generations: int = Field(description="Generations submitted in the last 7 days.")
     credit_usage: CreditUsageOut
     top_used_poses: list[TopPoseOut]
+
+
+class PlanIn(RequestModel):
+    """A quota plan (`quota` and `until` both) or pay as you go (`plan: payg`, neither)."""
+
+    plan: Literal["payg", "quota"]
+    quota: int | None = Field(default=None, ge=1, le=1_000_000, description="Poses per day.")
+    until: dt.date | None = Field(
+        default=None, description="Last local date (inclusive) the quota plan applies."
+    )
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class PlanOut(ApiModel):
+    user_id: int
+    plan: str
+    quota: int | None
+    until: dt.date | None

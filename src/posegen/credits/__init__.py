@@ -3,8 +3,10 @@ when a generation ends short, inside the queue's own transactions (so money and 
 disagree). ``POSEGEN_CREDITS_PER_POSE`` = 0 (the default) makes generating free: nothing is
 charged and no ledger rows are written.
 
-The queue calls :func:`price`, :func:`insufficient`, :func:`is_overdraft` and
-:func:`refund_ended` inside its transactions; the API and CLI use :mod:`posegen.credits.accounts`.
+The queue calls :func:`price`, :func:`insufficient`, :func:`is_overdraft`,
+:func:`refund_poses` and :func:`refund_ended` inside its transactions (and
+:mod:`posegen.credits.plans` for quota plans); the API and CLI use
+:mod:`posegen.credits.accounts`.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from posegen.config import Settings
+from posegen.credits import hourly, plans, pricing
 from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
 from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
-from posegen.credits.refunds import refund_amount, refund_ended
+from posegen.credits.refunds import refund_amount, refund_ended, refund_poses
 from posegen.exceptions import InsufficientCredits
 
 __all__ = [
@@ -25,19 +28,24 @@ __all__ = [
     "charge_usage",
     "check",
     "grant",
+    "hourly",
     "insufficient",
     "is_overdraft",
     "ledger_page",
+    "plans",
     "post",
     "price",
+    "pricing",
     "refund_amount",
     "refund_ended",
+    "refund_poses",
 ]
 
 
 def price(settings: Settings, total_poses: int) -> int:
-    """What a generation of ``total_poses`` poses costs."""
-    return settings.credits_per_pose * total_poses
+    """What a generation of ``total_poses`` poses costs without extras (see
+    :mod:`posegen.credits.pricing` for exports and a background change)."""
+    return pricing.quote(settings, total_poses).total
 
 
 def insufficient(conn: Connection, user_id: int, required: int) -> InsufficientCredits:

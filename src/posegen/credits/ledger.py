@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from posegen.credits import hourly
 from posegen.db.models import CreditKind, CreditLedger, User
 from posegen.db.types import utcnow
 from posegen.exceptions import InsufficientCredits
@@ -79,6 +80,10 @@ def post(
             required=-amount,
             balance=balance_of(conn, user_id),
         ) from exc
+    if kind is CreditKind.USAGE:
+        hourly.add(conn, user_id, values["created_at"], charged=-amount)
+    elif kind is CreditKind.REFUND:
+        hourly.add(conn, user_id, values["created_at"], refunded=amount)
     return True
 
 
@@ -105,6 +110,7 @@ def charge_usage(
             created_at=now,
         )
     )
+    hourly.add(conn, user_id, now, charged=cost)
     return True
 
 

@@ -2,7 +2,10 @@
 
 The provider signs the raw request body with the shared secret (HMAC-SHA256, hex) and sends
 ``Posegen-Signature: sha256=<hex>``. The signature is checked on the bytes as received, before
-anything is parsed, in constant time. The provider's event id becomes the ledger row's
+anything is parsed, in constant time. The body carries ``timestamp`` (Unix seconds, when the
+provider signed this delivery): an event further than ``POSEGEN_PAYMENT_WEBHOOK_TOLERANCE_SECONDS``
+from our clock is refused (``stale-event``), so a captured request cannot be replayed later
+even for an event id we have forgotten. The provider's event id becomes the ledger row's
 idempotency key, so a redelivered or replayed event credits nothing more.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +47,27 @@ def verify(secret: str, body: bytes, header: str | None) -> None:
         raise Unauthorized("missing or wrong payment signature", kind="bad-signature")
 
 
-def apply(engine: Engine, secret: str, body: bytes, header: str | None) -> WebhookOutcome:
-    """Verify, parse and apply one event: ``{"eventId", "email" or "userId", "credits",
-    "paymentRef"?}``. Raises :class:`Unauthorized`, :class:`InvalidInput`, :class:`NotFound`."""
+def apply(
+    engine: Engine,
+    secret: str,
+    body: bytes,
+    header: str | None,
+    *,
+    tolerance_seconds: float = 300,
+    now: float | None = None,
+) -> WebhookOutcome:
+    """Verify, parse and apply one event: ``{"eventId", "timestamp", "email" or "userId",
+    "credits", "paymentRef"?}``. Raises :class:`Unauthorized` (``bad-signature``,
+    ``stale-event``), :class:`InvalidInput`, :class:`NotFound`."""
     verify(secret, body, header)
     event = _parse(body)
+    skew = abs((time.time() if now is None else now) - event["timestamp"])
+    if skew > tolerance_seconds:
+        raise Unauthorized(
+            f"the event was signed {int(skew)} s away from now (tolerance "
+            f"{int(tolerance_seconds)} s); the provider must sign each delivery afresh",
+            kind="stale-event",
+        )
     user_id = _user(engine, event)
     balance, applied = grant(
         engine,
@@ -71,6 +91,9 @@ def _parse(body: bytes) -> dict[str, Any]:
     event_id = event.get("eventId")
     if not isinstance(event_id, str) or not 1 <= len(event_id) <= 120:
         raise InvalidInput("eventId must be a string of 1-120 characters")
+    stamp = event.get("timestamp")
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool) or not 0 < stamp < 2**40:
+        raise InvalidInput("timestamp (Unix seconds when the event was signed) is required")
     amount = event.get("credits")
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < 1:
         raise InvalidInput("credits must be a positive integer")

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     Enum,
     ForeignKey,
     Index,
@@ -689,6 +690,24 @@ class PoseRequest(Base):
             unique=True,
             postgresql_where=text("status IN ('open', 'approved', 'in_progress')"),
             sqlite_where=text("status IN ('open', 'approved', 'in_progress')"),
+class PlanKind(enum.StrEnum):
+    PAYG = "payg"
+    QUOTA = "quota"
+
+
+class CreditPlan(Base):
+    """Append-only: every plan a user was put on, by whom. A user's plan is their newest row
+    (none: pay as you go). A quota plan admits ``daily_poses`` poses per local day (the zone is
+    ``POSEGEN_QUOTA_TIMEZONE``) up to and including the local date ``valid_until``; after that the
+    user pays as they go again."""
+
+    __tablename__ = "credit_plans"
+    __table_args__ = (
+        Index("ix_credit_plans_user_id_id", "user_id", "id"),
+        CheckConstraint(
+            "(plan = 'payg' AND daily_poses IS NULL AND valid_until IS NULL) OR "
+            "(plan = 'quota' AND daily_poses >= 1 AND valid_until IS NOT NULL)",
+            name="plan_shape",
         ),
         SQLITE_AUTOINCREMENT,
     )
@@ -751,3 +770,43 @@ class PoseRequestEvent(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     pose_id: Mapped[int | None] = mapped_column(ForeignKey("pose_library.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    plan: Mapped[PlanKind] = mapped_column(_enum(PlanKind, "plan_kind"))
+    daily_poses: Mapped[int | None] = mapped_column(Integer)
+    valid_until: Mapped[dt.date | None] = mapped_column(Date)
+    #: The admin who set it; None for the system.
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class QuotaUsage(Base):
+    """Poses a quota user consumed on one local day, counted in the submit transaction by a
+    conditional upsert (its row lock admits exactly the quota). Keyed by the local date, so a
+    new day is a new row: nothing resets, nothing races at midnight."""
+
+    __tablename__ = "quota_usage"
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    poses: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CreditHourly(Base):
+    """Per-user, per-hour credit rollup (charged at submit, refunded), written in the same
+    transaction as the ledger rows it counts: the admin metrics sum these rows over a period
+    instead of scanning generations."""
+
+    __tablename__ = "credit_hourly"
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: The UTC hour the rows fell in (minutes and seconds zero).
+    hour: Mapped[dt.datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    charged: Mapped[int] = mapped_column(BigInteger, default=0)
+    refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+Index("ix_credit_hourly_hour", CreditHourly.hour)

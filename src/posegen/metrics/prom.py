@@ -41,6 +41,9 @@ CREDITS = Counter(
 INSUFFICIENT_CREDITS = Counter(
     "posegen_insufficient_credits_total", "Submits refused (402) for want of credits"
 )
+QUOTA_REFUSALS = Counter(
+    "posegen_quota_refusals_total", "Submits refused (429) because a daily pose quota was used up"
+)
 WORKER_IN_FLIGHT = Gauge("posegen_worker_in_flight", "Generations running in this worker")
 WORKER_PAUSED = Gauge(
     "posegen_worker_paused", "1 while this worker claims nothing because its backend is down"

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
 from posegen import bounds
+from posegen.credits import hourly
 from posegen.db.engine import read_connection
 from posegen.db.models import (
     GeneratedPose,
@@ -119,6 +120,8 @@ def summary(
                 avg_ms = float(avg)
         queue = _queue(conn, now)
         workers = _workers(conn, now, worker_stale_seconds)
+        # From the hourly credit rollup (posegen.credits.hourly), not a scan; to the hour.
+        spent, refunded = hourly.totals(conn, window.start, window.end)
     finished = sum(by_status[s.value] for s in FINISHED)
     return {
         **window.as_dict(),
@@ -129,6 +132,8 @@ def summary(
         "avgSecondsPerPose": None if avg_ms is None else round(avg_ms / 1000, 3),
         "queue": queue,
         "workers": workers,
+        "totalCreditsSpent": spent,
+        "totalCreditsRefunded": refunded,
     }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from posegen.credits import hourly
 from posegen.library import popularity
 from posegen.queue import quota
 from posegen.queue.bulk_core import EndRow
@@ -193,9 +194,19 @@ _GEN_COLUMNS = (
 # in its WHERE, checked under the row lock; see posegen.queue.quota), the row (only if admitted),
 # the ``queued`` event and the NOTIFY. Run in autocommit it is a whole transaction in one round
 # trip; a refused submit inserts nothing and sends no NOTIFY.
+# A user on a live quota plan (their newest credit_plans row, posegen.credits.plans) is not
+# admitted by the pay-as-you-go statement: it changes nothing, and the caller then reads the
+# plan and submits through the quota's transaction. ``quota_day`` NULL: no such check (the
+# quota path itself). Pay-as-you-go submits pay no extra round trip for plans.
+_NOT_ON_QUOTA = (
+    "AND (CAST(%(quota_day)s AS date) IS NULL OR NOT EXISTS (SELECT 1 FROM (SELECT plan, "
+    "valid_until FROM credit_plans WHERE user_id = %(user_id)s ORDER BY id DESC LIMIT 1) AS cp "
+    "WHERE cp.plan = 'quota' AND cp.valid_until >= CAST(%(quota_day)s AS date)))"
+)
+
 SUBMIT_ONE = (
     "WITH q AS ("
-    + quota.admit_sql(lambda name: f"%({name})s")
+    + quota.admit_sql(lambda name: f"%({name})s", _NOT_ON_QUOTA)
     + "), g AS (INSERT INTO pose_generations ("
     + ", ".join(_GEN_COLUMNS)
     + ") SELECT "
@@ -216,7 +227,14 @@ SUBMIT_ONE = (
     "created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
     "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0), "
     # One use of each of its poses (posegen.library.popularity), only when admitted.
-     + popularity.uses_cte_pg("g") + " SELECT id, pg_notify(%(channel)s, '') FROM g"
+    + popularity.uses_cte_pg("g")
+    + ", "
+    # The hour's credit rollup (posegen.credits.hourly), what the admin metrics sum.
+    "h AS (INSERT INTO credit_hourly (user_id, hour, charged, refunded) "
+    "SELECT %(user_id)s, %(credit_hour)s, %(credit_charged)s, 0 FROM g "
+    "WHERE %(credit_charged)s > 0 ON CONFLICT (user_id, hour) DO UPDATE SET "
+    "charged = credit_hourly.charged + excluded.charged) "
+    "SELECT id, pg_notify(%(channel)s, '') FROM g"
 )
 
 
@@ -235,6 +253,8 @@ def submit_one(
         "selected_pose_ids": json.dumps(row["selected_pose_ids"]),
         "channel": channel,
         **popularity.use_params(row["selected_pose_ids"]),
+        "credit_hour": hourly.hour_of(row["created_at"]),
+        "quota_day": row.get("quota_day"),
     }
     found = conn.exec_driver_sql(SUBMIT_ONE, params).first()
     return None if found is None else int(found[0])

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from posegen import failures
+from posegen import credits, failures
 from posegen.db.models import GenerationStatus, PoseGeneration, PoseStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import InvalidInput
@@ -68,6 +68,7 @@ def checkpoint(
         return set()
     inserted = ops.insert_poses(conn, [_pose_row(w) for w in mine], utcnow())
     per_job: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    refunds: list[tuple[int, int, str, int | None, int]] = []
     for w in mine:
         if (w.job_id, w.result.variation_key) not in inserted:
             continue
@@ -77,6 +78,12 @@ def checkpoint(
             row.poses_completed += 1
         else:
             row.poses_failed += 1
+            if row.credit_charged:
+                # Refunded with its own terminal write, keyed by the pose (exactly once).
+                cost = credits.pricing.per_pose(row.credit_charged, row.total)
+                refunds.append(
+                    (w.job_id, row.user_id, w.result.variation_key, w.result.pose_id, cost)
+                )
         per_job[w.job_id][0 if ok else 1] += 1
         if ok:
             pending.deltas.poses(row.user_id, 1)
@@ -99,6 +106,8 @@ def checkpoint(
             )
         )
         pending.poses.append(w.result.status)
+    if refunds:
+        pending.refunded += credits.refund_poses(conn, refunds)
     counts = [
         (j, live[j].lease_token, ok_n, bad_n)
         for j, (ok_n, bad_n) in sorted(per_job.items())

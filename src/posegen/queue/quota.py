@@ -65,12 +65,13 @@ def estimate_result_bytes(settings: Settings, total_poses: int, width: int, heig
     return total_poses * (per_image + THUMBNAIL_BYTES_ESTIMATE)
 
 
-def admit_sql(p: Callable[[str], str]) -> str:
+def admit_sql(p: Callable[[str], str], extra: str = "") -> str:
     """The admission upsert; ``p(name)`` spells a parameter in the driver's style.
 
     Parameters: user_id, project_id, reserved_bytes (this generation's estimate), now,
     window_floor (now - WINDOW), max_active, per_minute, max_bytes. Returns ``user_id`` when
     the submit is admitted, nothing when a limit (or the project's owner) refuses it.
+    ``extra``: one more SQL condition the admission needs (``AND ...``), spelled by the caller.
     """
     s = "user_generation_stats"
     fresh = f"{s}.window_started_at > {p('window_floor')}"
@@ -79,7 +80,7 @@ def admit_sql(p: Callable[[str], str]) -> str:
         "poses_completed, result_bytes, reserved_bytes, window_started_at, window_submissions, "
         f"updated_at) SELECT {p('user_id')}, 1, 0, 0, 0, 0, 0, 0, {p('reserved_bytes')}, "
         f"{p('now')}, 1, {p('now')} FROM projects WHERE id = {p('project_id')} "
-        f"AND user_id = {p('user_id')} AND {p('reserved_bytes')} <= {p('max_bytes')} "
+        f"AND user_id = {p('user_id')} AND {p('reserved_bytes')} <= {p('max_bytes')} {extra} "
         f"ON CONFLICT (user_id) DO UPDATE SET generations = {s}.generations + 1, "
         f"reserved_bytes = {s}.reserved_bytes + excluded.reserved_bytes, "
         f"window_started_at = CASE WHEN {fresh} THEN {s}.window_started_at "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_
@@ -21,6 +22,7 @@ from posegen.db.models import GenerationStatus, GenerationType, PoseGeneration, 
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.exceptions import (
     Conflict,
+    DailyQuotaExceeded,
     InsufficientCredits,
     InvalidInput,
     NotFound,
@@ -31,7 +33,7 @@ from posegen.library import popularity
 from posegen.metrics import prom
 from posegen.observe import tracing
 from posegen.queue import events, quota, transitions, tx
-from posegen.queue.dialects import ops_for
+from posegen.queue.dialects import DialectOps, ops_for
 from posegen.queue.model import GenerationRequest, SubmitResult
 
 _INT32 = 2**31 - 1
@@ -72,12 +74,19 @@ def submit(
     try:
         for _ in range(_ADMIT_TRIES):
             try:
-                outcome = _admit_and_insert(engine, settings, req, limits, reserved)
+                outcome, cost = _admit_and_insert(engine, settings, req, limits, reserved)
             except InsufficientCredits:
                 prom.INSUFFICIENT_CREDITS.inc()
                 raise
+            except DailyQuotaExceeded:
+                # A concurrent submit with the same key may have taken the last pose: a replay.
+                again = None if req.idempotency_key is None else _existing(engine, req)
+                if again is not None:
+                    return again
+                prom.QUOTA_REFUSALS.inc()
+                raise
             if isinstance(outcome, SubmitResult):
-                if outcome.created and (cost := credits.price(settings, req.total_expected_poses)):
+                if outcome.created and cost:
                     prom.CREDITS.labels(kind="charged").inc(cost)
                 return outcome
             if isinstance(outcome, InsufficientCredits):
@@ -99,55 +108,166 @@ def submit(
         return found
 
 
+class _Refused(Exception):
+    """Rolls back a submit's transaction; ``reason``: why (None: no reason any more)."""
+
+    def __init__(self, reason: PosegenError | None) -> None:
+        super().__init__()
+        self.reason = reason
+
+
+def _price(settings: Settings, req: GenerationRequest) -> int:
+    return credits.pricing.quote(
+        settings,
+        req.total_expected_poses,
+        # Paid extras, priced when the request carries them (exports, a background change).
+        getattr(req, "export_formats", ()) or (),
+        bool(getattr(req, "background", None)),
+    ).total
+
+
+def _boosted(settings: Settings, req: GenerationRequest) -> GenerationRequest:
+    """A quota plan's generation: claimed before pay-as-you-go ones (higher runs first)."""
+    return replace(req, priority=min(_INT32, req.priority + settings.quota_priority))
+
+
 def _admit_and_insert(
     engine: Engine,
     settings: Settings,
     req: GenerationRequest,
     limits: quota.SubmitLimits,
     reserved: int,
-) -> SubmitResult | PosegenError | None:
-    """One try: the new generation, or why it was refused (None: no reason any more)."""
+) -> tuple[SubmitResult | PosegenError | None, int]:
+    """One try: the new generation, or why it was refused (None: no reason any more), with
+    the credits it was charged. The user's plan is read on the submit's own connection: a
+    quota plan's generation costs no credits, counts against today's quota in the same
+    transaction and is claimed first (priority raised)."""
     ops = ops_for(engine)
     now = utcnow()
-    cost = credits.price(settings, req.total_expected_poses)
-    if ops.submit_one is not None:
-        # PostgreSQL: limits, charge, rollup, row, event and NOTIFY in one autocommit statement.
-        with tx.autocommit(engine) as conn:
-            try:
-                new_id = ops.submit_one(conn, _row(req, settings, now, reserved, cost), limits)
-            except IntegrityError as exc:
-                # The balance CHECK refused the charge and rolled the statement back; a
-                # concurrent submit with the same key may have been the one that paid.
-                if not credits.is_overdraft(exc):
-                    raise
-                again = None if req.idempotency_key is None else _lookup(conn, req)
-                return again or credits.insufficient(conn, req.user_id, cost)
-            if new_id is not None:
-                return SubmitResult(new_id, True)
-            # Refused. A concurrent submit with the same key may have taken the last slot:
-            # that is a replay, not a refusal.
+    day = credits.plans.local_day(settings, now)
+    if ops.submit_one is None:
+        return _submit_sqlite(engine, settings, req, limits, reserved, now, day)
+    cost = _price(settings, req)
+    with tx.autocommit(engine) as conn:
+        outcome = _submit_pg(conn, ops, settings, req, limits, reserved, cost, now, day)
+    if isinstance(outcome, credits.plans.Plan):
+        # The statement found a live quota plan and changed nothing.
+        return _submit_pg_quota(engine, ops, settings, req, limits, reserved, outcome, now), 0
+    return outcome, cost
+
+
+def _submit_pg(
+    conn: Connection,
+    ops: DialectOps,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+    cost: int,
+    now: dt.datetime,
+    day: dt.date,
+) -> SubmitResult | PosegenError | credits.plans.Plan | None:
+    """PostgreSQL, pay as you go: plan check, limits, charge, rollup, row, event and NOTIFY in
+    one autocommit statement on ``conn``; the user's quota plan when they have a live one (the
+    statement then changed nothing)."""
+    assert ops.submit_one is not None
+    row = {**_row(req, settings, now, reserved, cost), "quota_day": day}
+    try:
+        new_id = ops.submit_one(conn, row, limits)
+    except IntegrityError as exc:
+        # The balance CHECK refused the charge and rolled the statement back; a
+        # concurrent submit with the same key may have been the one that paid.
+        if not credits.is_overdraft(exc):
+            raise
+        again = None if req.idempotency_key is None else _lookup(conn, req)
+        return again or credits.insufficient(conn, req.user_id, cost)
+    if new_id is not None:
+        return SubmitResult(new_id, True)
+    # Refused. A concurrent submit with the same key may have taken the last slot:
+    # that is a replay, not a refusal.
+    if req.idempotency_key is not None:
+        again = _lookup(conn, req)
+        if again is not None:
+            return again
+    plan = credits.plans.current(conn, req.user_id, day)
+    if plan.is_quota:
+        return plan
+    return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+
+
+def _submit_pg_quota(
+    engine: Engine,
+    ops: DialectOps,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+    plan: credits.plans.Plan,
+    now: dt.datetime,
+) -> SubmitResult | PosegenError | None:
+    """PostgreSQL, a quota plan: the day's count and the usual one-statement admission in one
+    transaction (the quota row is locked first, then the rollup row: one order)."""
+    assert ops.submit_one is not None
+    try:
+        with write_transaction(engine) as conn:
             if req.idempotency_key is not None:
                 again = _lookup(conn, req)
                 if again is not None:
                     return again
-            return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
-    with write_transaction(engine) as conn:
-        if req.idempotency_key is not None:
-            # Re-check under the write lock: the first lookup ran outside it.
-            again = _lookup(conn, req)
-            if again is not None:
-                return again
-        admitted = conn.execute(
-            _ADMIT_SQLITE, quota.admit_params(req.user_id, req.project_id, reserved, limits, now)
-        ).first()
-        if admitted is None:
-            # Still under the write lock: the reason read here is the one that refused.
-            return quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
-        (gen_id,) = _insert(conn, settings, [req], admitted=True, cost=cost)
-        if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
-            # Raising rolls back the admission and the row: a refusal charges nothing.
-            raise credits.insufficient(conn, req.user_id, cost)
-    return SubmitResult(gen_id, True)
+            credits.plans.consume(conn, settings, req.user_id, plan, req.total_expected_poses, now)
+            row = {**_row(_boosted(settings, req), settings, now, reserved), "quota_day": None}
+            new_id = ops.submit_one(conn, row, limits)
+            if new_id is None:
+                raise _Refused(
+                    quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+                )
+            return SubmitResult(new_id, True)
+    except _Refused as refused:
+        return refused.reason
+
+
+def _submit_sqlite(
+    engine: Engine,
+    settings: Settings,
+    req: GenerationRequest,
+    limits: quota.SubmitLimits,
+    reserved: int,
+    now: dt.datetime,
+    day: dt.date,
+) -> tuple[SubmitResult | PosegenError | None, int]:
+    """SQLite: the plan, the quota or the charge, the limits and the row in one ``BEGIN
+    IMMEDIATE`` transaction; a refusal raises inside it, so it rolls back whole."""
+    try:
+        with write_transaction(engine) as conn:
+            if req.idempotency_key is not None:
+                # Re-check under the write lock: the first lookup ran outside it.
+                again = _lookup(conn, req)
+                if again is not None:
+                    return again, 0
+            plan = credits.plans.current(conn, req.user_id, day)
+            if plan.is_quota:
+                credits.plans.consume(
+                    conn, settings, req.user_id, plan, req.total_expected_poses, now
+                )
+                row_req, cost = _boosted(settings, req), 0
+            else:
+                row_req, cost = req, _price(settings, req)
+            admitted = conn.execute(
+                _ADMIT_SQLITE,
+                quota.admit_params(req.user_id, req.project_id, reserved, limits, now),
+            ).first()
+            if admitted is None:
+                # Still under the write lock: the reason read here is the one that refused.
+                raise _Refused(
+                    quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
+                )
+            (gen_id,) = _insert(conn, settings, [row_req], admitted=True, cost=cost)
+            if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
+                # Raising rolls back the admission and the row: a refusal charges nothing.
+                raise credits.insufficient(conn, req.user_id, cost)
+            return SubmitResult(gen_id, True), cost
+    except _Refused as refused:
+        return refused.reason, 0
 
 
 _ADMIT_SQLITE = text(quota.admit_sql(lambda name: f":{name}")).bindparams(

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from starlette.responses import RedirectResponse, Response
 
-from posegen import __version__, observe
+from posegen import __version__, credits, observe
 from posegen.config import Settings
 from posegen.exceptions import Forbidden, PosegenError
 from posegen.metrics.ttlcache import TTLCache
@@ -69,12 +69,61 @@ async def _session(request: Request) -> WebSession | None:
 
 
 async def _signed_in(
+    request: Request,
     session: Annotated[WebSession | None, Depends(_session)],
 ) -> WebSession:
     if session is None or session.account is None:
         raise SignInRequired
     observe.bind(user_id=session.account.id)  # the page's log lines name the user
+    if _wants_page(request):
+        request.state.credit_header = await run_in_threadpool(
+            credit_header, web_context(request), session.account.id
+        )
     return session
+
+
+def _wants_page(request: Request) -> bool:
+    """Whether the header's balance may be drawn: a page load (browsers send text/html, plain
+    clients */*), not an image, a stream or a download of the same session (a gallery loads
+    dozens of images: none of them reads the balance)."""
+    accept = request.headers.get("accept", "*/*")
+    return "text/html" in accept or accept.strip() == "*/*"
+
+
+@dataclass(frozen=True)
+class CreditHeader:
+    """The header's balance and plan; absent (None) for a user credits do not concern."""
+
+    balance: int
+    plan: str
+    quota_left: int | None
+    quota_daily: int | None
+    quota_until: str | None
+
+
+def credits_in_play(settings: Settings) -> bool:
+    return bool(
+        settings.credits_per_pose
+        or settings.credits_per_export
+        or settings.credits_background_surcharge
+    )
+
+
+def credit_header(ctx: WebContext, user_id: int) -> CreditHeader | None:
+    """Balance and plan for the header: shown when anything costs credits, or the user has a
+    balance or a quota plan; with every price at 0 a user who never had credits sees nothing."""
+    balance = credits.balance(ctx.engine, user_id)
+    standing = credits.plans.standing(ctx.engine, ctx.settings, user_id)
+    plan = standing.plan
+    if not (credits_in_play(ctx.settings) or balance or plan.is_quota):
+        return None
+    return CreditHeader(
+        balance=balance,
+        plan="quota" if plan.is_quota else "payg",
+        quota_left=standing.left_today,
+        quota_daily=plan.daily_poses if plan.is_quota else None,
+        quota_until=plan.valid_until.isoformat() if plan.is_quota and plan.valid_until else None,
+    )
 
 
 async def _admin(session: Annotated[WebSession, Depends(_signed_in)]) -> WebSession:
@@ -121,6 +170,7 @@ def render(
         "version": __version__,
         "prefix": PREFIX,
         "path": request.url.path,
+        "credit_header": getattr(request.state, "credit_header", None),
     }
     context.update(values or {})
     response = ctx.templates.TemplateResponse(request, name, context, status_code=status)

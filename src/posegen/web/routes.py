@@ -18,6 +18,7 @@ from posegen.config import Settings
 from posegen.web import (
     auth_pages,
     community_pages,
+    credit_pages,
     generation_pages,
     library_pages,
     media,
@@ -49,6 +50,7 @@ def include_web(app: FastAPI, settings: Settings, engine: Engine) -> WebContext:
         media,
         library_pages,
         community_pages,
+        credit_pages,
     ):
         app.include_router(module.router, prefix=PREFIX)
     taken = {r.path for r in app.router.routes if isinstance(r, Route)}

@@ -21,7 +21,16 @@ from starlette.responses import RedirectResponse, Response
 from posegen import catalog, credits, library, pagination, projects, queue, uploads
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
-from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
+from posegen.web.context import (
+    PREFIX,
+    Ctx,
+    PageRoute,
+    SignedIn,
+    WebContext,
+    check_csrf,
+    credits_in_play,
+    render,
+)
 from posegen.web.session import WebSession
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -155,9 +164,15 @@ def form_values(ctx: WebContext, session: WebSession, category: str | None) -> d
         "category": category or "",
         "max_variations": ctx.settings.max_variations,
     }
-    if ctx.settings.credits_per_pose:
-        # The cost before submitting; with free generations the form does not mention credits.
-        values["credits_per_pose"] = ctx.settings.credits_per_pose
+    standing = credits.plans.standing(ctx.engine, ctx.settings, session.account.id)
+    if standing.plan.is_quota:
+        # A quota plan's generations cost no credits: the form says what is left today.
+        values["quota_left"] = standing.left_today
+        values["quota_daily"] = standing.plan.daily_poses
+    elif credits_in_play(ctx.settings):
+        # The cost before submitting, from the one pricing function (what submit charges);
+        # with free generations the form does not mention credits.
+        values["credits_per_pose"] = credits.pricing.quote(ctx.settings, 1).per_pose
         values["credit_balance"] = credits.balance(ctx.engine, session.account.id)
     return values
 

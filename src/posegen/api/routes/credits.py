@@ -19,20 +19,48 @@ from posegen.api.schemas import (
     CreditUsageOut,
     LedgerEntryOut,
     Page,
+    PlanIn,
+    PlanOut,
     StatsOut,
     TopPoseOut,
 )
 from posegen.credits import webhook
 from posegen.db.models import CreditKind
-from posegen.exceptions import Forbidden, NotFound
+from posegen.exceptions import Forbidden, InvalidInput, NotFound
 
 router = APIRouter(tags=["credits"])
 
 
 @router.get("/credits", response_model=CreditsOut)
-def my_credits(user: CurrentUser, engine: EngineDep) -> CreditsOut:
-    """The caller's balance and plan (pay as you go; quota plans are not built yet)."""
-    return CreditsOut(balance=credits.balance(engine, user.id), plan="payg", quota_left_today=None)
+def my_credits(user: CurrentUser, engine: EngineDep, settings: SettingsDep) -> CreditsOut:
+    """The caller's balance, plan and the poses left today on a quota plan."""
+    standing = credits.plans.standing(engine, settings, user.id)
+    return CreditsOut(
+        balance=credits.balance(engine, user.id),
+        plan="quota" if standing.plan.is_quota else "payg",
+        quota_left_today=standing.left_today,
+    )
+
+
+@router.post("/admin/users/{user_id}/plan", response_model=PlanOut, responses=problems(404, 422))
+def set_plan(user_id: PathId, body: PlanIn, admin: AdminUser, engine: EngineDep) -> PlanOut:
+    """Put a user on a quota plan (`quota` poses a day through the local date `until`) or back
+    on pay as you go; ledgered in `credit_plans` with the admin's id and the reason."""
+    if body.plan == "payg" and (body.quota is not None or body.until is not None):
+        raise InvalidInput("a payg plan takes no quota or until")
+    if body.plan == "quota" and (body.quota is None or body.until is None):
+        raise InvalidInput("a quota plan needs quota (poses per day) and until (a date)")
+    plan = credits.plans.set_plan(
+        engine,
+        user_id,
+        daily_poses=body.quota,
+        valid_until=body.until,
+        actor_id=admin.id,
+        reason=body.reason,
+    )
+    return PlanOut(
+        user_id=user_id, plan=plan.kind.value, quota=plan.daily_poses, until=plan.valid_until
+    )
 
 
 @router.get("/credits/ledger", response_model=Page[LedgerEntryOut], responses=problems(403, 422))
@@ -95,7 +123,8 @@ async def payment_webhook(
     request: Request, engine: EngineDep, settings: SettingsDep
 ) -> CreditGrantOut:
     """A payment provider's signed event (no API key: `Posegen-Signature: sha256=<hex HMAC of
-    the body>` with `POSEGEN_PAYMENT_WEBHOOK_SECRET`); each `eventId` credits once."""
+    the body>` with `POSEGEN_PAYMENT_WEBHOOK_SECRET`); each `eventId` credits once, and an
+    event whose signed `timestamp` is older than the tolerance is refused (401 `stale-event`)."""
     if settings.payment_webhook_secret is None:
         raise NotFound("the payment webhook is not configured")
     body = await request.body()
@@ -105,6 +134,7 @@ async def payment_webhook(
         settings.payment_webhook_secret.get_secret_value(),
         body,
         request.headers.get(webhook.HEADER),
+        tolerance_seconds=settings.payment_webhook_tolerance_seconds,
     )
     return CreditGrantOut(user_id=outcome.user_id, balance=outcome.balance, applied=outcome.applied)
 
