@@ -690,24 +690,6 @@ class PoseRequest(Base):
             unique=True,
             postgresql_where=text("status IN ('open', 'approved', 'in_progress')"),
             sqlite_where=text("status IN ('open', 'approved', 'in_progress')"),
-class PlanKind(enum.StrEnum):
-    PAYG = "payg"
-    QUOTA = "quota"
-
-
-class CreditPlan(Base):
-    """Append-only: every plan a user was put on, by whom. A user's plan is their newest row
-    (none: pay as you go). A quota plan admits ``daily_poses`` poses per local day (the zone is
-    ``POSEGEN_QUOTA_TIMEZONE``) up to and including the local date ``valid_until``; after that the
-    user pays as they go again."""
-
-    __tablename__ = "credit_plans"
-    __table_args__ = (
-        Index("ix_credit_plans_user_id_id", "user_id", "id"),
-        CheckConstraint(
-            "(plan = 'payg' AND daily_poses IS NULL AND valid_until IS NULL) OR "
-            "(plan = 'quota' AND daily_poses >= 1 AND valid_until IS NOT NULL)",
-            name="plan_shape",
         ),
         SQLITE_AUTOINCREMENT,
     )
@@ -770,6 +752,31 @@ class PoseRequestEvent(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     pose_id: Mapped[int | None] = mapped_column(ForeignKey("pose_library.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PlanKind(enum.StrEnum):
+    PAYG = "payg"
+    QUOTA = "quota"
+
+
+class CreditPlan(Base):
+    """Append-only: every plan a user was put on, by whom. A user's plan is their newest row
+    (none: pay as you go). A quota plan admits ``daily_poses`` poses per local day (the zone is
+    ``POSEGEN_QUOTA_TIMEZONE``) up to and including the local date ``valid_until``; after that the
+    user pays as they go again."""
+
+    __tablename__ = "credit_plans"
+    __table_args__ = (
+        Index("ix_credit_plans_user_id_id", "user_id", "id"),
+        CheckConstraint(
+            "(plan = 'payg' AND daily_poses IS NULL AND valid_until IS NULL) OR "
+            "(plan = 'quota' AND daily_poses >= 1 AND valid_until IS NOT NULL)",
+            name="plan_shape",
+        ),
+        SQLITE_AUTOINCREMENT,
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     plan: Mapped[PlanKind] = mapped_column(_enum(PlanKind, "plan_kind"))
     daily_poses: Mapped[int | None] = mapped_column(Integer)
