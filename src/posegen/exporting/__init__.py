@@ -5,7 +5,16 @@ and the flow: at generation time with each pose, or on demand as ``export`` foll
 
 from __future__ import annotations
 
-from posegen.exporting.flow import KIND, Requested, make, pose_json, request, run_task, task_key
+from posegen.exporting.flow import (
+    KIND,
+    Requested,
+    archive_members,
+    make,
+    pose_json,
+    request,
+    run_task,
+    task_key,
+)
 from posegen.exporting.records import ExportFile, ExportRow
 from posegen.exporting.render import check, formats
 
@@ -14,6 +23,7 @@ __all__ = [
     "ExportFile",
     "ExportRow",
     "Requested",
+    "archive_members",
     "check",
     "formats",
     "make",

@@ -91,6 +91,32 @@ def make(
     return out
 
 
+def archive_members(
+    engine: Engine, store: ResultStore, generation_id: int, formats: Sequence[str]
+) -> list[tuple[str, Any]]:
+    """``(format/pose-name-v<n>.<ext>, opener)`` for the generation's exports in ``formats``:
+    each member opened from the store only when the archive reaches it."""
+    import functools
+
+    from posegen.exporting import names
+
+    rows = records.of_formats(engine, generation_id, formats)
+    ids = sorted({r.pose_id for r in rows if r.pose_id is not None})
+    pose_names: dict[int, str] = {}
+    if ids:
+        with read_connection(engine) as conn:
+            pose_names = {
+                int(i): str(n)
+                for i, n in conn.execute(
+                    select(PoseLibrary.id, PoseLibrary.name).where(PoseLibrary.id.in_(ids))
+                )
+            }
+    return [
+        (name, functools.partial(store.open_stream, r.file.path))
+        for name, r in zip(names.member_names(rows, pose_names), rows, strict=True)
+    ]
+
+
 def pose_json(engine: Engine, pose_ids: Sequence[int | None]) -> dict[int, Any]:
     """The stored pose JSON of library poses (what the framing reads), by id."""
     ids = sorted({p for p in pose_ids if p is not None})

@@ -186,6 +186,7 @@ _GEN_COLUMNS = (
     "backend",
     "model",
     "credit_charged",
+    "export_formats",
 )
 
 # One submit, one statement: the admission upsert of the user's rollup row (every per-user limit
@@ -199,7 +200,7 @@ SUBMIT_ONE = (
     + ", ".join(_GEN_COLUMNS)
     + ") SELECT "
     + ", ".join(
-        "CAST(%(selected_pose_ids)s AS json)" if c == "selected_pose_ids" else f"%({c})s"
+        f"CAST(%({c})s AS json)" if c in ("selected_pose_ids", "export_formats") else f"%({c})s"
         for c in _GEN_COLUMNS
     )
     + " FROM q RETURNING id, total_expected_poses, priority, created_at), "
@@ -231,6 +232,9 @@ def submit_one(
         "type": str(row["type"]),
         "status": str(row["status"]),
         "selected_pose_ids": json.dumps(row["selected_pose_ids"]),
+        "export_formats": None
+        if row.get("export_formats") is None
+        else json.dumps(row["export_formats"]),
         "channel": channel,
     }
     found = conn.exec_driver_sql(SUBMIT_ONE, params).first()
@@ -264,6 +268,7 @@ _RECORD_TYPES = {
     "backend": "text",
     "model": "text",
     "credit_charged": "bigint",
+    "export_formats": "json",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 
-from posegen import backends, catalog, generations_read, projects, queue
+from posegen import backends, catalog, exporting, generations_read, projects, queue
 from posegen.accounts import Account
 from posegen.api import sse
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
@@ -115,7 +115,7 @@ def request_hash(body: GenerationCreate) -> str:
     data = body.model_dump(mode="json")
     # Fields added later are left out while unset, so a body sent before they existed hashes
     # as it did then (an Idempotency-Key replayed across an upgrade is not a conflict).
-    for late in ("backend", "model"):
+    for late in ("backend", "model", "export_formats"):
         if data.get(late) is None:
             data.pop(late, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -172,6 +172,7 @@ def create_generation(
         missing = catalog.missing_poses(engine, body.pose_ids, include_private=is_admin(user))
         if missing:
             raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
+    export_formats = exporting.check(settings, body.export_formats) if body.export_formats else None
     backend = body.backend or settings.serving_backend
     warning = backends.check_served(engine, settings, backend, body.model)
     text = body.text_prompt is not None
@@ -194,6 +195,7 @@ def create_generation(
             request_hash=digest,
             backend=backend,
             model=body.model,
+            export_formats=tuple(export_formats) if export_formats else None,
         ),
         queue.SubmitLimits.from_settings(settings),
     )
