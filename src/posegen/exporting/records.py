@@ -78,8 +78,8 @@ def formats_by_result(engine: Engine, generation_id: int) -> dict[int, list[Expo
     out: dict[int, list[ExportFile]] = {}
     with read_connection(engine) as conn:
         for r in conn.execute(
-            select(E).where(E.generation_id == generation_id).order_by(E.result_id, E.format)
-        ).scalars():
+            select(*_COLS).where(E.generation_id == generation_id).order_by(E.result_id, E.format)
+        ):
             out.setdefault(int(r.result_id), []).append(_file(r))
     return out
 
@@ -88,27 +88,27 @@ def one(engine: Engine, generation_id: int, result_id: int, fmt: str) -> ExportR
     """The export of one result in one format (NotFound when it was not made)."""
     with read_connection(engine) as conn:
         r = conn.execute(
-            select(E, P.variation_key, P.pose_id, P.variation_index)
+            select(*_COLS, P.variation_key, P.pose_id, P.variation_index)
             .join(P, P.id == E.result_id)
             .where(E.generation_id == generation_id, E.result_id == result_id, E.format == fmt)
         ).first()
     if r is None:
         raise NotFound(f"result {result_id} has no {fmt} export")
-    return ExportRow(result_id, r.variation_key, r.pose_id, int(r.variation_index), _file(r[0]))
+    return ExportRow(result_id, r.variation_key, r.pose_id, int(r.variation_index), _file(r))
 
 
 def of_formats(engine: Engine, generation_id: int, fmts: Sequence[str]) -> list[ExportRow]:
     """Exports of the generation in ``fmts``, by format then result id (the archive's order)."""
     with read_connection(engine) as conn:
         rows = conn.execute(
-            select(E, P.variation_key, P.pose_id, P.variation_index)
+            select(*_COLS, P.variation_key, P.pose_id, P.variation_index)
             .join(P, P.id == E.result_id)
             .where(E.generation_id == generation_id, E.format.in_(list(fmts)))
             .order_by(E.format, E.result_id)
         ).all()
     return [
         ExportRow(
-            int(r[0].result_id), r.variation_key, r.pose_id, int(r.variation_index), _file(r[0])
+            int(r.result_id), r.variation_key, r.pose_id, int(r.variation_index), _file(r)
         )
         for r in rows
     ]
@@ -135,5 +135,8 @@ def missing(
     ]
 
 
-def _file(r: ResultExport) -> ExportFile:
+_COLS = (E.result_id, E.format, E.path, E.bytes, E.width, E.height, E.content_type)
+
+
+def _file(r: Any) -> ExportFile:
     return ExportFile(r.format, r.path, int(r.bytes), int(r.width), int(r.height), r.content_type)
