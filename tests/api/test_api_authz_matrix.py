@@ -17,10 +17,10 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy import Engine
 
 from posegen import accounts, exporting, queue
-from posegen.queue import tasks
-from posegen.storage import make_storage
 from posegen.api.app import PREFIX
 from posegen.config import Settings
+from posegen.queue import tasks
+from posegen.storage import make_storage
 
 ANON, USER, OTHER, ADMIN = "anonymous", "user", "other", "admin"
 #: Roles in the order they call; the one expected to succeed on a mutating route calls last.
