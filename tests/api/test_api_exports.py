@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, select
 
 from posegen import exporting, queue
 from posegen.config import Settings
-from posegen.db.models import GenerationEvent, GenerationTask
+from posegen.db.models import GenerationEvent, GenerationTask, ResultExport, UserGenerationStats
 from posegen.exporting.names import slug
 from posegen.queue import tasks
 from posegen.storage import make_storage
@@ -243,3 +243,49 @@ def test_export_tasks_reopen_the_ended_stream_every_event_once(
     ]
     completed = seen[-2]["data"]["data"]
     assert completed["format"] == fmt and completed["exports"] == 1 and completed["open"] == 0
+
+
+def test_deleting_a_generation_removes_its_exports_rows_bytes_and_quota(
+    keys: Keys, library: None, engine: Engine, settings: Settings, api: Api
+) -> None:
+    gid = _finished(api, keys, engine, settings)
+    fmt = _formats(settings)[0]
+
+    def stored_bytes() -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(UserGenerationStats.result_bytes).where(
+                        UserGenerationStats.user_id == keys.user_id
+                    )
+                ).scalar_one()
+            )
+
+    before = stored_bytes()
+    api("POST", f"/generations/{gid}/exports", key=keys.user, json={"formats": [fmt]})
+    assert _run_tasks(engine, settings) == ["completed"]
+    with engine.connect() as conn:
+        paths = [
+            str(p)
+            for p in conn.execute(
+                select(ResultExport.path).where(ResultExport.generation_id == gid)
+            ).scalars()
+        ]
+        exported = int(
+            conn.execute(
+                select(func.sum(ResultExport.bytes)).where(ResultExport.generation_id == gid)
+            ).scalar_one()
+        )
+    assert len(paths) == 3 and stored_bytes() == before + exported
+    root = settings.effective_results_dir
+    assert all((root / p).is_file() for p in paths)
+
+    assert api("DELETE", f"/generations/{gid}", key=keys.user).status_code == 204
+    assert not any((root / p).exists() for p in paths)
+    with engine.connect() as conn:
+        for table in (ResultExport, GenerationTask):
+            left = conn.execute(
+                select(func.count()).select_from(table).where(table.generation_id == gid)
+            ).scalar_one()
+            assert left == 0
+    assert stored_bytes() == 0
