@@ -3,6 +3,11 @@ tasks of the queue; idempotent re-export; the generation's event stream carries 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 from pipeline_world import World  # type: ignore[import-not-found]
 from sqlalchemy import func, select
 
@@ -102,3 +107,27 @@ def test_exports_with_each_pose_then_on_demand_once(world: World) -> None:
     assert len(_kinds(world, gid)) == len(kinds)
     with world.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(GenerationTask)).scalar_one() == 1
+
+
+def test_cli_export_queues_waits_and_downloads(
+    world: World, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    gid = world.submit()
+    world.run_pipeline()
+    formats = sorted(exporting.formats(world.settings))[:2]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "posegen", "export", str(gid), "--formats", ",".join(formats)]
+    done = subprocess.run(
+        [*cmd, "-o", str(out), "--json"], env=cli_env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert sorted(str(Path(f).relative_to(out)) for f in report["files"]) == files
+    assert len(files) == 12 and {f.split("/")[0] for f in files} == set(formats)
+    assert set(_exports(world, gid)) == {(r, f) for r in _completed(world, gid) for f in formats}
+    # A format it does not know: one line naming it (and the known ones), a failing exit.
+    bad = subprocess.run(
+        [*cmd[:4], str(gid), "--formats", "nope"], env=cli_env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and bad.stderr.startswith("error: unknown export formats: nope")

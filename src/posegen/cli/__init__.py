@@ -11,6 +11,7 @@ from posegen.cli import (
     config_cmd,
     credits_cmd,
     db,
+    export_cmd,
     generate,
     library,
     maps,
@@ -55,6 +56,7 @@ app.command("recover")(worker.recover)
 app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("generate")(generate.generate)
+app.command("export")(export_cmd.export)
 
 
 def main(argv: list[str] | None = None) -> None:
