@@ -107,9 +107,7 @@ def of_formats(engine: Engine, generation_id: int, fmts: Sequence[str]) -> list[
             .order_by(E.format, E.result_id)
         ).all()
     return [
-        ExportRow(
-            int(r.result_id), r.variation_key, r.pose_id, int(r.variation_index), _file(r)
-        )
+        ExportRow(int(r.result_id), r.variation_key, r.pose_id, int(r.variation_index), _file(r))
         for r in rows
     ]
 

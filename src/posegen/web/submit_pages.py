@@ -18,10 +18,11 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from posegen import catalog, credits, pagination, projects, queue, uploads
+from posegen import catalog, credits, exporting, pagination, projects, queue, uploads
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
 from posegen.web.context import PREFIX, Ctx, PageRoute, SignedIn, WebContext, check_csrf, render
+from posegen.web.generation_pages import export_format_names
 from posegen.web.session import WebSession
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -39,6 +40,8 @@ class FormState:
     pose_ids: list[int] = field(default_factory=list)
     variations: int = 1
     prompt: str = ""
+    #: Export formats made with each pose (names from the exports table).
+    export_formats: list[str] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
 
@@ -57,6 +60,7 @@ def read_form(form: FormData) -> FormState:
     state.mode = "text" if form.get("mode") == "text" else "library"
     state.pose_ids = [_int(v, "pose") for v in form.getlist("pose_id")]
     state.variations = _int(form.get("variations") or "1", "variations")
+    state.export_formats = [str(v) for v in form.getlist("export_format") if isinstance(v, str)]
     prompt = form.get("prompt")
     state.prompt = prompt.strip() if isinstance(prompt, str) else ""
     token = form.get("submission")
@@ -107,6 +111,9 @@ def build_request(
         "variations": state.variations,
         "prompt": state.prompt or None,
     }
+    formats = exporting.check(s, state.export_formats) if state.export_formats else None
+    if formats:
+        body["exports"] = formats
     return queue.GenerationRequest(
         user_id=session.account.id,
         project_id=project.id,
@@ -117,6 +124,7 @@ def build_request(
         width=s.default_width,
         height=s.default_height,
         idempotency_key=f"web-{state.token}",
+        export_formats=tuple(formats) if formats else None,
         request_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
     )
 
@@ -148,6 +156,7 @@ def form_values(ctx: WebContext, session: WebSession, category: str | None) -> d
         "poses": poses,
         "category": category or "",
         "max_variations": ctx.settings.max_variations,
+        "export_formats": export_format_names(ctx),
     }
     if ctx.settings.credits_per_pose:
         # The cost before submitting; with free generations the form does not mention credits.
