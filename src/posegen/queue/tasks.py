@@ -41,7 +41,7 @@ from posegen.config import Settings
 from posegen.db.engine import read_connection
 from posegen.db.models import GenerationTask, PoseGeneration, TaskStatus
 from posegen.db.types import UTCDateTime, utcnow
-from posegen.queue import events, transitions, tx
+from posegen.queue import events, quota, transitions, tx
 from posegen.queue.dialects import ops_for
 
 T = GenerationTask
@@ -245,6 +245,15 @@ def claim(
     if limit < 1 or not kinds:
         return []
     now = utcnow()
+    # A read first (the partial claim index): an idle worker's poll takes no write lock.
+    with read_connection(engine) as conn:
+        due = conn.execute(
+            select(T.id)
+            .where(T.status == TaskStatus.PENDING, T.run_after <= now, T.kind.in_(list(kinds)))
+            .limit(1)
+        ).first()
+    if due is None:
+        return []
     ops = ops_for(engine)
     stmt = (
         text(_CLAIM.format(skip_locked=ops.skip_locked))
@@ -362,6 +371,9 @@ def complete(engine: Engine, task: ClaimedTask, apply: Apply | None = None) -> b
     """
     pending = transitions.Pending()
     with tx.write_tx(engine) as conn:
+        # The owner's quota row first (its stored bytes change here): the order deleting a
+        # generation takes too, so the two never wait on each other.
+        quota.lock_user(conn, task.user_id)
         gen = _gen_rows(conn, [task.generation_id]).get(task.generation_id)
         row = _fenced(
             conn,
