@@ -183,6 +183,11 @@ class Settings(BaseSettings):
     #: Lifetime of a presigned download URL.
     s3_presign_seconds: int = Field(default=300, ge=1, le=7 * 24 * 3600)
 
+    # --- exports --------------------------------------------------------------------------
+    #: Formats added to (or replacing) the built-in export table: JSON text (a list of format
+    #: objects) or the path of a JSON file; checked by ``posegen.exports.load_formats``.
+    export_formats: str = ""
+
     @field_validator("database_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
