@@ -84,10 +84,11 @@ def make(
     """Render and store one result in each of ``formats``; the caller writes the rows."""
     table = table if table is not None else render.formats(settings)
     out: list[records.ExportFile] = []
-    for fmt in formats:
-        r = render.render(settings, image, pose, fmt, table)
-        rel = store.save_export(generation_id, variation_key, fmt, r.ext, r.data)
-        out.append(records.ExportFile(fmt, rel, len(r.data), r.width, r.height, r.content_type))
+    for r in render.render_many(image, pose, list(formats), table):
+        rel = store.save_export(generation_id, variation_key, r.format, r.ext, r.data)
+        out.append(
+            records.ExportFile(r.format, rel, len(r.data), r.width, r.height, r.content_type)
+        )
     return out
 
 

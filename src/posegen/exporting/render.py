@@ -3,8 +3,8 @@ by the pose's keypoints). Everything else in this package sees only names and by
 
 from __future__ import annotations
 
-import importlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,17 +12,18 @@ from PIL import Image
 
 from posegen.config import Settings
 from posegen.exceptions import InvalidInput
+from posegen.exports import (
+    ExportFormat,
+    content_type,
+    file_extension,
+    load_formats,
+    render_exports,
+)
 
 
-def _renderer() -> Any:
-    # Imported by name: the renderer lands on its own branch (see the README's exports table).
-    return importlib.import_module("posegen.exports")
-
-
-def formats(settings: Settings) -> dict[str, Any]:
+def formats(settings: Settings) -> dict[str, ExportFormat]:
     """The export formats this deployment offers, by name (built-in table + settings)."""
-    table: dict[str, Any] = _renderer().load_formats(settings)
-    return table
+    return load_formats(settings)
 
 
 def check(settings: Settings, names: list[str]) -> list[str]:
@@ -50,18 +51,22 @@ class Rendered:
     height: int
 
 
-def render(
-    settings: Settings, image: bytes | Image.Image, pose: Any, name: str, table: dict[str, Any]
-) -> Rendered:
-    """One result in one format (``pose``: the pose JSON, or None without one)."""
-    mod = _renderer()
-    fmt = table[name]
-    data: bytes = mod.render_export(image, pose, fmt)
-    with Image.open(io.BytesIO(data)) as out:
-        width, height = out.size
-    ext = str(mod.file_extension(fmt)).lstrip(".").lower()
-    if ext == "jpeg":
-        ext = "jpg"
-    if ext == "tiff":
-        ext = "tif"
-    return Rendered(name, data, ext, str(mod.content_type(fmt)), width, height)
+def render_many(
+    image: bytes | Image.Image,
+    pose: Any,
+    names: Sequence[str],
+    table: dict[str, ExportFormat],
+) -> list[Rendered]:
+    """One result in each of ``names`` (``pose``: its pose JSON, or None without one), the
+    image decoded and the figure placed once for all of them."""
+    if not names:
+        return []
+    chosen = [table[n] for n in names]
+    files = render_exports(image, pose, chosen)
+    out = []
+    for fmt in chosen:
+        data = files[fmt.name]
+        with Image.open(io.BytesIO(data)) as made:
+            width, height = made.size
+        out.append(Rendered(fmt.name, data, file_extension(fmt), content_type(fmt), width, height))
+    return out
