@@ -97,6 +97,9 @@ def test_downloads_listing_archive_and_validation(
 ) -> None:
     gid = _finished(api, keys, engine, settings)
     a, b, c = _formats(settings)[:3]
+    table = api("GET", "/exports/formats", key=keys.user).json()
+    assert [f["name"] for f in table] == _formats(settings)
+    assert all({"width", "height", "fileType", "label"} <= set(f) for f in table)
     r = api("POST", f"/generations/{gid}/exports", key=keys.user, json={"formats": [a, b]})
     assert r.status_code == 202
     assert [(f["format"], f["status"], f["queued"]) for f in r.json()["formats"]] == [

@@ -139,11 +139,8 @@ def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[st
 
 
 def export_format_names(ctx: WebContext) -> list[str]:
-    """The export formats to offer (none when the renderer is not installed)."""
-    try:
-        return sorted(exporting.formats(ctx.settings))
-    except ImportError:
-        return []
+    """The export formats to offer, by name."""
+    return sorted(exporting.formats(ctx.settings))
 
 
 def export_values(ctx: WebContext, view: generations_read.GenerationView) -> dict[str, Any]:

@@ -25,16 +25,17 @@ FormatPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 
 @router.get("/exports/formats")
 def list_formats(user: CurrentUser, settings: SettingsDep) -> list[dict[str, Any]]:
-    """The export formats this deployment offers (built-in table plus the operator's)."""
-    out = []
-    for name, fmt in sorted(exporting.formats(settings).items()):
-        out.append({"name": name, **_describe(fmt)})
-    return out
+    """The export formats this deployment offers (built-in table plus the operator's): name,
+    label, size (null: the result's own), file type, quality, dpi (print), fill and fit."""
+    return [_camel(fmt.to_json()) for _, fmt in sorted(exporting.formats(settings).items())]
 
 
-def _describe(fmt: Any) -> dict[str, Any]:
-    fields = ("width", "height", "dpi", "label", "file_type", "aspect")
-    return {k: getattr(fmt, k) for k in fields if getattr(fmt, k, None) is not None}
+def _camel(values: dict[str, Any]) -> dict[str, Any]:
+    def camel(key: str) -> str:
+        head, *rest = key.split("_")
+        return head + "".join(p.title() for p in rest)
+
+    return {camel(k): v for k, v in values.items()}
 
 
 @router.post(
