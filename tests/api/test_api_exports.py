@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from live_server import live_server
 from sqlalchemy import Engine, func, select
 
-from posegen import exporting, queue
+from posegen import exporting, failures, queue
 from posegen.config import Settings
 from posegen.db.models import GenerationEvent, GenerationTask, ResultExport, UserGenerationStats
 from posegen.exporting.names import slug
@@ -292,3 +292,29 @@ def test_deleting_a_generation_removes_its_exports_rows_bytes_and_quota(
             ).scalar_one()
             assert left == 0
     assert stored_bytes() == 0
+
+
+def test_a_format_gone_from_the_table_fails_its_task_with_a_sentence(
+    keys: Keys, library: None, engine: Engine, settings: Settings, api: Api
+) -> None:
+    gid = _finished(api, keys, engine, settings, poses=1)
+    # Queued while an operator's format existed; the table no longer has it when it runs.
+    tasks.enqueue(
+        engine, settings, gid, [tasks.TaskSpec("export", "export:gone", {"format": "gone"})]
+    )
+    assert _run_tasks(engine, settings) == ["failed"]
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(GenerationTask.status, GenerationTask.attempts, GenerationTask.error_message)
+        ).one()
+        kinds = [
+            str(k)
+            for k in conn.execute(
+                select(GenerationEvent.kind)
+                .where(GenerationEvent.generation_id == gid)
+                .order_by(GenerationEvent.id)
+            ).scalars()
+        ]
+    assert (str(row.status), row.attempts) == ("failed", 1)
+    assert row.error_message == failures.SENTENCES["unknown-export-format"]
+    assert kinds[-3:] == ["task_started", "task_failed", "tasks_settled"]

@@ -240,7 +240,24 @@ class _Run:
                 raise GeneratorError(
                     f"cannot store the result: {exc.message}", transient=True, kind="storage"
                 ) from exc
-            exports = self._exports(key, pose_id, result) if self.job.export_formats else []
+            try:
+                exports = self._exports(key, pose_id, result) if self.job.export_formats else []
+            except InvalidInput as exc:
+                # The renderer cannot use this image or pose: the pose fails (a pose is complete
+                # with its exports or not at all), the rest of the generation goes on.
+                self._record(
+                    PoseResult(
+                        variation_key=key,
+                        pose_id=pose_id,
+                        variation_index=index,
+                        status=PoseStatus.FAILED,
+                        error_kind="export-failed",
+                        error_message=f"export: {exc.message}"[:1000],
+                        backend=self.h.generator.name,
+                        model=self.h.model,
+                    )
+                )
+                continue
             meta = dict(result.meta)
             meta.update(
                 width=(result.image.width if result.image else req.width),
