@@ -96,6 +96,8 @@ class GenerationView:
 
     credit_charged: int = 0
     credit_refunded: int = 0
+    #: Export formats made with each pose (empty: none asked at submit).
+    export_formats: tuple[str, ...] = ()
 
     @property
     def percent(self) -> float:
@@ -140,6 +142,7 @@ _COLUMNS = (
     G.model,
     G.credit_charged,
     G.credit_refunded,
+    G.export_formats,
 )
 
 
@@ -174,6 +177,7 @@ def _view(row: Any) -> GenerationView:
         model=row.model,
         credit_charged=int(row.credit_charged or 0),
         credit_refunded=int(row.credit_refunded or 0),
+        export_formats=tuple(row.export_formats or ()),
     )
 
 

@@ -168,6 +168,13 @@ def test_downloads_listing_archive_and_validation(
         json={"projectId": pid, "poseIds": [1], "exportFormats": [a, "nope"]},
     )
     assert "nope" in problem_of(sub, 422)["detail"]
+    asked = api(
+        "POST",
+        "/generations",
+        key=keys.user,
+        json={"projectId": pid, "poseIds": [2], "exportFormats": [b, a, b]},
+    )
+    assert asked.status_code == 202 and asked.json()["exportFormats"] == [b, a]
     # Not finished yet: 409, nothing queued.
     ok = api("POST", "/generations", key=keys.user, json={"projectId": pid, "poseIds": [1]}).json()
     busy = api("POST", f"/generations/{ok['id']}/exports", key=keys.user, json={"formats": [a]})

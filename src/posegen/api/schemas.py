@@ -346,6 +346,9 @@ class GenerationOut(ApiModel):
     )
     credit_charged: int = Field(description="Credits charged at submit.")
     credit_refunded: int = Field(description="Credits refunded for poses that did not complete.")
+    export_formats: list[str] = Field(
+        default_factory=list, description="Export formats made with each pose (`exportFormats`)."
+    )
 
 
 class ResultOut(ApiModel):

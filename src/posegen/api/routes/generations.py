@@ -82,6 +82,7 @@ def generation_out(
         warning=warning,
         credit_charged=g.credit_charged,
         credit_refunded=g.credit_refunded,
+        export_formats=list(g.export_formats),
     )
 
 
