@@ -325,3 +325,31 @@ def test_a_format_gone_from_the_table_fails_its_task_with_a_sentence(
     assert (str(row.status), row.attempts) == ("failed", 1)
     assert row.error_message == failures.SENTENCES["unknown-export-format"]
     assert kinds[-3:] == ["task_started", "task_failed", "tasks_settled"]
+
+
+def test_deleting_a_generation_while_its_export_task_runs_leaves_no_files(
+    keys: Keys,
+    library: None,
+    engine: Engine,
+    settings: Settings,
+    api: Api,
+    monkeypatch: Any,
+) -> None:
+    gid = _finished(api, keys, engine, settings)
+    fmt = _formats(settings)[0]
+    api("POST", f"/generations/{gid}/exports", key=keys.user, json={"formats": [fmt]})
+    (task,) = tasks.claim(engine, settings, "test-worker", 1, ["export"])
+    store = make_storage(settings)
+    save = store.save_export
+    folder = settings.effective_results_dir / f"{gid // 1000:06d}" / str(gid)
+
+    def delete_then_save(*args: Any) -> str:
+        # The owner deletes the generation (rows, then its folder) just before the task
+        # stores an export: the store makes the folder again for a file no row will name.
+        assert api("DELETE", f"/generations/{gid}", key=keys.user).status_code == 204
+        assert not folder.exists()
+        return save(*args)
+
+    monkeypatch.setattr(store, "save_export", delete_then_save)
+    assert exporting.run_task(engine, settings, store, task, threading.Event()) == "lease-lost"
+    assert not folder.exists()

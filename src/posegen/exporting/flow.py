@@ -20,7 +20,7 @@ from sqlalchemy import Engine, select
 
 from posegen.config import Settings
 from posegen.db.engine import read_connection
-from posegen.db.models import PoseLibrary
+from posegen.db.models import PoseGeneration, PoseLibrary
 from posegen.exceptions import InvalidInput, NotFound, StorageUnavailable
 from posegen.exporting import records, render
 from posegen.queue import tasks
@@ -167,6 +167,7 @@ def run_task(
             )
             made.extend((result_id, f) for f in files)
             if not tasks.extend(engine, settings, task):
+                _drop_if_deleted(engine, store, task.generation_id)
                 return "lease-lost"
     except (StorageUnavailable, OSError) as exc:
         tasks.fail(engine, settings, task, "storage", str(exc), transient=True)
@@ -187,4 +188,24 @@ def run_task(
         stored = records.insert(conn, task.generation_id, made)
         return {"exports": len(made), "storedBytes": stored}
 
-    return "completed" if tasks.complete(engine, task, apply) else "lease-lost"
+    if tasks.complete(engine, task, apply):
+        return "completed"
+    _drop_if_deleted(engine, store, task.generation_id)
+    return "lease-lost"
+
+
+def _drop_if_deleted(engine: Engine, store: ResultStore, generation_id: int) -> None:
+    """The generation was deleted while its task ran: the files the task wrote after its
+    folder was removed name no row, so they go too (the reference rule for bytes)."""
+    with read_connection(engine) as conn:
+        exists = conn.execute(
+            select(PoseGeneration.id).where(PoseGeneration.id == generation_id)
+        ).first()
+    if exists is None:
+        try:
+            store.delete_generation(generation_id)
+        except (OSError, StorageUnavailable) as exc:
+            log.warning(
+                "files of a deleted generation left behind",
+                extra={"generation_id": generation_id, "error": str(exc)},
+            )

@@ -200,9 +200,9 @@ def enqueue(
         ).all()
         fresh = {**created, **{str(k): int(i) for i, k in requeued}}
         rows = conn.execute(
-            select(T.id, T.kind, T.task_key, T.params, T.result_id, T.status).where(
-                T.generation_id == generation_id, T.task_key.in_(keys)
-            )
+            select(T.id, T.kind, T.task_key, T.params, T.result_id, T.status)
+            .where(T.generation_id == generation_id, T.task_key.in_(keys))
+            .order_by(T.id)
         ).all()
         for r in rows:
             key = str(r.task_key)
