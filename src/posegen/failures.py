@@ -50,6 +50,9 @@ SENTENCES: dict[str, str] = {
     "worker-lost": "The worker running this generation stopped; it will be retried.",
     "incomplete": "The generation stopped before every pose was made.",
     "pose-failures": "Some poses could not be made.",
+    # Exports (posegen.exporting): made with a pose, or later as follow-up tasks.
+    "export-failed": "The image could not be exported in the requested formats.",
+    "unknown-export-format": "That export format is not offered any more.",
 }
 #: Sentences for a family of kinds (``subject-timeout``: the subject image timed out).
 PREFIXES: dict[str, str] = {

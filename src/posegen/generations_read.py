@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 
 from posegen import pagination
 from posegen.backends import PREVIEW_BACKENDS
@@ -23,9 +23,11 @@ from posegen.db.models import (
     GeneratedPose,
     GenerationEvent,
     GenerationStatus,
+    GenerationTask,
     GenerationType,
     PoseGeneration,
     PoseStatus,
+    TaskStatus,
 )
 from posegen.db.types import utcnow
 from posegen.exceptions import NotFound
@@ -34,7 +36,24 @@ from posegen.storage import StoredFile, make_storage
 log = logging.getLogger(__name__)
 
 ACTIVE_STATUSES = (GenerationStatus.PENDING, GenerationStatus.PROCESSING)
-TERMINAL_EVENT_KINDS = frozenset(s.value for s in TERMINAL_STATUSES)
+#: Events after which a stream ends: the generation's end, and ``tasks_settled`` (its follow-up
+#: tasks are all done). A later ``task_queued`` reopens the stream (a reconnect replays it).
+TERMINAL_EVENT_KINDS = frozenset(s.value for s in TERMINAL_STATUSES) | {"tasks_settled"}
+
+
+def stream_status_column() -> Any:
+    """The status an event stream follows: the generation's, but ``processing`` while an
+    ended generation still has follow-up tasks open (their events are still to come)."""
+    open_tasks = (
+        select(GenerationTask.id)
+        .where(
+            GenerationTask.generation_id == PoseGeneration.id,
+            GenerationTask.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)),
+        )
+        .exists()
+    )
+    return case((open_tasks, GenerationStatus.PROCESSING.value), else_=PoseGeneration.status)
+
 
 G = PoseGeneration
 
@@ -79,6 +98,8 @@ class GenerationView:
     credit_refunded: int = 0
     #: The owner keeps it past the results retention.
     kept: bool = False
+    #: Export formats made with each pose (empty: none asked at submit).
+    export_formats: tuple[str, ...] = ()
 
     @property
     def percent(self) -> float:
@@ -124,6 +145,7 @@ _COLUMNS = (
     G.credit_charged,
     G.credit_refunded,
     G.kept,
+    G.export_formats,
 )
 
 
@@ -159,6 +181,7 @@ def _view(row: Any) -> GenerationView:
         credit_charged=int(row.credit_charged or 0),
         credit_refunded=int(row.credit_refunded or 0),
         kept=bool(row.kept),
+        export_formats=tuple(row.export_formats or ()),
     )
 
 
@@ -219,8 +242,8 @@ class EventRow:
 def events_after(
     engine: Engine, generation_id: int, after_id: int, limit: int = 200
 ) -> tuple[list[EventRow], GenerationStatus | None]:
-    """Events newer than ``after_id`` in id order, and the generation's status (None once it
-    is deleted), in one read."""
+    """Events newer than ``after_id`` in id order, and the generation's status as its stream
+    follows it (:func:`stream_status_column`; None once it is deleted), in one read."""
     E = GenerationEvent
     with read_connection(engine) as conn, conn.begin():
         rows = conn.execute(
@@ -229,7 +252,9 @@ def events_after(
             .order_by(E.id)
             .limit(limit)
         ).all()
-        status = conn.execute(select(G.status).where(G.id == generation_id)).scalar_one_or_none()
+        status = conn.execute(
+            select(stream_status_column()).where(G.id == generation_id)
+        ).scalar_one_or_none()
     events = [EventRow(r.id, r.kind, dict(r.data or {}), r.created_at) for r in rows]
     return events, None if status is None else GenerationStatus(status)
 

@@ -6,6 +6,7 @@ route table, so a route added without a row here fails the test instead of escap
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,9 +16,11 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import Engine
 
-from posegen import accounts, queue
+from posegen import accounts, exporting, queue
 from posegen.api.app import PREFIX
 from posegen.config import Settings, load_settings
+from posegen.queue import tasks
+from posegen.storage import make_storage
 from posegen.vision import client as vision_client
 from posegen.vision import subjects
 
@@ -76,7 +79,7 @@ class World:
         body = {"projectId": self.project(), "poseIds": [1]}
         gid = int(self.api("POST", "/generations", key=self.keys.user, json=body).json()["id"])
         job = claim_one(self.engine, self.settings)
-        while job.id != gid:  # an older pending one another row left (``POST /generations``)
+        while job.id != gid:  # a generation an earlier row queued: ended, out of the way
             queue.finish(self.engine, job.id, job.lease_token)
             job = claim_one(self.engine, self.settings)
         write_pose(self.engine, self.settings, job, 1, 0)
@@ -119,6 +122,20 @@ class World:
 
 def _gen(w: World) -> dict[str, Any]:
     return {"generation_id": w.finished_generation()[0]}
+
+
+def _fmt(w: World) -> str:
+    return sorted(exporting.formats(w.settings))[0]
+
+
+def _exported(w: World) -> dict[str, Any]:
+    """A finished generation whose result was exported by a worker's export task."""
+    gid, rid = w.finished_generation()
+    exporting.request(w.engine, w.settings, gid, [_fmt(w)])
+    (task,) = tasks.claim(w.engine, w.settings, "matrix-worker", 1, ["export"])
+    store = make_storage(w.settings)
+    assert exporting.run_task(w.engine, w.settings, store, task, threading.Event()) == "completed"
+    return {"generation_id": gid, "result_id": rid, "fmt": _fmt(w)}
 
 
 def _result(w: World) -> dict[str, Any]:
@@ -211,6 +228,12 @@ TABLE: dict[tuple[str, str], Row] = {
     ("GET", G + "/results"): Row(owner_only(200, admin=200), _gen),
     ("GET", G + "/results/{result_id}/{what}"): Row(owner_only(200, admin=200), _result),
     ("GET", G + "/archive"): Row(owner_only(200, admin=200), _gen),
+    ("GET", "/exports/formats"): Row(everyone(200)),
+    # Exports: as the results they are made of (owner or admin; anyone else finds nothing).
+    ("POST", G + "/exports"): Row(
+        owner_only(202, admin=202), _gen, lambda w: {"json": {"formats": [_fmt(w)]}}
+    ),
+    ("GET", G + "/results/{result_id}/exports/{fmt}"): Row(owner_only(200, admin=200), _exported),
     ("GET", "/admin/recovery"): Row(admin_only(200)),
     ("POST", "/admin/recovery/run"): Row(admin_only(200)),
     ("GET", "/admin/workers"): Row(admin_only(200)),

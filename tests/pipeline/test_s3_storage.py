@@ -720,3 +720,34 @@ def _subject_id(world: World) -> int:
         ).scalar_one()
     assert upload_id is not None
     return int(upload_id)
+def test_exports_live_in_the_bucket_download_zip_and_go_with_the_generation(
+    s3_world: World,
+) -> None:
+    from posegen import exporting
+
+    world = s3_world
+    first, second = sorted(exporting.formats(world.settings))[:2]
+    gid = world.submit(variations=1, export_formats=(first,))
+    world.run_pipeline()
+    exporting.request(world.engine, world.settings, gid, [second])
+    world.run_pipeline()  # the export task, through the same store
+    exported = [k for k in _keys(world) if ".x-" in k]
+    assert len(exported) == 2 * len(world.pose_ids)
+    assert {k.split(".x-")[1].split(".")[0] for k in exported} == {first, second}
+    key = _key(world)
+    with (
+        live_server(create_app(world.settings, world.engine), world.settings) as (base, _),
+        httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http,
+    ):
+        listing = http.get(f"{base}/generations/{gid}/results").json()
+        for item in listing:
+            assert sorted(e["format"] for e in item["exports"]) == [first, second]
+            one = item["exports"][0]
+            got = http.get(base.removesuffix(PREFIX) + one["url"])
+            assert got.status_code == 200 and len(got.content) == one["bytes"]
+        z = http.get(f"{base}/generations/{gid}/archive", params={"formats": f"{first},{second}"})
+        assert z.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(z.content)) as archive:
+            assert len(archive.namelist()) == 2 * len(world.pose_ids)
+        assert http.delete(f"{base}/generations/{gid}").status_code == 204
+    assert [k for k in _keys(world) if f"/{gid}/" in k] == []

@@ -15,8 +15,9 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from posegen.api.conditional import private_file
 from posegen.config import Settings
 from posegen.storage import LocalStorage, make_storage
+from posegen.storage.base import MEDIA_TYPES
 
-_MEDIA = {"png": "image/png", "jpg": "image/jpeg"}
+_MEDIA = {suffix.lstrip("."): media for suffix, media in MEDIA_TYPES.items()}
 
 
 def stored_file(

@@ -37,7 +37,7 @@ from sqlalchemy import Engine, and_, or_, select
 
 from posegen.db.engine import read_connection
 from posegen.db.models import TERMINAL_STATUSES, GenerationEvent, PoseGeneration
-from posegen.generations_read import TERMINAL_EVENT_KINDS, EventRow
+from posegen.generations_read import TERMINAL_EVENT_KINDS, EventRow, stream_status_column
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,9 @@ class EventFeed:
                 chunk = items[start : start + CHUNK]
                 if with_status:
                     gids = [g for g, _ in chunk]
-                    for gid, st in conn.execute(select(G.id, G.status).where(G.id.in_(gids))):
+                    for gid, st in conn.execute(
+                        select(G.id, stream_status_column()).where(G.id.in_(gids))
+                    ):
                         statuses[gid] = str(getattr(st, "value", st))
                     self.queries += 1
                 result = conn.execute(

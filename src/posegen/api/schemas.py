@@ -268,6 +268,43 @@ Prompt = Annotated[str, Field(min_length=3, max_length=500)]
 Side = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]
 
 
+#: An export format's name (the renderer's table plus the operator's additions).
+ExportFormatName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class ExportOut(ApiModel):
+    format: str
+    url: str
+    width: int
+    height: int
+    bytes: int
+    content_type: str
+
+
+class ExportsRequest(RequestModel):
+    """Formats to export a finished generation's completed results in."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"formats": ["instagram_story"]}]})
+
+    formats: Annotated[list[ExportFormatName], Field(min_length=1, max_length=32)]
+
+
+class ExportQueued(ApiModel):
+    format: str
+    #: pending | processing | completed | failed (the format's task; completed: every result
+    #: already has it).
+    status: str
+    #: True when this request queued the work (False: it existed or was already queued).
+    queued: bool
+    task_id: int | None
+
+
+class ExportsAccepted(ApiModel):
+    generation_id: int
+    formats: list[ExportQueued]
+    events_url: str
+
+
 class GenerationCreate(RequestModel):
     """Library poses (``poseIds``) or a text description of the pose (``textPrompt``)."""
 
@@ -296,6 +333,13 @@ class GenerationCreate(RequestModel):
         default=None,
         description="A model of that backend (weights file or folder name, ComfyUI checkpoint); "
         "default: whichever model first picks it up.",
+    )
+    export_formats: Annotated[list[ExportFormatName], Field(min_length=1, max_length=32)] | None = (
+        Field(
+            default=None,
+            description="Export formats the worker makes with each pose, in the pose's own write "
+            "(names from `GET /exports/formats`); 422 `unknown-export-format` otherwise.",
+        )
     )
 
     @field_validator("pose_ids")
@@ -361,6 +405,9 @@ class GenerationOut(ApiModel):
         description="The owner keeps it: the results retention never deletes it "
         "(PUT/DELETE /generations/{id}/keep).",
     )
+    export_formats: list[str] = Field(
+        default_factory=list, description="Export formats made with each pose (`exportFormats`)."
+    )
 
 
 class ResultOut(ApiModel):
@@ -382,6 +429,9 @@ class ResultOut(ApiModel):
     backend: str | None = Field(description="The backend that made it.")
     model: str | None = Field(description="The model that made it (none for posemap).")
     preview: bool = Field(description="True: a skeleton preview, not a model's picture.")
+    exports: list[ExportOut] = Field(
+        default_factory=list, description="The result's exports, one per format made."
+    )
 
 
 class EventOut(ApiModel):

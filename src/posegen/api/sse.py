@@ -5,7 +5,9 @@ stream); ``POSEGEN_SSE_FEED=poll`` brings back one polling loop per stream (:fun
 
 Each event's ``id`` is its row id, so a client that reconnects with ``Last-Event-ID`` resumes
 exactly after the last event it saw: nothing missed, nothing twice, whichever API replica it
-reaches. The stream ends after a terminal event (completed, partial, failed, cancelled).
+reaches. The stream ends after a terminal event (completed, partial, failed, cancelled, and
+``tasks_settled`` once follow-up tasks are done); a later ``task_queued`` (exports asked for
+after the end) reopens it: a client reconnecting with ``Last-Event-ID`` gets the new events.
 """
 
 from __future__ import annotations

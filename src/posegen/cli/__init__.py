@@ -11,6 +11,7 @@ from posegen.cli import (
     config_cmd,
     credits_cmd,
     db,
+    export_cmd,
     generate,
     library,
     maps,
@@ -61,6 +62,7 @@ app.command("serve")(serve.serve)
 app.command("up")(serve.up)
 app.command("generate")(generate.generate)
 app.command("prune")(prune.prune)
+app.command("export")(export_cmd.export)
 
 
 def main(argv: list[str] | None = None) -> None:

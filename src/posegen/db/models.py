@@ -440,6 +440,8 @@ class PoseGeneration(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     #: The owner keeps it: the results retention (``posegen prune``) never deletes it.
     kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: Export formats the worker makes with each pose, in the pose's own write (NULL: none).
+    export_formats: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 # Queue indexes live in their own migration revision (0002); declared here so the models are the
@@ -644,6 +646,8 @@ class UploadDetection(Base):
     mask_png: Mapped[bytes | None] = mapped_column(LargeBinary)
     warnings: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 #: Engine-specific text search made by the ``k_library`` migration, not by these models: a
 #: generated tsvector column and GIN indexes on PostgreSQL, an FTS5 table (and its shadow
 #: tables) on SQLite. ``posegen.library.search`` queries them.
@@ -653,6 +657,8 @@ SEARCH_OBJECTS = frozenset({"search_tsv", "ix_pose_library_search_tsv"})
 def in_models(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
     """Alembic ``include_object``: leave the engine-specific search objects out of comparisons."""
     return not (name in SEARCH_OBJECTS or (name or "").startswith("pose_library_fts"))
+
+
 # --- community requests (``posegen.community``) ---------------------------------------------
 
 
@@ -817,3 +823,91 @@ class CreditHourly(Base):
 
 
 Index("ix_credit_hourly_hour", CreditHourly.hour)
+
+
+class TaskStatus(enum.StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class GenerationTask(Base):
+    """Work on a generation after (or beside) its poses: exports on demand now, background
+    changes later. Claimed, leased, fenced and recovered by ``posegen.queue.tasks`` only."""
+
+    __tablename__ = "generation_tasks"
+    __table_args__ = (
+        # One task per (generation, key): asking twice for the same work queues it once.
+        UniqueConstraint("generation_id", "task_key"),
+        CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
+        SQLITE_AUTOINCREMENT,
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    generation_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_generations.id", ondelete="CASCADE")
+    )
+    #: The one result it works on (NULL: the whole generation, e.g. one export format).
+    result_id: Mapped[int | None] = mapped_column(
+        ForeignKey("generated_poses.id", ondelete="CASCADE")
+    )
+    #: 'export' (a worker handler registered under this name runs it).
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The idempotency key within the generation, e.g. ``export:instagram_story``.
+    task_key: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[TaskStatus] = mapped_column(
+        _enum(TaskStatus, "task_status"), default=TaskStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    run_after: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: Fencing token: only ever increases; every worker write is conditioned on it.
+    lease_token: Mapped[int] = mapped_column(BigInteger, default=0)
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    error_kind: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+Index(
+    "ix_generation_tasks_claim",
+    GenerationTask.run_after,
+    GenerationTask.id,
+    postgresql_where=text("status = 'pending'"),
+    sqlite_where=text("status = 'pending'"),
+)
+Index(
+    "ix_generation_tasks_recovery",
+    GenerationTask.lease_expires_at,
+    postgresql_where=text("status = 'processing'"),
+    sqlite_where=text("status = 'processing'"),
+)
+
+
+class ResultExport(Base):
+    """One exported file of one result (a format: size, framing, file type). Written in the
+    same transaction as its pose (exports at generation time) or its task (on demand)."""
+
+    __tablename__ = "result_exports"
+    __table_args__ = (UniqueConstraint("result_id", "format"), SQLITE_AUTOINCREMENT)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("generated_poses.id", ondelete="CASCADE"))
+    #: Denormalised for the archive and deletion queries (one generation's exports).
+    generation_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_generations.id", ondelete="CASCADE"), index=True
+    )
+    format: Mapped[str] = mapped_column(String(64))
+    #: The store's relative name of the file (like ``generated_poses.image_path``).
+    path: Mapped[str] = mapped_column(String(1024))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -115,6 +115,7 @@ def claim(
             traceparent=r["traceparent"],
             backend=str(r["backend"]),
             model=r["model"],
+            export_formats=tuple(r["export_formats"]) if r["export_formats"] else None,
         )
         for r in rows
     ]

@@ -27,10 +27,10 @@ from sqlalchemy.types import String
 
 from posegen.config import Settings
 from posegen.db.engine import is_sqlite, read_connection, write_transaction
-from posegen.db.models import GenerationStatus, PoseGeneration, Worker
+from posegen.db.models import GenerationStatus, GenerationTask, PoseGeneration, TaskStatus, Worker
 from posegen.db.types import utcnow
 from posegen.metrics import prom
-from posegen.queue import liveness, recovery, transitions, tx
+from posegen.queue import liveness, recovery, tasks, transitions, tx
 from posegen.queue.bulk_core import LIVE_COLUMNS
 from posegen.queue.dialects import ops_for
 from posegen.queue.model import RecoveryOutcome
@@ -52,9 +52,12 @@ _KEY = liveness.PG_KEY_SQL
 # in autocommit: the probe's transaction lock is gone when it returns. DISTINCT sits in a
 # subquery so the volatile probe runs once per worker, not once per generation.
 _PG_DEAD = text(
-    "SELECT s.w FROM (SELECT DISTINCT g.leased_by AS w FROM pose_generations g "
+    "SELECT s.w FROM (SELECT DISTINCT g.leased_by AS w FROM ("
+    # Generations and follow-up tasks (posegen.queue.tasks) alike.
+    "SELECT leased_by FROM pose_generations WHERE status = 'processing' UNION ALL "
+    "SELECT leased_by FROM generation_tasks WHERE status = 'processing') g "
     "JOIN workers k ON k.id = g.leased_by "
-    "WHERE g.status = 'processing' AND k.liveness = :kind AND g.leased_by <> :me "
+    "WHERE k.liveness = :kind AND g.leased_by <> :me "
     "AND (k.started_at > pg_postmaster_start_time() "
     "OR pg_postmaster_start_time() < now() - make_interval(secs => :grace))) s "
     f"WHERE pg_try_advisory_xact_lock({_KEY.format('s.w')})"
@@ -73,6 +76,14 @@ _HOLDERS = (
         G.status == GenerationStatus.PROCESSING,
         Worker.liveness == bindparam("kind"),
         G.leased_by != bindparam("me"),
+    )
+).union(
+    select(GenerationTask.leased_by)
+    .join(Worker, Worker.id == GenerationTask.leased_by)
+    .where(
+        GenerationTask.status == TaskStatus.PROCESSING,
+        Worker.liveness == bindparam("kind"),
+        GenerationTask.leased_by != bindparam("me"),
     )
 )
 
@@ -175,7 +186,9 @@ def _requeue(conn: Connection, dead: Sequence[str]) -> tuple[RecoveryOutcome, tr
     transitions.end(conn, ends, pending)
     transitions.requeue(conn, backs, pending)
     pending.write(conn, ops)
-    return RecoveryOutcome(len(backs), failed, cancelled), pending
+    # Their follow-up tasks too, in this transaction (generation locks first, as everywhere).
+    t_requeued, t_failed = tasks.requeue_dead(conn, dead)
+    return RecoveryOutcome(len(backs) + t_requeued, failed + t_failed, cancelled), pending
 
 
 def _finish(

@@ -188,6 +188,7 @@ _GEN_COLUMNS = (
     "backend",
     "model",
     "credit_charged",
+    "export_formats",
 )
 
 # One submit, one statement: the admission upsert of the user's rollup row (every per-user limit
@@ -211,7 +212,7 @@ SUBMIT_ONE = (
     + ", ".join(_GEN_COLUMNS)
     + ") SELECT "
     + ", ".join(
-        "CAST(%(selected_pose_ids)s AS json)" if c == "selected_pose_ids" else f"%({c})s"
+        f"CAST(%({c})s AS json)" if c in ("selected_pose_ids", "export_formats") else f"%({c})s"
         for c in _GEN_COLUMNS
     )
     + " FROM q RETURNING id, total_expected_poses, priority, created_at), "
@@ -251,6 +252,9 @@ def submit_one(
         "type": str(row["type"]),
         "status": str(row["status"]),
         "selected_pose_ids": json.dumps(row["selected_pose_ids"]),
+        "export_formats": None
+        if row.get("export_formats") is None
+        else json.dumps(row["export_formats"]),
         "channel": channel,
         **popularity.use_params(row["selected_pose_ids"]),
         "credit_hour": hourly.hour_of(row["created_at"]),
@@ -287,6 +291,7 @@ _RECORD_TYPES = {
     "backend": "text",
     "model": "text",
     "credit_charged": "bigint",
+    "export_formats": "json",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

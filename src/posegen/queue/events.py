@@ -13,7 +13,24 @@ from posegen.db.types import utcnow
 from posegen.queue.dialects import ops_for
 
 #: The event kinds clients may see, in the order the README's HTTP API section lists them.
-KINDS = ("queued", "started", "pose", "retrying", "completed", "partial", "failed", "cancelled")
+KINDS = (
+    "queued",
+    "started",
+    "pose",
+    "retrying",
+    "completed",
+    "partial",
+    "failed",
+    "cancelled",
+    # Follow-up tasks after the poses (``posegen.queue.tasks``): a ``task_queued`` reopens a
+    # stream that ended with the generation, ``tasks_settled`` (no task left open) ends it.
+    "task_queued",
+    "task_started",
+    "task_retrying",
+    "task_completed",
+    "task_failed",
+    "tasks_settled",
+)
 
 
 @dataclass(frozen=True)

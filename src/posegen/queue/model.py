@@ -49,6 +49,8 @@ class GenerationRequest:
     #: model it is bound to (``None``: pinned by the first claim, or the backend has none).
     backend: str | None = None
     model: str | None = None
+    #: Export formats the worker makes with each pose, in the pose's own write.
+    export_formats: tuple[str, ...] | None = None
 
     @property
     def total_expected_poses(self) -> int:
@@ -92,6 +94,8 @@ class ClaimedJob:
     #: What it is bound to (the claim pinned ``model`` if the request named none).
     backend: str = "posemap"
     model: str | None = None
+    #: Export formats to make with each pose (None: none).
+    export_formats: tuple[str, ...] | None = None
 
     def variation_keys(self) -> list[tuple[int | None, int, str]]:
         """Every (pose_id, variation index, key) this generation must produce, in order."""
@@ -122,6 +126,8 @@ class PoseResult:
     #: The backend and model that made the image.
     backend: str | None = None
     model: str | None = None
+    #: Exports made with the pose (``posegen.exporting.ExportFile``), written in its transaction.
+    exports: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

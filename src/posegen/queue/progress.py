@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from posegen import credits, failures
-from posegen.db.models import GenerationStatus, PoseGeneration, PoseStatus
+from posegen.db.models import GeneratedPose, GenerationStatus, PoseGeneration, PoseStatus
 from posegen.db.types import utcnow
 from posegen.exceptions import InvalidInput
 from posegen.queue import events, transitions
@@ -108,6 +108,12 @@ def checkpoint(
         pending.poses.append(w.result.status)
     if refunds:
         pending.refunded += credits.refund_poses(conn, refunds)
+    _exports(
+        conn,
+        [w for w in mine if w.result.exports and (w.job_id, w.result.variation_key) in inserted],
+        live,
+        pending,
+    )
     counts = [
         (j, live[j].lease_token, ok_n, bad_n)
         for j, (ok_n, bad_n) in sorted(per_job.items())
@@ -116,6 +122,34 @@ def checkpoint(
     if counts:
         ops.add_counts(conn, counts)
     return inserted
+
+
+def _exports(
+    conn: Connection,
+    writes: Sequence[PoseWrite],
+    live: dict[int, transitions.LiveRow],
+    pending: transitions.Pending,
+) -> None:
+    """The exports made with these new poses, in the poses' own transaction: a pose is never
+    stored without its exports (``posegen.exporting``)."""
+    if not writes:
+        return
+    from posegen.exporting import records  # the domain's rows; imported late (no cycle)
+
+    for job_id in sorted({w.job_id for w in writes}):
+        mine = {w.result.variation_key: w for w in writes if w.job_id == job_id}
+        ids = dict(
+            conn.execute(
+                select(GeneratedPose.variation_key, GeneratedPose.id).where(
+                    GeneratedPose.generation_id == job_id,
+                    GeneratedPose.variation_key.in_(list(mine)),
+                )
+            ).all()
+        )
+        items = [(int(ids[k]), f) for k, w in mine.items() for f in w.result.exports]
+        stored = records.insert(conn, job_id, items)
+        if stored:
+            pending.deltas.stored(live[job_id].user_id, stored)
 
 
 def _pose_row(w: PoseWrite) -> dict[str, Any]:

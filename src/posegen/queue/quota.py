@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from posegen.config import Settings
-from posegen.db.models import GeneratedPose, Project, UserGenerationStats
+from posegen.db.models import GeneratedPose, Project, ResultExport, UserGenerationStats
 from posegen.exceptions import NotFound, PosegenError, QuotaExceeded, RateLimited
 
 WINDOW = dt.timedelta(minutes=1)
@@ -185,7 +185,10 @@ def forget_results(conn: Connection, user_id: int, generation_ids: list[int]) ->
     total = conn.execute(
         select(func.sum(GeneratedPose.bytes)).where(GeneratedPose.generation_id.in_(generation_ids))
     ).scalar_one()
-    freed = int(total or 0)
+    exported = conn.execute(
+        select(func.sum(ResultExport.bytes)).where(ResultExport.generation_id.in_(generation_ids))
+    ).scalar_one()
+    freed = int(total or 0) + int(exported or 0)
     if freed:
         s = UserGenerationStats
         conn.execute(

@@ -11,7 +11,8 @@ from posegen.db.types import UTCDateTime
 CLAIM_RETURNING = (
     "id, lease_token, user_id, project_id, type, selected_pose_ids, variations, prompt, "
     "negative_prompt, width, height, seed, attempts, max_attempts, deadline_at, priority, "
-    "run_after, total_expected_poses, poses_completed, poses_failed, traceparent, backend, model"
+    "run_after, total_expected_poses, poses_completed, poses_failed, traceparent, backend, model, "
+    "export_formats"
 )
 
 
@@ -37,4 +38,5 @@ def claim_columns(stmt: TextClause) -> TextualSelect:
         traceparent=String(),
         backend=String(),
         model=String(),
+        export_formats=JSON(),
     )

@@ -357,6 +357,7 @@ def _row(
         "backend": req.backend or settings.serving_backend,
         "model": req.model,
         "credit_charged": cost,
+        "export_formats": list(req.export_formats) if req.export_formats else None,
     }
 
 

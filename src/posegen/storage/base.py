@@ -21,7 +21,20 @@ THUMBNAIL_BOUNDS = (400, 400)
 
 _KEY = re.compile(r"[a-z0-9][a-z0-9_-]{0,99}")
 #: Every name a store hands out matches this; anything else is refused before touching storage.
-REL_PATH = re.compile(r"[0-9]{6}/[1-9][0-9]{0,18}/[a-z0-9][a-z0-9_-]{0,99}(\.png|\.thumb\.jpg)")
+#: Exports: ``<variation key>.x-<format>.<ext>`` beside the image (removed with the generation).
+REL_PATH = re.compile(
+    r"[0-9]{6}/[1-9][0-9]{0,18}/[a-z0-9][a-z0-9_-]{0,99}"
+    r"(\.png|\.thumb\.jpg|\.x-[a-z0-9][a-z0-9_-]{0,63}\.(jpg|png|webp|tif))"
+)
+_FORMAT = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_EXT = re.compile(r"jpg|png|webp|tif")
+#: Media types by file suffix, for every name a store makes.
+MEDIA_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".webp": "image/webp",
+    ".tif": "image/tiff",
+}
 
 
 class StoredResult(NamedTuple):
@@ -68,7 +81,14 @@ class ResultStore(Protocol):
         ...
 
     def delete_generation(self, generation_id: int) -> int:
-        """Remove every file of a generation; returns how many were removed."""
+        """Remove every file of a generation (exports included); returns how many."""
+        ...
+
+    def save_export(
+        self, generation_id: int, variation_key: str, fmt: str, ext: str, data: bytes
+    ) -> str:
+        """Store one export of a result; returns its relative name (:func:`export_name`).
+        Writing the same name again replaces the file atomically (a retried task or pose)."""
         ...
 
     def check(self) -> None:
@@ -82,6 +102,15 @@ def result_names(generation_id: int, variation_key: str) -> tuple[str, str]:
     if not isinstance(variation_key, str) or not _KEY.fullmatch(variation_key):
         raise InvalidInput(f"not a variation key: {variation_key!r}", kind="bad-path")
     return f"{folder}/{variation_key}.png", f"{folder}/{variation_key}.thumb.jpg"
+
+
+def export_name(generation_id: int, variation_key: str, fmt: str, ext: str) -> str:
+    """Relative path of one export: beside the result's image, so it lives (and is removed)
+    with the generation's files. Only ids, a format name and a known suffix."""
+    image, _ = result_names(generation_id, variation_key)
+    if not _FORMAT.fullmatch(fmt) or not _EXT.fullmatch(ext):
+        raise InvalidInput(f"not an export name: {fmt!r}.{ext!r}", kind="bad-path")
+    return check_rel_path(image.removesuffix(".png") + f".x-{fmt}.{ext}")
 
 
 def generation_folder(generation_id: int) -> str:

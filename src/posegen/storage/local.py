@@ -20,10 +20,12 @@ from PIL import Image
 from posegen.config import Settings
 from posegen.exceptions import InvalidInput, NotFound
 from posegen.storage.base import (
+    MEDIA_TYPES,
     THUMBNAIL_BOUNDS,
     StoredFile,
     StoredResult,
     check_rel_path,
+    export_name,
     generation_folder,
     result_names,
 )
@@ -52,6 +54,16 @@ class LocalStorage:
         _fsync_dir(folder)
         return StoredResult(image_rel, thumb_rel, len(png) + len(thumb))
 
+    def save_export(
+        self, generation_id: int, variation_key: str, fmt: str, ext: str, data: bytes
+    ) -> str:
+        rel = export_name(generation_id, variation_key, fmt, ext)
+        folder = (self.root / rel).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        _publish(self.root / rel, data)
+        _fsync_dir(folder)
+        return rel
+
     def open(self, rel_path: str) -> Path:
         """The absolute path of a stored file; only names this store makes, only under its root."""
         path = (self.root / check_rel_path(rel_path)).resolve()
@@ -69,7 +81,7 @@ class LocalStorage:
         path = self.open(rel_path)
         fh = path.open("rb")  # opened now, so a missing file fails here and not mid-response
         stat = os.fstat(fh.fileno())
-        media = "image/png" if path.suffix == ".png" else "image/jpeg"
+        media = MEDIA_TYPES.get(path.suffix, "application/octet-stream")
         modified = dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
         return StoredFile(stat.st_size, modified, media, _blocks(fh))
 

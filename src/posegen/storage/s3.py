@@ -26,9 +26,11 @@ from PIL import Image
 from posegen.config import Settings
 from posegen.exceptions import ConfigError, InvalidInput, NotFound, StorageUnavailable
 from posegen.storage.base import (
+    MEDIA_TYPES,
     StoredFile,
     StoredResult,
     check_rel_path,
+    export_name,
     generation_folder,
     result_names,
 )
@@ -36,7 +38,7 @@ from posegen.storage.local import make_thumbnail
 
 #: Bytes read from the store per chunk while streaming a download or a ZIP member.
 BLOCK = 256 * 1024
-_MEDIA = {".png": "image/png", ".jpg": "image/jpeg"}
+_MEDIA = MEDIA_TYPES
 
 
 class S3Storage:
@@ -65,6 +67,14 @@ class S3Storage:
         self._put(image_rel, png, "image/png")
         self._put(thumb_rel, thumb, "image/jpeg")
         return StoredResult(image_rel, thumb_rel, len(png) + len(thumb))
+
+    def save_export(
+        self, generation_id: int, variation_key: str, fmt: str, ext: str, data: bytes
+    ) -> str:
+        """PUT one export under the generation's folder (removed with it)."""
+        rel = export_name(generation_id, variation_key, fmt, ext)
+        self._put(rel, data, MEDIA_TYPES[rel[rel.rfind(".") :]])
+        return rel
 
     def read(self, rel_path: str) -> bytes:
         stored = self.open_stream(rel_path)

@@ -10,11 +10,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select
 from starlette.responses import RedirectResponse, Response
 
-from posegen import backends, catalog, generations_read, pagination, projects, queue
-from posegen.db.models import GenerationStatus, PoseStatus
-from posegen.exceptions import InvalidInput
+from posegen import backends, catalog, exporting, generations_read, pagination, projects, queue
+from posegen.db.engine import read_connection
+from posegen.db.models import (
+    GenerationEvent,
+    GenerationStatus,
+    GenerationTask,
+    PoseStatus,
+    TaskStatus,
+)
+from posegen.exceptions import Conflict, InvalidInput
+from posegen.exporting import records
 from posegen.observe import dblog, timeline
 from posegen.web.context import (
     PREFIX,
@@ -125,6 +134,41 @@ def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[st
         "timings": timeline.pose_timings(ctx.engine, generation_id),
         "trace_id": timeline.trace_id(ctx.engine, generation_id) if session.is_admin else None,
         "real_model_hint": backends.REAL_MODEL_HINT,
+        **export_values(ctx, view),
+    }
+
+
+def export_format_names(ctx: WebContext) -> list[str]:
+    """The export formats to offer, by name."""
+    return sorted(exporting.formats(ctx.settings))
+
+
+def export_values(ctx: WebContext, view: generations_read.GenerationView) -> dict[str, Any]:
+    """What the page shows of exports: each result's files, a ZIP per format, the formats to
+    ask for, and (while export tasks run) where the live stream resumes."""
+    by_result = records.formats_by_result(ctx.engine, view.id)
+    per_format: dict[str, int] = {}
+    for files in by_result.values():
+        for f in files:
+            per_format[f.format] = per_format.get(f.format, 0) + 1
+    with read_connection(ctx.engine) as conn:
+        open_tasks = conn.execute(
+            select(func.count())
+            .select_from(GenerationTask)
+            .where(
+                GenerationTask.generation_id == view.id,
+                GenerationTask.status.in_((TaskStatus.PENDING, TaskStatus.PROCESSING)),
+            )
+        ).scalar_one()
+        last_event = conn.execute(
+            select(func.max(GenerationEvent.id)).where(GenerationEvent.generation_id == view.id)
+        ).scalar_one()
+    return {
+        "exports": by_result,
+        "export_zips": sorted(per_format.items()),
+        "export_formats": export_format_names(ctx),
+        "open_tasks": int(open_tasks),
+        "last_event_id": int(last_event or 0),
     }
 
 
@@ -161,11 +205,35 @@ async def generation(request: Request, ctx: Ctx, session: SignedIn, generation_i
     values = await run_in_threadpool(gallery, ctx, session, generation_id)
     notice = request.query_params.get("notice")
     values["notice"] = {
+        "exports": "Exports queued: workers make them; this page updates as they finish.",
+        "exports-none": "Every result already has those exports.",
         "submitted": "Generation queued. Progress updates live below.",
         "cancelled": "Cancelled.",
         "cancelling": "Cancel requested: the worker stops before its next pose.",
     }.get(notice or "")
     return render(request, "generation.html", values, session=session)
+
+
+@router.post("/generations/{generation_id:int}/exports", name="web-exports")
+async def request_exports(
+    request: Request, ctx: Ctx, session: SignedIn, generation_id: int
+) -> Response:
+    """Queue exports of a finished generation (a CSRF-protected form POST of ``format``)."""
+    form = await request.form()
+    check_csrf(ctx, session, dict(form))
+    formats = [str(v) for v in form.getlist("format") if isinstance(v, str)]
+    if not formats:
+        raise InvalidInput("pick at least one export format")
+
+    def queue_them() -> bool:
+        view = generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
+        if view.status in generations_read.ACTIVE_STATUSES:
+            raise Conflict("exports are made once the generation has ended")
+        return any(r.queued for r in exporting.request(ctx.engine, ctx.settings, view.id, formats))
+
+    queued = await run_in_threadpool(queue_them)
+    notice = "exports" if queued else "exports-none"
+    return RedirectResponse(f"{PREFIX}/generations/{generation_id}?notice={notice}", 303)
 
 
 @router.post("/generations/{generation_id:int}/cancel", name="web-cancel")

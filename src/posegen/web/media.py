@@ -12,14 +12,16 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
-from posegen import catalog, generations_read
+from posegen import catalog, exporting, generations_read
 from posegen.api import downloads, sse
 from posegen.api.routes.library import map_png
 from posegen.api.zipstream import stream_zip
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
 from posegen.exceptions import InvalidInput, NotFound
+from posegen.exporting import records
 from posegen.library import load_pose_map
+from posegen.storage import make_storage
 from posegen.web.context import Ctx, PageRoute, SignedIn, WebContext
 from posegen.web.generation_pages import owner_filter
 
@@ -116,10 +118,43 @@ def pose_map(
     return map_png(pose_id, result)
 
 
-@router.get("/generations/{generation_id:int}/archive", name="web-archive")
-def archive(ctx: Ctx, session: SignedIn, generation_id: int) -> Response:
-    """Every finished image as one ZIP, streamed (never held in memory whole)."""
+@router.get(
+    "/generations/{generation_id:int}/results/{result_id:int}/exports/{fmt}",
+    name="web-result-export",
+)
+def result_export(
+    request: Request, ctx: Ctx, session: SignedIn, generation_id: int, result_id: int, fmt: str
+) -> Response:
+    """One result's export in one format (the same file as the API's)."""
     generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
+    row = records.one(ctx.engine, generation_id, result_id, fmt)
+    return downloads.stored_file(request, ctx.settings, row.file.path, max_age=86400)
+
+
+@router.get("/generations/{generation_id:int}/archive", name="web-archive")
+def archive(
+    ctx: Ctx, session: SignedIn, generation_id: int, formats: str | None = None
+) -> Response:
+    """Every finished image as one ZIP, streamed (never held in memory whole); with
+    ``formats``, those exports in one folder per format."""
+    generations_read.get_visible(ctx.engine, generation_id, owner_filter(session))
+    if formats:
+        wanted = list(dict.fromkeys(f for f in formats.split(",") if f))
+        members = exporting.archive_members(
+            ctx.engine, make_storage(ctx.settings), generation_id, wanted
+        )
+        if not members:
+            raise NotFound(f"generation {generation_id} has no exports in {formats}")
+        return StreamingResponse(
+            stream_zip(members),
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": (
+                    f'attachment; filename="generation-{generation_id}-{"-".join(wanted)}.zip"'
+                ),
+                "Cache-Control": "no-store",
+            },
+        )
     members = generations_read.archive_files(ctx.engine, ctx.settings, generation_id)
     if not members:
         raise NotFound(f"generation {generation_id} has no finished images yet")

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from posegen import catalog, credits, library, pagination, projects, queue, uploads
+from posegen import catalog, credits, exporting, library, pagination, projects, queue, uploads
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
 from posegen.web.context import (
@@ -31,6 +31,7 @@ from posegen.web.context import (
     credits_in_play,
     render,
 )
+from posegen.web.generation_pages import export_format_names
 from posegen.web.session import WebSession
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -48,6 +49,8 @@ class FormState:
     pose_ids: list[int] = field(default_factory=list)
     variations: int = 1
     prompt: str = ""
+    #: Export formats made with each pose (names from the exports table).
+    export_formats: list[str] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
 
@@ -66,6 +69,7 @@ def read_form(form: FormData) -> FormState:
     state.mode = "text" if form.get("mode") == "text" else "library"
     state.pose_ids = [_int(v, "pose") for v in form.getlist("pose_id")]
     state.variations = _int(form.get("variations") or "1", "variations")
+    state.export_formats = [str(v) for v in form.getlist("export_format") if isinstance(v, str)]
     prompt = form.get("prompt")
     state.prompt = prompt.strip() if isinstance(prompt, str) else ""
     token = form.get("submission")
@@ -118,6 +122,9 @@ def build_request(
         "variations": state.variations,
         "prompt": state.prompt or None,
     }
+    formats = exporting.check(s, state.export_formats) if state.export_formats else None
+    if formats:
+        body["exports"] = formats
     return queue.GenerationRequest(
         user_id=session.account.id,
         project_id=project.id,
@@ -128,6 +135,7 @@ def build_request(
         width=s.default_width,
         height=s.default_height,
         idempotency_key=f"web-{state.token}",
+        export_formats=tuple(formats) if formats else None,
         request_hash=hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest(),
     )
 
@@ -163,6 +171,7 @@ def form_values(ctx: WebContext, session: WebSession, category: str | None) -> d
         ).items,
         "category": category or "",
         "max_variations": ctx.settings.max_variations,
+        "export_formats": export_format_names(ctx),
     }
     standing = credits.plans.standing(ctx.engine, ctx.settings, session.account.id)
     if standing.plan.is_quota:

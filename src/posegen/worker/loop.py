@@ -9,12 +9,14 @@ loop probes the backend with backoff instead and says so in the worker's registr
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,10 +25,11 @@ from posegen import generators, observe, queue
 from posegen.config import Settings
 from posegen.exceptions import PosegenError
 from posegen.metrics import prom
-from posegen.queue import ClaimedJob, tx
+from posegen.queue import ClaimedJob, tasks, tx
 from posegen.queue.dead_workers import recover_dead_workers
 from posegen.queue.dialects import ops_for
-from posegen.worker import liveness, registry
+from posegen.storage import make_storage
+from posegen.worker import liveness, registry, task_handlers
 from posegen.worker.attempt import run_attempt
 from posegen.worker.breaker import BackendGate
 from posegen.worker.context import JobContext, JobHandler
@@ -74,6 +77,8 @@ class Worker:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: dict[int, JobContext] = {}
+        #: Follow-up tasks running (``posegen.queue.tasks``), beside the generations.
+        self._tasks: dict[int, tasks.ClaimedTask] = {}
         #: Free slots the claim loop waits for before claiming again.
         self._want = 1
         self._writer: BatchWriter | None = None
@@ -82,6 +87,7 @@ class Worker:
         #: The lock peers probe to see this worker is alive (None: leases only).
         self._liveness: liveness.Holder | None = None
         self._recover_now = threading.Event()
+        self._store: Any = None
         #: Start-up check, probing while paused, the pause in the registry (``breaker.py``).
         self.gate = BackendGate(settings, engine, self.id, handler, self._stopping)
         self.breaker = self.gate.breaker
@@ -95,7 +101,7 @@ class Worker:
     @property
     def in_flight(self) -> int:
         with self._lock:
-            return len(self._in_flight)
+            return len(self._in_flight) + len(self._tasks)
 
     def run(self) -> None:
         """Work until stopped (or, in burst mode, until nothing is left). Blocking.
@@ -195,7 +201,8 @@ class Worker:
                     continue
                 for job in jobs:
                     self._start(threads, job)
-                backlog = len(jobs) == free
+                claimed_tasks = self._claim_tasks(threads, free - len(jobs))
+                backlog = len(jobs) + claimed_tasks == free
                 if backlog:
                     continue
                 if self.burst and not jobs and self.in_flight == 0 and not self._work_left():
@@ -203,6 +210,39 @@ class Worker:
                     return
             self._wake.wait(self.settings.poll_interval_seconds)
             self._wake.clear()
+
+    def _claim_tasks(self, threads: JobThreads, free: int) -> int:
+        """Follow-up tasks for the slots generations left free; returns how many started."""
+        if free < 1:
+            return 0
+        try:
+            claimed = tasks.claim(self.engine, self.settings, self.id, free, task_handlers.kinds())
+        except _DB_ERRORS as exc:
+            log.warning("task claim failed; retrying", extra={"error": str(exc)})
+            return 0
+        for task in claimed:
+            with self._lock:
+                self._tasks[task.id] = task
+            self.stats["tasks-claimed"] += 1
+            threads.submit(observe.carry(functools.partial(self._run_task, task)))
+        return len(claimed)
+
+    def _run_task(self, task: tasks.ClaimedTask) -> None:
+        try:
+            with observe.log_context(generation_id=task.generation_id, task_id=task.id):
+                if self._store is None:
+                    self._store = make_storage(self.settings)
+                handler = task_handlers.HANDLERS[task.kind]
+                outcome = handler(self.engine, self.settings, self._store, task, self._stopping)
+                log.info("task ended", extra={"kind": task.kind, "outcome": outcome})
+            self.stats[f"task-{outcome}"] += 1
+        except Exception:
+            log.exception("task bookkeeping failed", extra={"task_id": task.id})
+            self.stats["error"] += 1
+        finally:
+            with self._lock:
+                self._tasks.pop(task.id, None)
+            self._wake.set()
 
     def _close_claim_conn(self) -> None:
         if self._claim_conn is not None:
@@ -214,7 +254,9 @@ class Worker:
 
     def _work_left(self) -> bool:
         try:
-            return queue.pending_exists(self.engine, self.backend, self.model)
+            return queue.pending_exists(
+                self.engine, self.backend, self.model
+            ) or tasks.pending_exists(self.engine, task_handlers.kinds())
         except _DB_ERRORS:
             return True
 
@@ -284,6 +326,12 @@ class Worker:
             self._wake.clear()
         with self._lock:
             leftover = list(self._in_flight.values())
+            leftover_tasks = list(self._tasks.values())
+        for task in leftover_tasks:
+            try:
+                tasks.release(self.engine, task)  # fenced: a task that finished meanwhile stays
+            except _DB_ERRORS as exc:
+                log.warning("task release failed; recovery will requeue", extra={"error": str(exc)})
         if not leftover:
             return
         for ctx in leftover:
@@ -358,6 +406,16 @@ class Worker:
             self._wake.set()  # this worker may take them itself, without waiting for a poll
 
     def _lease_pass(self) -> None:
+        try:
+            t_requeued, t_failed = tasks.recover_expired(self.engine, self.settings)
+            if t_requeued or t_failed:
+                log.info(
+                    "recovered expired task leases",
+                    extra={"requeued": t_requeued, "failed": t_failed},
+                )
+                self._wake.set()
+        except _DB_ERRORS as exc:
+            log.warning("task recovery pass failed", extra={"error": str(exc)})
         try:
             out = queue.recover(self.engine, self.settings, self.id)
             if out.requeued or out.failed or out.cancelled:

@@ -14,11 +14,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from posegen import observe
+from posegen import exporting, observe
 from posegen.config import Settings
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
@@ -107,6 +107,9 @@ class _Run:
         self.clock = OverheadClock(handler.generator.name, handler.on_pose)
         self.writer = AheadWriter(handler.write_depth)
         self.map_s = 0.0
+        self.poses: dict[int, PoseInfo] = {}
+        #: The export formats' table, loaded once per run when the generation asks for exports.
+        self.export_table: dict[str, Any] | None = None
 
     def execute(self) -> None:
         try:
@@ -122,6 +125,7 @@ class _Run:
         job = self.job
         inputs = load_inputs(self.ctx.engine, job.project_id, list(job.pose_ids), job.user_id)
         subject = self.h.images.subject(inputs.subject)
+        self.poses = dict(inputs.poses)
         # Fitted once per framing, not once per pose: every backend gets it at the output size.
         fitted: dict[Framing | None, Image.Image] = {}
         slots: Sequence[int | None] = list(job.pose_ids) if job.pose_ids else [None]
@@ -249,6 +253,24 @@ class _Run:
                     outage=True,
                     kind="storage",
                 ) from exc
+            try:
+                exports = self._exports(key, pose_id, result) if self.job.export_formats else []
+            except InvalidInput as exc:
+                # The renderer cannot use this image or pose: the pose fails (a pose is complete
+                # with its exports or not at all), the rest of the generation goes on.
+                self._record(
+                    PoseResult(
+                        variation_key=key,
+                        pose_id=pose_id,
+                        variation_index=index,
+                        status=PoseStatus.FAILED,
+                        error_kind="export-failed",
+                        error_message=f"export: {exc.message}"[:1000],
+                        backend=self.h.generator.name,
+                        model=self.h.model,
+                    )
+                )
+                continue
             meta = dict(result.meta)
             meta.update(
                 width=(result.image.width if result.image else req.width),
@@ -279,8 +301,32 @@ class _Run:
                     bytes=stored.bytes,
                     backend=self.h.generator.name,
                     model=self.h.model,
+                    exports=tuple(exports),
                 )
             )
+
+    def _exports(self, key: str, pose_id: int | None, result: GenerateResult) -> list[Any]:
+        """The pose's exports, stored before its write (which names them): a retried pose
+        rewrites the same names, and the rows land with the pose or not at all."""
+        formats = list(self.job.export_formats or ())
+        pose = self.poses.get(pose_id) if pose_id is not None else None
+        try:
+            if self.export_table is None:
+                self.export_table = exporting.formats(self.h.settings)
+            return exporting.make(
+                self.h.storage,
+                self.h.settings,
+                self.job.id,
+                key,
+                result.image if result.image is not None else result.image_png,
+                pose.keypoints if pose is not None else None,
+                [f for f in formats if f in self.export_table],
+                self.export_table,
+            )
+        except (OSError, StorageUnavailable) as exc:
+            raise GeneratorError(
+                f"cannot store the exports: {exc}", transient=True, kind="storage"
+            ) from exc
 
     def _record(self, result: PoseResult) -> None:
         """The fenced write of a finished pose, timed and logged with its timings."""

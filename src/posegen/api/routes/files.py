@@ -6,20 +6,21 @@ itself (owner or admin); there is no public static folder.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
-from posegen import generations_read
+from posegen import exporting, generations_read
 from posegen.api import downloads
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.routes.generations import GenerationDep
-from posegen.api.schemas import ResultOut
+from posegen.api.schemas import ExportOut, ResultOut
 from posegen.api.zipstream import stream_zip
 from posegen.exceptions import NotFound
-from posegen.storage import delete_results
+from posegen.exporting import records
+from posegen.storage import delete_results, make_storage
 
 router = APIRouter(prefix="/generations", tags=["results"])
 
@@ -65,10 +66,25 @@ def list_results(
     request: Request, generation: GenerationDep, user: CurrentUser, engine: EngineDep
 ) -> list[ResultOut]:
     """Every finished or failed pose variation so far, in the order they were written."""
-    return [
-        result_out(request, generation.id, r, admin=is_admin(user))
-        for r in generations_read.results(engine, generation.id)
-    ]
+    exports = records.formats_by_result(engine, generation.id)
+    out = []
+    for r in generations_read.results(engine, generation.id):
+        item = result_out(request, generation.id, r, admin=is_admin(user))
+        item.exports = [
+            ExportOut(
+                format=f.format,
+                url=request.url_for(
+                    "result_export", generation_id=generation.id, result_id=r.id, fmt=f.format
+                ).path,
+                width=f.width,
+                height=f.height,
+                bytes=f.bytes,
+                content_type=f.content_type,
+            )
+            for f in exports.get(r.id, ())
+        ]
+        out.append(item)
+    return out
 
 
 @router.get(
@@ -119,9 +135,34 @@ def result_file(
     },
 )
 def archive(
-    generation: GenerationDep, engine: EngineDep, settings: SettingsDep
+    generation: GenerationDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    formats: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            pattern=r"^[a-z0-9][a-z0-9_-]{0,63}(,[a-z0-9][a-z0-9_-]{0,63})*$",
+            description="Export formats, comma-separated: the ZIP holds `format/pose-v1.ext` "
+            "folders of those exports instead of the images (404 when none was made).",
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    """All completed images as one ZIP, streamed (never built in memory)."""
+    """All completed images as one ZIP, streamed (never built in memory); with ``formats``,
+    the exports in those formats, one folder per format."""
+    if formats is not None:
+        wanted = list(dict.fromkeys(formats.split(",")))
+        entries = exporting.archive_members(engine, make_storage(settings), generation.id, wanted)
+        if not entries:
+            raise NotFound(f"generation {generation.id} has no exports in {', '.join(wanted)}")
+        return StreamingResponse(
+            stream_zip(entries),
+            media_type="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="generation-{generation.id}'
+                f'-exports.zip"'
+            },
+        )
     entries = generations_read.archive_files(engine, settings, generation.id)
     return StreamingResponse(
         stream_zip(entries),

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 from sqlalchemy import Engine
 
-from posegen import backends, catalog, generations_read, projects, queue, retention
+from posegen import backends, catalog, exporting, generations_read, projects, queue, retention
 from posegen.accounts import Account
 from posegen.api import sse
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
@@ -84,6 +84,7 @@ def generation_out(
         credit_charged=g.credit_charged,
         credit_refunded=g.credit_refunded,
         kept=g.kept,
+        export_formats=list(g.export_formats),
     )
 
 
@@ -117,7 +118,7 @@ def request_hash(body: GenerationCreate) -> str:
     data = body.model_dump(mode="json")
     # Fields added later are left out while unset, so a body sent before they existed hashes
     # as it did then (an Idempotency-Key replayed across an upgrade is not a conflict).
-    for late in ("backend", "model"):
+    for late in ("backend", "model", "export_formats"):
         if data.get(late) is None:
             data.pop(late, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -176,6 +177,7 @@ def create_generation(
         )
         if missing:
             raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
+    export_formats = exporting.check(settings, body.export_formats) if body.export_formats else None
     backend = body.backend or settings.serving_backend
     warning = backends.check_served(engine, settings, backend, body.model)
     text = body.text_prompt is not None
@@ -198,6 +200,7 @@ def create_generation(
             request_hash=digest,
             backend=backend,
             model=body.model,
+            export_formats=tuple(export_formats) if export_formats else None,
         ),
         queue.SubmitLimits.from_settings(settings),
     )

@@ -98,6 +98,25 @@
     while (open < MAX_STREAMS && waiting.length) { start(waiting.shift()); }
   }
 
+  // Export tasks after the end: the generation's stream is reopened by them; follow it from the
+  // last event the page was drawn with, refresh the gallery as formats finish, reload at the end.
+  var TASK_KINDS = ["task_queued", "task_started", "task_retrying", "task_completed", "task_failed", "tasks_settled"];
+  function watchTasks(box) {
+    var id = box.getAttribute("data-live-tasks");
+    var after = box.getAttribute("data-after") || "0";
+    var source = new EventSource("/ui/generations/" + encodeURIComponent(id) + "/events?after=" + encodeURIComponent(after));
+    TASK_KINDS.forEach(function (kind) {
+      source.addEventListener(kind, function () {
+        if (kind === "task_completed" || kind === "task_failed") { refreshGallery(); }
+        if (kind === "tasks_settled") { source.close(); window.location.reload(); }
+      });
+    });
+    source.addEventListener("error", function () {
+      if (source.readyState === EventSource.CLOSED) { source.close(); }
+    });
+  }
+
   document.querySelectorAll("[data-live-generation]").forEach(function (el) { waiting.push(el); });
   next();
+  document.querySelectorAll("[data-live-tasks]").forEach(watchTasks);
 }());
