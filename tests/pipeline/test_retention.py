@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from PIL import Image
 from pipeline_world import World  # type: ignore[import-not-found]
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 
 from posegen import accounts, retention, uploads
 from posegen.api.app import create_app
@@ -26,6 +26,7 @@ from posegen.db.models import (
     GeneratedPose,
     GenerationEvent,
     PoseGeneration,
+    ResultExport,
     Upload,
     User,
     UserGenerationStats,
@@ -219,6 +220,28 @@ def test_the_sweep_deletes_old_orphans_and_never_a_fresh_file_or_a_named_one(
             )
             for p in r
         ]
+    # An export beside the result, named by its row; another whose row never committed.
+    with world.engine.begin() as conn:
+        rid, key = conn.execute(
+            select(GeneratedPose.id, GeneratedPose.variation_key).where(
+                GeneratedPose.generation_id == gid
+            )
+        ).first()
+        export = store.save_export(gid, key, "instagram_feed", "jpg", b"exported")
+        conn.execute(
+            insert(ResultExport).values(
+                result_id=rid,
+                generation_id=gid,
+                format="instagram_feed",
+                path=export,
+                bytes=8,
+                width=1,
+                height=1,
+                content_type="image/jpeg",
+            )
+        )
+    lost_export = store.save_export(gid, key, "tiktok", "jpg", b"lost")
+    named.append(export)
     # A worker's crash between the write and its row: files of a variation no row names (in a
     # generation that exists, and in one whose row never committed), and a half-written temp.
     crashed = store.save_result(gid, "p999-v0", _png((9, 9, 9)))
@@ -235,7 +258,14 @@ def test_the_sweep_deletes_old_orphans_and_never_a_fresh_file_or_a_named_one(
     unknown.write_text("not posegen's")
 
     old = time.time() - 2 * world.settings.orphan_grace_seconds
-    for rel in [*named, crashed.image, crashed.thumbnail, never.image, never.thumbnail]:
+    for rel in [
+        *named,
+        lost_export,
+        crashed.image,
+        crashed.thumbnail,
+        never.image,
+        never.thumbnail,
+    ]:
         os.utime(root / rel, (old, old))
     for path in (temp, lost_upload, unknown):
         os.utime(path, (old, old))
@@ -245,15 +275,16 @@ def test_the_sweep_deletes_old_orphans_and_never_a_fresh_file_or_a_named_one(
         os.utime(path, (old, old))
 
     dry = retention.prune(world.engine, world.settings, dry_run=True)
-    assert dry.orphans["results"].count == 5 and dry.orphans["uploads"].count == 1
+    assert dry.orphans["results"].count == 6 and dry.orphans["uploads"].count == 1
     assert (root / crashed.image).exists() and lost_upload.exists()
 
     report = retention.prune(world.engine, world.settings)
     assert report.errors == []
-    assert report.orphans["results"].count == 5  # two crashed, two never named, the temp
+    # Two crashed, two never named, the export without a row, the temp.
+    assert report.orphans["results"].count == 6
     assert report.orphans["uploads"].count == 1
-    assert report.orphans["results"].bytes == crashed.bytes + never.bytes + 4
-    for rel in (crashed.image, crashed.thumbnail, never.image, never.thumbnail):
+    assert report.orphans["results"].bytes == crashed.bytes + never.bytes + 4 + 4
+    for rel in (crashed.image, crashed.thumbnail, never.image, never.thumbnail, lost_export):
         assert not (root / rel).exists()
     assert not temp.exists() and not lost_upload.exists()
     # Fresh orphans wait out the grace (a row may still be coming); named files and files the

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, select
 
 from posegen.config import Settings
 from posegen.db.engine import read_connection
-from posegen.db.models import GeneratedPose, Upload
+from posegen.db.models import GeneratedPose, ResultExport, Upload
 from posegen.exceptions import NotFound, StorageUnavailable
 from posegen.retention.report import PruneReport
 from posegen.storage.base import REL_PATH
@@ -69,13 +69,20 @@ class Namespace:
 
 # --- reference rules ---------------------------------------------------------------------
 def results_referenced(conn: Connection, names: list[str]) -> set[str]:
-    """A result file is named by a ``generated_poses`` row's image or thumbnail path."""
+    """A result file is named by a ``generated_poses`` row's image or thumbnail path, an export
+    file by its ``result_exports`` row."""
     gids = sorted({int(n.split("/")[1]) for n in names})
     p = GeneratedPose
     rows = conn.execute(
         select(p.image_path, p.thumbnail_path).where(p.generation_id.in_(gids))
     ).all()
     named = {path for r in rows for path in (r.image_path, r.thumbnail_path) if path}
+    # Exports live beside their result (``<key>.x-<format>.<ext>``), named by their own rows.
+    named.update(
+        conn.execute(
+            select(ResultExport.path).where(ResultExport.generation_id.in_(gids))
+        ).scalars()
+    )
     return named.intersection(names)
 
 
