@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from api_helpers import Api, Keys, claim_one, png, write_pose
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
@@ -77,7 +78,9 @@ class World:
     def finished_generation(self) -> tuple[int, int]:
         """A generation of the user with one stored result; returns (generation id, result id)."""
         body = {"projectId": self.project(), "poseIds": [1]}
-        gid = int(self.api("POST", "/generations", key=self.keys.user, json=body).json()["id"])
+        made = self.api("POST", "/generations", key=self.keys.user, json=body)
+        assert made.status_code == 202, made.text
+        gid = int(made.json()["id"])
         job = claim_one(self.engine, self.settings)
         while job.id != gid:  # a generation an earlier row queued: ended, out of the way
             queue.finish(self.engine, job.id, job.lease_token)
@@ -364,6 +367,13 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
     assert ("POST", "/generations") in routes and ("GET", "/healthz") in routes
     missing = [r for r in routes if r not in TABLE]
     assert not missing, f"routes without an authorisation row: {missing}"
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The matrix submits a generation for many of its rows: more than one user's default
+    allowance per minute (a limit tested on its own elsewhere)."""
+    return settings.model_copy(update={"submissions_per_minute": 1000})
 
 
 def test_authorisation_matrix(
