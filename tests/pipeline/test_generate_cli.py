@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, select
 from posegen import accounts
 from posegen.cli import main
 from posegen.config import Settings
-from posegen.db.models import PoseGeneration, Project, Role, Upload
+from posegen.db.models import PoseGeneration, PoseLibrary, Project, Role, Upload
 from posegen.library import seed_library
 
 
@@ -92,6 +92,13 @@ def test_bad_input_is_one_line_and_queues_nothing(
         if key.startswith("POSEGEN_"):
             monkeypatch.setenv(key, value)
     accounts.create_user(engine, "Ada", "ada@example.com", Role.ADMIN)
+    accounts.create_user(engine, "Uma", "uma@example.com")
+    seed_library(engine)
+    with engine.connect() as conn:
+        premium = conn.execute(
+            select(func.min(PoseLibrary.id)).where(PoseLibrary.premium.is_(True))
+        ).scalar_one()
+    capsys.readouterr()  # the seeding's log line
     not_image = tmp_path / "notes.png"
     not_image.write_text("not an image")
     cases = [
@@ -104,6 +111,8 @@ def test_bad_input_is_one_line_and_queues_nothing(
         # The API's old path form names no stored file here: a local path that does not exist.
         (["--prompt", "x", "--subject", "/uploads/subjects/project-1.png"], "cannot read"),
         (["--prompt", "x", "--subject", "file:///etc/passwd"], "cannot read"),
+        # A premium pose needs a quota plan (or an admin): a pay-as-you-go user is refused.
+        (["--poses", str(premium), "--user", "uma@example.com"], "is a premium pose"),
     ]
     for args, message in cases:
         with pytest.raises(SystemExit) as exit_:

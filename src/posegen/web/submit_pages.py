@@ -21,6 +21,7 @@ from starlette.responses import RedirectResponse, Response
 from posegen import catalog, credits, exporting, library, pagination, projects, queue, uploads
 from posegen.db.models import GenerationType, ProjectStatus
 from posegen.exceptions import InvalidInput, NotFound, PosegenError
+from posegen.library import premium
 from posegen.web.context import (
     PREFIX,
     Ctx,
@@ -112,6 +113,7 @@ def build_request(
         )
         if missing:
             raise InvalidInput(f"unknown poses: {', '.join(map(str, missing))}")
+        premium.check(ctx.engine, s, pose_ids, session.account.id, admin=session.is_admin)
         total = len(pose_ids) * state.variations
     if total > s.max_total_poses:
         raise InvalidInput(f"{total} images is over the limit of {s.max_total_poses}")

@@ -22,6 +22,7 @@ from posegen.api.schemas import MAX_ID, GenerationCreate, GenerationOut, Page
 from posegen.config import Settings
 from posegen.db.models import GenerationStatus, GenerationType, ProjectStatus
 from posegen.exceptions import Conflict, Forbidden, InvalidInput
+from posegen.library import premium
 from posegen.storage import delete_results
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ IdempotencyKey = Annotated[
     response_model=GenerationOut,
     responses={
         200: {"model": GenerationOut, "description": "Replay of an earlier Idempotency-Key"},
-        **problems(402, 404, 409, 413, 429),
+        **problems(402, 403, 404, 409, 413, 429),
     },
 )
 def create_generation(
@@ -177,6 +178,7 @@ def create_generation(
         )
         if missing:
             raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
+        premium.check(engine, settings, body.pose_ids, user.id, admin=is_admin(user))
     export_formats = exporting.check(settings, body.export_formats) if body.export_formats else None
     backend = body.backend or settings.serving_backend
     warning = backends.check_served(engine, settings, backend, body.model)
