@@ -34,6 +34,23 @@ def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+def _sign_in(client: TestClient, api_key: str) -> str:
+    """Sign in through the dashboard's form; the CSRF token of the "My poses" page."""
+    form = CSRF.search(client.get("/ui/sign-in").text)
+    assert form is not None
+    signed = client.post(
+        "/ui/sign-in",
+        data={"csrf_token": form.group(1), "api_key": api_key, "next": ""},
+        follow_redirects=False,
+    )
+    assert signed.status_code == 303
+    page = client.get("/ui/me/poses")
+    assert 'name="photo" type="file"' in page.text
+    token = CSRF.search(page.text)
+    assert token is not None
+    return token.group(1)
+
+
 def _need_vision() -> None:
     if vision_python() is None:
         pytest.skip(NOT_INSTALLED)
@@ -116,19 +133,7 @@ def test_the_dashboard_form_saves_a_pose_from_a_photo(
 ) -> None:
     _need_vision()
     owner = accounts.create_user(engine, "Uma User", "uma@example.com")
-    form = client.get("/ui/sign-in")
-    token = CSRF.search(form.text)
-    assert token is not None
-    signed = client.post(
-        "/ui/sign-in",
-        data={"csrf_token": token.group(1), "api_key": owner.api_key, "next": ""},
-        follow_redirects=False,
-    )
-    assert signed.status_code == 303
-    page = client.get("/ui/me/poses")
-    assert 'name="photo" type="file"' in page.text
-    token = CSRF.search(page.text)
-    assert token is not None
+    csrf = _sign_in(client, owner.api_key)
     empty_map = ("", b"", "application/octet-stream")  # what a browser sends for an empty input
     refused = client.post(
         "/ui/me/poses",
@@ -138,7 +143,7 @@ def test_the_dashboard_form_saves_a_pose_from_a_photo(
     assert refused.status_code == 403
     nobody = client.post(
         "/ui/me/poses",
-        data={"csrf_token": token.group(1), "name": "Nobody", "keypoints": ""},
+        data={"csrf_token": csrf, "name": "Nobody", "keypoints": ""},
         files={
             "map": empty_map,
             "photo": ("b.png", encode(Image.new("RGB", (200, 200), (90, 90, 90))), "image/png"),
@@ -147,7 +152,7 @@ def test_the_dashboard_form_saves_a_pose_from_a_photo(
     assert nobody.status_code == 422 and "no person was found" in nobody.text
     made = client.post(
         "/ui/me/poses",
-        data={"csrf_token": token.group(1), "name": "Grace from the form", "keypoints": ""},
+        data={"csrf_token": csrf, "name": "Grace from the form", "keypoints": ""},
         files={"map": empty_map, "photo": ("g.jpg", photo, "image/jpeg")},
         follow_redirects=False,
     )
@@ -164,12 +169,21 @@ def test_without_the_environment_it_is_503_and_saves_nothing(
 ) -> None:
     owner = accounts.create_user(engine, "Uma User", "uma@example.com")
     missing = settings.model_copy(update={"vision_python": tmp_path / "no" / "python"})
+    picture = encode(Image.new("RGB", (64, 64)))
     with TestClient(create_app(missing, engine)) as bare:
         got = bare.post(
             PREFIX + "/me/poses",
             data={"name": "x"},
-            files={"photo": ("f.png", encode(Image.new("RGB", (64, 64))), "image/png")},
+            files={"photo": ("f.png", picture, "image/png")},
             headers=_auth(owner.api_key),
         )
-    assert got.status_code == 503 and got.json()["type"].endswith("/vision-not-installed")
+        assert got.status_code == 503 and got.json()["type"].endswith("/vision-not-installed")
+        token = _sign_in(bare, owner.api_key)
+        page = bare.post(
+            "/ui/me/poses",
+            data={"csrf_token": token, "name": "x", "keypoints": ""},
+            files={"photo": ("f.png", picture, "image/png")},
+        )
+        assert page.status_code == 503 and "make install-vision" in page.text
+        assert "Traceback" not in page.text
     assert library.list_private_poses(engine, owner.account.id).items == []

@@ -146,10 +146,12 @@ async def create_my_pose(request: Request, ctx: Ctx, session: SignedIn) -> Respo
     try:
         await run_in_threadpool(_create_pose, ctx, user_id, fields, map_file, photo)
     except PosegenError as exc:
-        if exc.http_status >= 500:
+        # A server-side error shows on the form only when it has words for users (vision).
+        public = getattr(exc, "public_detail", None)
+        if exc.http_status >= 500 and public is None:
             raise
         values = await run_in_threadpool(_my_poses, ctx, user_id, None)
-        values.update({"error": exc.message, "form": fields})
+        values.update({"error": public or exc.message, "form": fields})
         return render(request, "my_poses.html", values, status=exc.http_status, session=session)
     return RedirectResponse(f"{PREFIX}/me/poses?notice=pose-saved", status_code=303)
 
