@@ -1,11 +1,14 @@
 """A private pose from a photo, in one request (both engines): ``POST /me/poses`` with a
 multipart ``photo`` extracts the pose and saves it (the owner's alone, usable in their
 generations); a photo without a person is 422 ``no-person-found`` and saves nothing; the
-dashboard's "My poses" form does the same; without the vision environment, 503."""
+dashboard's "My poses" form does the same; without the vision environment, 503. And
+``posegen poses extract PHOTO --save NAME --user EMAIL``."""
 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import Engine
-from vision_helpers import NOT_INSTALLED, encode, vision_python
+from vision_helpers import NOT_INSTALLED, encode, photo_path, vision_python
 
 from posegen import accounts, library
 from posegen.api.app import PREFIX, create_app
@@ -187,3 +190,30 @@ def test_without_the_environment_it_is_503_and_saves_nothing(
         assert page.status_code == 503 and "make install-vision" in page.text
         assert "Traceback" not in page.text
     assert library.list_private_poses(engine, owner.account.id).items == []
+
+
+def test_cli_extract_saves_a_private_pose(
+    engine: Engine, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    python, path = vision_python(), photo_path()
+    if python is None or path is None:
+        pytest.skip(NOT_INSTALLED)
+    library.seed_library(engine)
+    owner = accounts.create_user(engine, "Uma User", "uma@example.com").account
+    env = {**cli_env, "POSEGEN_VISION_PYTHON": str(python)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "posegen", "poses", "extract", *args]
+        return subprocess.run(
+            command, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)
+    nobody = run(str(blank), "--save", "Nobody", "--user", "uma@example.com")
+    assert nobody.returncode == 1 and "no person" in nobody.stderr + nobody.stdout
+    assert run(str(path), "--save", "Grace").returncode != 0  # --user is needed
+    saved = run(str(path), "--save", "Grace CLI", "--user", "uma@example.com")
+    assert saved.returncode == 0, saved.stderr
+    (pose,) = library.list_private_poses(engine, owner.id).items
+    assert pose.name == "Grace CLI" and f"saved as private pose {pose.id}" in saved.stdout
