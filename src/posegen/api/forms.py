@@ -28,9 +28,18 @@ async def read_body(
     request: Request, model: type[M], settings: Settings, file_field: str
 ) -> tuple[M, bytes | None]:
     """Parse ``model`` from a JSON or multipart body; returns it and the uploaded file's bytes."""
+    body, _, upload = await read_body_file(request, model, settings, (file_field,))
+    return body, upload
+
+
+async def read_body_file(
+    request: Request, model: type[M], settings: Settings, file_fields: tuple[str, ...]
+) -> tuple[M, str | None, bytes | None]:
+    """:func:`read_body` where the one file may come in any of ``file_fields``; returns the
+    model, the field the file came in (None without one) and its bytes."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        return await _from_form(request, model, settings, file_field)
+        return await _from_form(request, model, settings, file_fields)
     if media != "application/json" and not media.endswith("+json"):
         raise InvalidInput(
             "send application/json or multipart/form-data", kind="unsupported-media-type"
@@ -42,7 +51,7 @@ async def read_body(
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": "malformed JSON"}]
         ) from exc
-    return validate(model, payload), None
+    return validate(model, payload), None, None
 
 
 def validate(model: type[M], payload: Any) -> M:
@@ -55,18 +64,20 @@ def validate(model: type[M], payload: Any) -> M:
 
 
 async def _from_form(
-    request: Request, model: type[M], settings: Settings, file_field: str
-) -> tuple[M, bytes | None]:
+    request: Request, model: type[M], settings: Settings, file_fields: tuple[str, ...]
+) -> tuple[M, str | None, bytes | None]:
     form = await request.form(
         max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FIELD_BYTES
     )
     fields: dict[str, Any] = {}
     upload: bytes | None = None
+    field: str | None = None
     try:
         for name, value in form.multi_items():
             if isinstance(value, UploadFile):
-                if name != file_field:
+                if name not in file_fields:
                     raise InvalidInput(f"unexpected file field {name!r}", kind="unexpected-file")
+                field = name
                 upload = await value.read(settings.upload_max_bytes + 1)
                 if len(upload) > settings.upload_max_bytes:
                     raise InvalidInput(
@@ -79,7 +90,7 @@ async def _from_form(
                 fields[name] = _form_value(value)
     finally:
         await form.close()
-    return validate(model, fields), upload
+    return validate(model, fields), field, upload
 
 
 def _form_value(value: str) -> Any:

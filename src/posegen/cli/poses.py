@@ -1,4 +1,5 @@
-"""``posegen poses extract PHOTO``: a pose (COCO-18 keypoints) and its OpenPose map from a photo."""
+"""``posegen poses extract PHOTO``: a pose (COCO-18 keypoints) and its OpenPose map from a photo;
+with ``--save NAME --user EMAIL``, saved as that user's private pose."""
 
 from __future__ import annotations
 
@@ -25,11 +26,20 @@ def extract(
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object: keypoints, pose, warnings.")
     ] = False,
+    save: Annotated[
+        str | None, typer.Option("--save", help="Save it as a private pose of this name.")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Whose private pose (email; with --save).")
+    ] = None,
 ) -> None:
     """The pose of the person in PHOTO: 18 COCO keypoints ``[x, y, confidence]`` (normalised to
-    the photo) or null, the canonical pose, and warnings. Exit 1 when no person is found."""
+    the photo) or null, the canonical pose, and warnings. Exit 1 when no person is found.
+    ``--save NAME --user EMAIL`` saves it as that user's private pose (nothing when no person)."""
     from posegen import vision
 
+    if (save is None) != (user is None):
+        raise PosegenError("--save and --user go together")
     settings = state(ctx).settings
     try:
         data = photo.read_bytes()
@@ -65,3 +75,10 @@ def extract(
         typer.echo(f"warning: {warning.message}", err=True)
     if found.pose is None:
         raise typer.Exit(1)
+    if save is not None and user is not None:
+        from posegen import accounts, library
+
+        engine = state(ctx).engine
+        owner = accounts.get_by_email(engine, user)
+        saved = library.create_private_pose(engine, owner.id, found.pose.to_json(), save)
+        typer.echo(f"saved as private pose {saved.id} of {user}", err=as_json)

@@ -18,6 +18,7 @@ from posegen.vision.extract import (
     mask_box,
     segment,
 )
+from posegen.vision.poses import create_private_pose_from_photo
 
 __all__ = [
     "MODES",
@@ -28,6 +29,7 @@ __all__ = [
     "VisionUnavailable",
     "available",
     "change_background",
+    "create_private_pose_from_photo",
     "detect",
     "extract",
     "helper_for",

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from posegen import catalog, community, library, pagination, uploads
+from posegen import catalog, community, library, pagination, uploads, vision
 from posegen.db.models import ACTIVE_REQUEST_STATUSES, RequestStatus
 from posegen.exceptions import InvalidInput, PosegenError
 from posegen.web.context import (
@@ -31,6 +31,8 @@ from posegen.web.session import WebSession
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 FORM_LIMITS = {"max_files": 1, "max_fields": 20, "max_part_size": 256 * 1024}
+#: The "add a pose" form has two file inputs (a map image, a photo); a browser sends both.
+POSE_FORM_LIMITS = {**FORM_LIMITS, "max_files": 2}
 PAGE_SIZE = 50
 NOTICES = {
     "pose-saved": "Pose saved.",
@@ -47,9 +49,15 @@ def _user_id(session: WebSession) -> int:
     return session.account.id
 
 
-async def _form(request: Request, ctx: WebContext, session: WebSession) -> FormData:
-    form = await request.form(**FORM_LIMITS)
-    check_csrf(ctx, session, dict(form))
+async def _form(
+    request: Request, ctx: WebContext, session: WebSession, limits: dict[str, int] = FORM_LIMITS
+) -> FormData:
+    form = await request.form(**limits)
+    try:
+        check_csrf(ctx, session, dict(form))
+    except BaseException:
+        await form.close()  # a refused form's files are not left to the garbage collector
+        raise
     return form
 
 
@@ -79,14 +87,18 @@ def _my_poses(ctx: WebContext, user_id: int, cursor: str | None) -> dict[str, An
 async def my_poses(
     request: Request, ctx: Ctx, session: SignedIn, cursor: str | None = None
 ) -> Response:
-    """Your private poses, and the form to add one (keypoints JSON or a map image)."""
+    """Your private poses, and the form to add one (keypoints JSON, a map image or a photo)."""
     values = await run_in_threadpool(_my_poses, ctx, _user_id(session), cursor)
     values.update({"notice": _notice(request), "cursor": cursor})
     return render(request, "my_poses.html", values, session=session)
 
 
 def _create_pose(
-    ctx: WebContext, user_id: int, fields: dict[str, str], map_file: bytes | None
+    ctx: WebContext,
+    user_id: int,
+    fields: dict[str, str],
+    map_file: bytes | None,
+    photo: bytes | None = None,
 ) -> None:
     text = fields.get("keypoints", "").strip()
     keypoints: Any = None
@@ -95,8 +107,19 @@ def _create_pose(
             keypoints = json.loads(text)
         except ValueError as exc:
             raise InvalidInput("the keypoints are not valid JSON", kind="invalid-pose") from exc
-    if keypoints is not None and map_file is not None:
-        raise InvalidInput("give keypoints or a map image, not both", kind="two-maps")
+    if sum(x is not None for x in (keypoints, map_file, photo)) > 1:
+        raise InvalidInput("give keypoints, a map image or a photo: only one", kind="two-maps")
+    if photo is not None:
+        vision.create_private_pose_from_photo(
+            ctx.engine,
+            ctx.settings,
+            user_id,
+            photo,
+            fields.get("name", ""),
+            description=fields.get("description", ""),
+            category=fields.get("category") or None,
+        )
+        return
     upload_id = None
     if map_file is not None:
         upload_id = uploads.store(ctx.engine, ctx.settings, user_id, map_file).id
@@ -113,19 +136,22 @@ def _create_pose(
 
 @router.post("/me/poses", name="web-create-my-pose")
 async def create_my_pose(request: Request, ctx: Ctx, session: SignedIn) -> Response:
-    form = await _form(request, ctx, session)
+    form = await _form(request, ctx, session, POSE_FORM_LIMITS)
     fields = {k: form_str(dict(form), k) or "" for k in ("name", "description", "category")}
     fields["keypoints"] = form_str(dict(form), "keypoints") or ""
     map_file = await _file(form, "map", ctx)
+    photo = await _file(form, "photo", ctx)
     await form.close()
     user_id = _user_id(session)
     try:
-        await run_in_threadpool(_create_pose, ctx, user_id, fields, map_file)
+        await run_in_threadpool(_create_pose, ctx, user_id, fields, map_file, photo)
     except PosegenError as exc:
-        if exc.http_status >= 500:
+        # A server-side error shows on the form only when it has words for users (vision).
+        public = getattr(exc, "public_detail", None)
+        if exc.http_status >= 500 and public is None:
             raise
         values = await run_in_threadpool(_my_poses, ctx, user_id, None)
-        values.update({"error": exc.message, "form": fields})
+        values.update({"error": public or exc.message, "form": fields})
         return render(request, "my_poses.html", values, status=exc.http_status, session=session)
     return RedirectResponse(f"{PREFIX}/me/poses?notice=pose-saved", status_code=303)
 

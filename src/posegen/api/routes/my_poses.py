@@ -1,4 +1,5 @@
 """A user's private poses (``/me/poses``): theirs alone, usable in their own generations.
+Made from keypoints, from a map image, or from a photo (the vision helper extracts the pose).
 
 Another user (admins included) naming one gets 404, exactly as for an id that does not exist.
 Admins can promote one to the public library (``POST /admin/poses/{id}/promote``).
@@ -6,16 +7,18 @@ Admins can promote one to the public library (``POST /admin/poses/{id}/promote``
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 
-from posegen import library, uploads
+from posegen import catalog, library, uploads, vision
 from posegen.api import forms
 from posegen.api.deps import AdminUser, CurrentUser, EngineDep, PathId, SettingsDep
 from posegen.api.openapi import problems
 from posegen.api.routes.library import pose_out
+from posegen.api.routes.vision import PhotoWarningOut
 from posegen.api.schemas import Page, PoseOut
 from posegen.api.schemas_community import PrivatePoseCreate, PrivatePoseUpdate, PromoteBody
 from posegen.exceptions import InvalidInput
@@ -37,21 +40,61 @@ def list_my_poses(
     )
 
 
+class CreatedPoseOut(PoseOut):
+    warnings: list[PhotoWarningOut] = Field(
+        default_factory=list,
+        description="From a photo: what the extraction noticed (several-people, partial-body).",
+    )
+
+
+def _create_body() -> dict[str, Any]:
+    doc = forms.request_body(
+        PrivatePoseCreate, "map", "An OpenPose map image (stored as your upload)."
+    )
+    form = doc["requestBody"]["content"]["multipart/form-data"]["schema"]
+    form["properties"]["photo"] = {
+        "type": "string",
+        "format": "binary",
+        "description": "Or a photo of a person (PNG, JPEG or WebP; not kept): its pose is saved.",
+    }
+    return doc
+
+
 @router.post(
     "/me/poses",
     status_code=201,
-    response_model=PoseOut,
-    responses=problems(413),
-    openapi_extra=forms.request_body(
-        PrivatePoseCreate, "map", "An OpenPose map image (stored as your upload)."
-    ),
+    response_model=CreatedPoseOut,
+    responses=problems(413, 503),
+    openapi_extra=_create_body(),
 )
 async def create_my_pose(
     request: Request, user: CurrentUser, engine: EngineDep, settings: SettingsDep
-) -> PoseOut:
+) -> CreatedPoseOut:
     """Save a private pose from keypoints (canonical pose JSON or 18 `[x, y]` points), from one
-    of your uploads (`mapUploadId`), or from a map image file (multipart field `map`)."""
-    body, upload = await forms.read_body(request, PrivatePoseCreate, settings, "map")
+    of your uploads (`mapUploadId`), from a map image file (multipart field `map`), or from a
+    photo (multipart field `photo`, checked like an upload and not kept: the person's pose is
+    extracted and saved, with the extraction's `warnings`). A photo without a person is 422
+    `no-person-found`; 503 `vision-not-installed` without the vision environment."""
+    body, field, upload = await forms.read_body_file(
+        request, PrivatePoseCreate, settings, ("map", "photo")
+    )
+    if field == "photo" and upload is not None:
+        if body.map_upload_id is not None or body.keypoints is not None:
+            raise InvalidInput("give one pose source", kind="two-maps")
+        photo = upload
+        made, warnings = await run_in_threadpool(
+            lambda: vision.create_private_pose_from_photo(
+                engine,
+                settings,
+                user.id,
+                photo,
+                body.name,
+                description=body.description or "",
+                category=body.category,
+                tags=body.tags or (),
+            )
+        )
+        return _created(request, made, [PhotoWarningOut(**w.to_json()) for w in warnings])
     map_upload_id = body.map_upload_id
     if upload is not None:
         if map_upload_id is not None or body.keypoints is not None:
@@ -70,7 +113,13 @@ async def create_my_pose(
             map_upload_id=map_upload_id,
         )
     )
-    return pose_out(request, pose)
+    return _created(request, pose, [])
+
+
+def _created(
+    request: Request, pose: catalog.PoseView, warnings: list[PhotoWarningOut]
+) -> CreatedPoseOut:
+    return CreatedPoseOut(**dict(pose_out(request, pose)), warnings=warnings)
 
 
 @router.get("/me/poses/{pose_id}", response_model=PoseOut, responses=problems(404))
