@@ -10,8 +10,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
-from hypothesis import strategies as st
+from hypothesis import assume
 from PIL import Image
 
 from posegen.controlnet.render import COLOURS, JOINT_RADIUS, render_pose
@@ -236,11 +235,29 @@ def test_a_figure_that_cannot_fit_extends_the_canvas_with_the_formats_fill() -> 
     assert tuple(edge) != (0x12, 0xAB, 0x34)  # blurred picture, not the solid colour
 
 
+def _room(
+    anchor: float,
+    want: tuple[float, float],
+    box: tuple[float, float],
+    result: tuple[float, float],
+    side: float,
+) -> bool:
+    """Whether sliding the frame along one axis (same scale) could bring ``anchor`` into
+    ``want`` while the figure's box stays inside the frame and the frame inside the result (or,
+    when larger, covering it): composition is owed only where the constraints leave room."""
+    r_lo, r_hi = result
+    slide = [anchor - want[1], box[1] - side, r_lo if r_hi - r_lo >= side else r_hi - side]
+    limit = [anchor - want[0], box[0], r_hi - side if r_hi - r_lo >= side else r_lo]
+    return max(slide) <= min(limit) - 1.0
+
+
 def test_figures_are_placed_by_the_usual_rules() -> None:
-    """Composition, wherever the constraints leave room: the torso in the middle third across;
-    a full-body figure's box in the middle third down; a half-body or portrait figure's eyes in
-    the upper part (headroom kept, eyes near the upper third, never below 40 %)."""
+    """Composition, wherever the constraints leave room (the whole figure inside the frame, the
+    frame inside the result): the torso in the middle third across; a full-body figure's box in
+    the middle third down; a half-body or portrait figure's eyes in the upper part (headroom
+    kept, eyes near the upper third, never below 40 %)."""
     failures = []
+    checked = 0
     for size in RESULT_SIZES:
         for pose in POSES:
             fig = figure(pose.keypoints, size)
@@ -250,33 +267,35 @@ def test_figures_are_placed_by_the_usual_rules() -> None:
                 w, h = fmt.size
                 frame = frame_for(size, fig, fmt)
                 cx, _ = frame.to_output(*fig.centre, fmt.size)
-                if not w / 3 <= cx <= 2 * w / 3:
-                    failures.append(f"{pose.slug} {fmt.name} {size}: torso at x {cx / w:.2f}")
+                left, top = frame.to_output(fig.box[0], fig.box[1], fmt.size)
+                right, bottom = frame.to_output(fig.box[2], fig.box[3], fmt.size)
+                r_left, r_top = frame.to_output(0, 0, fmt.size)
+                r_right, r_bottom = frame.to_output(size[0], size[1], fmt.size)
+                across = (left, right), (r_left, r_right)
+                down = (top, bottom), (r_top, r_bottom)
+                if _room(cx, (w / 3, 2 * w / 3), *across, w):
+                    checked += 1
+                    if not w / 3 - 1 <= cx <= 2 * w / 3 + 1:
+                        failures.append(f"{pose.slug} {fmt.name} {size}: torso at x {cx / w:.2f}")
                 if fig.framing == "full_body":
-                    _, top = frame.to_output(0, fig.box[1], fmt.size)
-                    _, bottom = frame.to_output(0, fig.box[3], fmt.size)
-                    if not h / 3 <= (top + bottom) / 2 <= 2 * h / 3:
-                        failures.append(f"{pose.slug} {fmt.name} {size}: box centre off")
+                    mid = (top + bottom) / 2
+                    if _room(mid, (h / 3, 2 * h / 3), *down, h):
+                        checked += 1
+                        if not h / 3 - 1 <= mid <= 2 * h / 3 + 1:
+                            failures.append(f"{pose.slug} {fmt.name} {size}: box centre off")
                 elif fig.eyes_y is not None:
                     _, eyes = frame.to_output(0, fig.eyes_y, fmt.size)
-                    if not 0.1 * h <= eyes <= 0.4 * h:
-                        failures.append(f"{pose.slug} {fmt.name} {size}: eyes at {eyes / h:.2f}")
-    assert failures == []
+                    if _room(eyes, (0.1 * h, 0.4 * h), *down, h):
+                        checked += 1
+                        if not 0.1 * h - 1 <= eyes <= 0.4 * h + 1:
+                            failures.append(
+                                f"{pose.slug} {fmt.name} {size}: eyes at {eyes / h:.2f}"
+                            )
+    # The rules bind in most placements (two rules per placement; they are not vacuous).
+    assert checked > len(RESULT_SIZES) * len(POSES) * len(FRAMED) // 2
+    assert not failures, f"{len(failures)} misplaced: {failures[:20]}"
 
 
-_coord = st.floats(min_value=0.02, max_value=0.98)
-_point = st.one_of(st.none(), st.tuples(_coord, _coord).map(list))
-
-
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    body=st.lists(_point, min_size=18, max_size=18).filter(lambda b: any(p for p in b)),
-    framing=st.sampled_from(["full_body", "half_body", "portrait"]),
-    canvas=st.tuples(st.integers(256, 1536), st.integers(256, 1536)),
-    result=st.tuples(st.integers(4, 24), st.integers(4, 24)),
-    out=st.tuples(st.integers(100, 3000), st.integers(100, 3000)),
-    fit=st.sampled_from(["scene", "subject"]),
-)
 def test_any_pose_on_any_result_in_any_format_keeps_every_keypoint(
     body: list[list[float] | None],
     framing: str,
