@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -133,6 +133,11 @@ def contact_sheet(path: Path, columns: int = 12, tile: int = 160) -> Path:
     return path
 
 
+def _say(line: str, stream: TextIO = sys.stdout) -> None:
+    """A line for the person running this script (a tool, not the service: no logging)."""
+    stream.write(line + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="Rewrite builtin_poses.json.")
@@ -142,16 +147,16 @@ def main(argv: list[str] | None = None) -> int:
     text = library_json()
     if args.write:
         DATA_PATH.write_text(text, "utf-8")
-        print(f"wrote {len(POSES)} poses in {len(CATEGORIES)} categories to {DATA_PATH}")
-        print(
+        _say(f"wrote {len(POSES)} poses in {len(CATEGORIES)} categories to {DATA_PATH}")
+        _say(
             "now redraw the OpenPose reference fixtures of the library poses: see "
             "tests/controlnet/openpose_fixtures/make_fixtures.py"
         )
     if args.check and DATA_PATH.read_text("utf-8") != text:
-        print(f"{DATA_PATH} is stale: run python -m posegen.library.author --write")
+        _say(f"{DATA_PATH} is stale: run python -m posegen.library.author --write", sys.stderr)
         return 1
     if args.sheet:
-        print(f"contact sheet: {contact_sheet(args.sheet)}")
+        _say(f"contact sheet: {contact_sheet(args.sheet)}")
     return 0
 
 
