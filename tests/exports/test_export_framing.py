@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import assume
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from posegen.controlnet.render import COLOURS, JOINT_RADIUS, render_pose
@@ -296,6 +297,19 @@ def test_figures_are_placed_by_the_usual_rules() -> None:
     assert not failures, f"{len(failures)} misplaced: {failures[:20]}"
 
 
+_coord = st.floats(min_value=0.02, max_value=0.98)
+_point = st.one_of(st.none(), st.tuples(_coord, _coord).map(list))
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    body=st.lists(_point, min_size=18, max_size=18).filter(lambda b: any(p for p in b)),
+    framing=st.sampled_from(["full_body", "half_body", "portrait"]),
+    canvas=st.tuples(st.integers(256, 1536), st.integers(256, 1536)),
+    result=st.tuples(st.integers(4, 24), st.integers(4, 24)),
+    out=st.tuples(st.integers(100, 3000), st.integers(100, 3000)),
+    fit=st.sampled_from(["scene", "subject"]),
+)
 def test_any_pose_on_any_result_in_any_format_keeps_every_keypoint(
     body: list[list[float] | None],
     framing: str,
