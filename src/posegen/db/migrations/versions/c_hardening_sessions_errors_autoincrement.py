@@ -165,6 +165,9 @@ def _rebuild_sqlite(*, autoincrement: bool) -> None:
     # parent table would cascade-delete its children: end Alembic's transaction, rebuild in our
     # own, and open a new one for the rest of the revision (Alembic commits it).
     conn.exec_driver_sql("COMMIT")
+    # Restored afterwards as the runner left it (posegen.db.migrate turns it off for the whole
+    # run, so later revisions' table rebuilds must not find it switched back on).
+    was_on = bool(conn.exec_driver_sql("PRAGMA foreign_keys").scalar())
     conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
     try:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -183,5 +186,6 @@ def _rebuild_sqlite(*, autoincrement: bool) -> None:
         conn.exec_driver_sql("ROLLBACK")
         raise
     finally:
-        conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+        if was_on:
+            conn.exec_driver_sql("PRAGMA foreign_keys = ON")
         conn.exec_driver_sql("BEGIN")
