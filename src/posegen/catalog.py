@@ -272,6 +272,40 @@ def get_pose(
         return _get(conn, pose_id, include_private, viewer_id)
 
 
+@dataclass(frozen=True)
+class PoseCheck:
+    """What one read says of the pose ids a submit names."""
+
+    #: The ids the caller cannot use (unknown, unpublished to a non-admin, someone else's).
+    missing: list[int]
+    #: (id, name) of the usable ones that are premium (:mod:`posegen.library.premium`).
+    premium: list[tuple[int, str]]
+
+
+def check_poses(
+    engine: Engine,
+    pose_ids: list[int],
+    *,
+    include_private: bool,
+    viewer_id: int | None = None,
+) -> PoseCheck:
+    """One read of ``pose_ids``: which the caller cannot use, and which are premium."""
+    if not pose_ids:
+        return PoseCheck([], [])
+    stmt = (
+        select(L.id, L.name, L.premium)
+        .where(L.id.in_(pose_ids), visible(include_private, viewer_id))
+        .order_by(L.id)
+    )
+    with read_connection(engine) as conn:
+        rows = conn.execute(stmt).all()
+    found = {r.id for r in rows}
+    return PoseCheck(
+        [p for p in pose_ids if p not in found],
+        [(int(r.id), str(r.name)) for r in rows if r.premium],
+    )
+
+
 def missing_poses(
     engine: Engine,
     pose_ids: list[int],
@@ -281,12 +315,9 @@ def missing_poses(
 ) -> list[int]:
     """The ids in ``pose_ids`` the caller cannot use (unknown, unpublished to a non-admin, or
     someone else's private pose)."""
-    if not pose_ids:
-        return []
-    stmt = select(L.id).where(L.id.in_(pose_ids), visible(include_private, viewer_id))
-    with read_connection(engine) as conn:
-        found = set(conn.execute(stmt).scalars())
-    return [p for p in pose_ids if p not in found]
+    return check_poses(
+        engine, pose_ids, include_private=include_private, viewer_id=viewer_id
+    ).missing
 
 
 def _category_id(conn: Connection, category: str | int) -> int:

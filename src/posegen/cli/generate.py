@@ -87,7 +87,13 @@ def generate(
         handler = make_handler(settings)  # a misconfigured backend fails before anything is queued
     account = accounts.get_by_email(engine, user) if user else _first_admin(engine)
     pose_ids = _pose_ids(engine, poses, all_poses)
-    premium.check(engine, settings, pose_ids, account.id, admin=account.role is Role.ADMIN)
+    premium.check(
+        engine,
+        settings,
+        premium.premium_among(engine, pose_ids),
+        account.id,
+        admin=account.role is Role.ADMIN,
+    )
     if subject:
         url, upload_id = _subject_reference(settings, engine, account.id, subject)
         project_id = projects.create(engine, account.id, "posegen generate", url, upload_id).id

@@ -40,19 +40,17 @@ def premium_among(engine: Engine, pose_ids: Sequence[int]) -> list[tuple[int, st
 def check(
     engine: Engine,
     settings: Settings,
-    pose_ids: Sequence[int],
+    premium: Sequence[tuple[int, str]],
     user_id: int,
     *,
     admin: bool,
 ) -> None:
-    """Raise 403 ``premium-pose`` if ``pose_ids`` holds premium poses and the user is neither
-    an admin nor on a live quota plan. No premium pose among them: one indexed read, no plan
-    read."""
-    if admin or not pose_ids:
+    """Raise 403 ``premium-pose`` if ``premium`` (the (id, name) of the premium poses a submit
+    names: :func:`posegen.catalog.check_poses` or :func:`premium_among`) is not empty and the
+    user is neither an admin nor on a live quota plan. None among them: no read at all."""
+    if admin or not premium:
         return
-    found = premium_among(engine, pose_ids)
-    if not found:
-        return
+    found = list(premium)
     standing = plans.standing(engine, settings, user_id)
     if standing.plan.is_quota:
         return

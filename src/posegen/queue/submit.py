@@ -120,9 +120,9 @@ def _price(settings: Settings, req: GenerationRequest) -> int:
     return credits.pricing.quote(
         settings,
         req.total_expected_poses,
-        # Paid extras, priced when the request carries them (exports, a background change).
-        getattr(req, "export_formats", ()) or (),
-        bool(getattr(req, "background", None)),
+        # Paid extras: exports made with each pose (a background change is not a request
+        # field yet; the pricing function already takes it).
+        req.export_formats or (),
     ).total
 
 

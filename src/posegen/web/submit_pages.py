@@ -108,12 +108,12 @@ def build_request(
             raise InvalidInput("pick at least one pose")
         if len(pose_ids) > s.max_poses_per_request:
             raise InvalidInput(f"at most {s.max_poses_per_request} poses per generation")
-        missing = catalog.missing_poses(
+        named = catalog.check_poses(
             ctx.engine, pose_ids, include_private=session.is_admin, viewer_id=session.account.id
         )
-        if missing:
-            raise InvalidInput(f"unknown poses: {', '.join(map(str, missing))}")
-        premium.check(ctx.engine, s, pose_ids, session.account.id, admin=session.is_admin)
+        if named.missing:
+            raise InvalidInput(f"unknown poses: {', '.join(map(str, named.missing))}")
+        premium.check(ctx.engine, s, named.premium, session.account.id, admin=session.is_admin)
         total = len(pose_ids) * state.variations
     if total > s.max_total_poses:
         raise InvalidInput(f"{total} images is over the limit of {s.max_total_poses}")

@@ -173,12 +173,12 @@ def create_generation(
     if project.status != ProjectStatus.ACTIVE:
         raise Conflict(f"project {project.id} is archived", kind="project-archived")
     if body.pose_ids:
-        missing = catalog.missing_poses(
+        named = catalog.check_poses(
             engine, body.pose_ids, include_private=is_admin(user), viewer_id=user.id
         )
-        if missing:
-            raise InvalidInput(f"unknown pose ids: {missing[:10]}", kind="unknown-pose")
-        premium.check(engine, settings, body.pose_ids, user.id, admin=is_admin(user))
+        if named.missing:
+            raise InvalidInput(f"unknown pose ids: {named.missing[:10]}", kind="unknown-pose")
+        premium.check(engine, settings, named.premium, user.id, admin=is_admin(user))
     export_formats = exporting.check(settings, body.export_formats) if body.export_formats else None
     backend = body.backend or settings.serving_backend
     warning = backends.check_served(engine, settings, backend, body.model)
