@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     vision_python: Path | None = None
     #: Seconds one helper request may take (the helper is killed and restarted past it).
     vision_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Helper processes per API or worker process, each serving one request at a time (so
+    #: this many photos are analysed at once; each helper holds its own copy of the models).
+    vision_helpers: int = Field(default=1, ge=1, le=64)
     #: Photos are downsized to this longest side before the models see them (they work at
     #: 256 px; keypoints are normalised and masks scaled back, so nothing is lost).
     vision_max_side: int = Field(default=1024, ge=64, le=8192)

@@ -126,32 +126,34 @@ def test_a_killed_helper_is_restarted_and_an_overrun_is_a_clean_error(
     vision_settings: Settings,
 ) -> None:
     figure = encode(drawn_figure(256))
-    helper = client.helper_for(vision_settings)
+    pool = client.helper_for(vision_settings)
     assert vision.extract(vision_settings, figure).pose is not None
-    first = helper.pid
-    assert first is not None
+    (first,) = pool.pids
     os.kill(first, signal.SIGKILL)
     assert vision.extract(vision_settings, figure).pose is not None  # a new helper answers
-    assert helper.pid not in (None, first)
+    assert pool.pids not in ([], [first])
     # An overrun: the helper is stopped and the caller gets vision-timeout; the next call works.
     hasty = vision_settings.model_copy(update={"vision_timeout_seconds": 0.001})
-    hasty_helper = client.helper_for(hasty)
-    hasty_helper.timeout = 60.0  # start it with time to load the models...
+    hasty_pool = client.helper_for(hasty)
+    hasty_pool.timeout = 60.0  # start it with time to load the models...
     vision.extract(hasty, figure)
-    hasty_helper.timeout = 0.001  # ...then give one request no time at all
+    hasty_pool.timeout = 0.001  # ...then give one request no time at all
     with pytest.raises(vision.VisionFailed) as late:
         vision.extract(hasty, figure)
     assert late.value.kind == "vision-timeout" and late.value.http_status == 503
-    assert hasty_helper.pid is None
-    hasty_helper.timeout = 60.0
+    assert hasty_pool.pids == []
+    hasty_pool.timeout = 60.0
     assert vision.extract(hasty, figure).pose is not None
-    # Requests queue for a busy helper one timeout long at most.
-    hasty_helper.timeout = 0.2
-    with hasty_helper._lock:
+    # Requests wait for a free helper one timeout long at most.
+    hasty_pool.timeout = 0.2
+    borrowed = hasty_pool._borrow()
+    try:
         with pytest.raises(vision.VisionFailed) as busy:
             vision.extract(hasty, figure)
+    finally:
+        hasty_pool._idle.append(borrowed)
     assert busy.value.kind == "vision-busy"
-    hasty_helper.close()
+    hasty_pool.close()
 
 
 def test_without_the_environment_vision_is_a_clear_503(tmp_path: os.PathLike[str]) -> None:

@@ -1,11 +1,14 @@
-"""The main process's side of the vision helper: one long-lived helper per process, started on
-first use, restarted when it dies, killed when it overruns its timeout.
+"""The main process's side of the vision helpers: a pool of ``POSEGEN_VISION_HELPERS``
+long-lived helper processes per process, each started on first use, restarted when it dies,
+killed when it overruns its timeout.
 
-The helper (``helper_main.py``) runs under the vision environment's Python, found by
-:func:`helper_python`; requests are serialised on a lock (the helper answers one at a time),
-and each waits at most ``POSEGEN_VISION_TIMEOUT_SECONDS`` for its answer. A helper that died
-between requests is replaced before the next one is sent; a request whose helper dies under it
-is retried once on a new helper; a second death, or an overrun, is :class:`VisionFailed`.
+A helper (``helper_main.py``) runs under the vision environment's Python, found by
+:func:`helper_python`, and answers one request at a time: a request takes an idle helper from
+the pool (the lowest-numbered, so a second helper only starts once two requests overlap) and
+waits at most ``POSEGEN_VISION_TIMEOUT_SECONDS`` for one to be free and as long again for its
+answer. A helper that died between requests is replaced before the next one is sent; a request
+whose helper dies under it is retried once on a new helper; a second death, or an overrun, is
+:class:`VisionFailed`.
 """
 
 from __future__ import annotations
@@ -66,6 +69,10 @@ class Helper:
         self._buffer = bytearray()
         self.versions: dict[str, str] = {}
         self.starts = 0
+        #: Requests answered (ok or not) by this helper slot, over its restarts.
+        self.requests = 0
+        #: True from the moment a request is written until its answer is read.
+        self.in_flight = False
 
     @property
     def pid(self) -> int | None:
@@ -86,6 +93,7 @@ class Helper:
                     self._start()
                 try:
                     answer, data = self._exchange(header, payload, self.timeout)
+                    self.requests += 1
                     break
                 except VisionFailed as exc:
                     self._stop()
@@ -169,7 +177,11 @@ class Helper:
             self._proc.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise VisionFailed(f"the vision helper stopped ({self._why()})") from exc
-        return self._read(deadline)
+        self.in_flight = True
+        try:
+            return self._read(deadline)
+        finally:
+            self.in_flight = False
 
     def _read(self, deadline: float) -> tuple[dict[str, Any], bytes]:
         line = self._read_until_newline(deadline)
@@ -231,28 +243,89 @@ class Helper:
         return f"{status}: {tail}" if tail else status
 
 
-_helpers: dict[tuple[str, float], Helper] = {}
-_helpers_lock = threading.Lock()
+class HelperPool:
+    """``size`` helpers; each request borrows an idle one for its whole exchange."""
+
+    def __init__(self, python: Path, timeout: float, size: int) -> None:
+        self.helpers = tuple(Helper(python, timeout) for _ in range(size))
+        self._idle = list(self.helpers)
+        self._free = threading.Condition()
+        self._timeout = timeout
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        self._timeout = seconds
+        for helper in self.helpers:
+            helper.timeout = seconds
+
+    @property
+    def pids(self) -> list[int]:
+        """The running helpers' process ids."""
+        return [h.pid for h in self.helpers if h.pid is not None]
+
+    @property
+    def starts(self) -> int:
+        return sum(h.starts for h in self.helpers)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return next((h.versions for h in self.helpers if h.versions), {})
+
+    def call(self, header: dict[str, Any], payload: bytes = b"") -> tuple[dict[str, Any], bytes]:
+        """Send one request to an idle helper and wait for its answer (see :meth:`Helper.call`);
+        ``vision-busy`` when none came free within one timeout."""
+        helper = self._borrow()
+        try:
+            return helper.call(header, payload)
+        finally:
+            with self._free:
+                self._idle.append(helper)
+                self._free.notify()
+
+    def close(self) -> None:
+        for helper in self.helpers:
+            helper.close()
+
+    def _borrow(self) -> Helper:
+        with self._free:
+            if not self._free.wait_for(lambda: bool(self._idle), timeout=self._timeout):
+                raise VisionFailed(
+                    f"every vision helper stayed busy for {self._timeout:g} s", kind="vision-busy"
+                )
+            # The lowest-numbered idle helper: a started one when the load allows it.
+            helper = min(self._idle, key=self.helpers.index)
+            self._idle.remove(helper)
+            return helper
 
 
-def helper_for(settings: Settings) -> Helper:
-    """This process's helper for these settings (created on first use, not yet started)."""
+_pools: dict[tuple[str, float, int], HelperPool] = {}
+_pools_lock = threading.Lock()
+
+
+def helper_for(settings: Settings) -> HelperPool:
+    """This process's helpers for these settings (created on first use, none started yet)."""
     python = helper_python(settings)
     if python is None:
         where = settings.vision_python or VENV_NAME
         raise VisionUnavailable(f"the vision models are not installed (no {where}); {INSTALL_HINT}")
-    key = (str(python), settings.vision_timeout_seconds)
-    # Process-wide on purpose: one helper (and one copy of the models in memory) per process.
-    with _helpers_lock:
-        helper = _helpers.get(key)
-        if helper is None:
-            helper = _helpers[key] = Helper(python, settings.vision_timeout_seconds)
-        return helper
+    key = (str(python), settings.vision_timeout_seconds, settings.vision_helpers)
+    # Process-wide on purpose: a fixed number of helpers (each a copy of the models) per process.
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = _pools[key] = HelperPool(
+                python, settings.vision_timeout_seconds, settings.vision_helpers
+            )
+        return pool
 
 
 @atexit.register
 def _close_all() -> None:
-    with _helpers_lock:
-        for helper in _helpers.values():
-            helper.close()
-        _helpers.clear()
+    with _pools_lock:
+        for pool in _pools.values():
+            pool.close()
+        _pools.clear()
