@@ -32,10 +32,15 @@ def extract(
     user: Annotated[
         str | None, typer.Option("--user", help="Whose private pose (email; with --save).")
     ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every person, largest first (--json: `people`).")
+    ] = False,
 ) -> None:
     """The pose of the person in PHOTO: 18 COCO keypoints ``[x, y, confidence]`` (normalised to
     the photo) or null, the canonical pose, and warnings. Exit 1 when no person is found.
-    ``--save NAME --user EMAIL`` saves it as that user's private pose (nothing when no person)."""
+    ``--save NAME --user EMAIL`` saves it as that user's private pose (nothing when no person).
+    ``--all``: every person, largest first (each with its keypoints and box); the map and a
+    saved pose hold them all."""
     from posegen import vision
 
     if (save is None) != (user is None):
@@ -45,30 +50,35 @@ def extract(
         data = photo.read_bytes()
     except OSError as exc:
         raise PosegenError(f"cannot read {photo}: {exc}") from exc
-    found = vision.extract(settings, data)
+    found = vision.extract_all(settings, data) if every else vision.extract(settings, data)
     if output is not None and found.pose is not None:
         try:
             render_pose(found.pose, found.width, found.height).save(output, "PNG")
         except OSError as exc:
             raise PosegenError(f"cannot write {output}: {exc}") from exc
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "width": found.width,
-                    "height": found.height,
-                    "keypoints": found.keypoints(),
-                    "pose": None if found.pose is None else found.pose.to_json(),
-                    "peopleSeen": found.people_seen,
-                    "warnings": [w.to_json() for w in found.warnings],
-                }
-            )
-        )
+        body = {
+            "width": found.width,
+            "height": found.height,
+            "keypoints": found.keypoints(),
+            "pose": None if found.pose is None else found.pose.to_json(),
+            "peopleSeen": found.people_seen,
+            "warnings": [w.to_json() for w in found.warnings],
+        }
+        if every:
+            body["people"] = found.people()
+        typer.echo(json.dumps(body))
     else:
         typer.echo(f"{photo}: {found.width} x {found.height}, {found.people_seen} person(s)")
-        for name, point in zip(KEYPOINT_NAMES, found.keypoints(), strict=True):
-            where = "-" if point is None else f"{point[0]:.4f} {point[1]:.4f}  {point[2]:.2f}"
-            typer.echo(f"  {name:<11} {where}")
+        for index, person in enumerate(
+            found.people() if every else [{"keypoints": found.keypoints()}]
+        ):
+            if every:
+                box = ", ".join(f"{v:.3f}" for v in person["box"])
+                typer.echo(f"person {index + 1} (box {box}):")
+            for name, point in zip(KEYPOINT_NAMES, person["keypoints"], strict=True):
+                where = "-" if point is None else f"{point[0]:.4f} {point[1]:.4f}  {point[2]:.2f}"
+                typer.echo(f"  {name:<11} {where}")
         if output is not None and found.pose is not None:
             typer.echo(f"map written to {output}")
     for warning in found.warnings:

@@ -6,7 +6,7 @@ raises :class:`VisionUnavailable` (503 ``vision-not-installed``) and the rest of
 ``change_background`` needs no helper: it composites with a mask already made.
 """
 
-from posegen.vision.client import available, helper_for
+from posegen.vision.client import HelperPool, available, helper_for
 from posegen.vision.composite import MODES, change_background, parse_color
 from posegen.vision.errors import VisionFailed, VisionUnavailable
 from posegen.vision.extract import (
@@ -15,6 +15,7 @@ from posegen.vision.extract import (
     PhotoWarning,
     detect,
     extract,
+    extract_all,
     mask_box,
     segment,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "MODES",
     "Detection",
     "Extraction",
+    "HelperPool",
     "PhotoWarning",
     "VisionFailed",
     "VisionUnavailable",
@@ -32,6 +34,7 @@ __all__ = [
     "create_private_pose_from_photo",
     "detect",
     "extract",
+    "extract_all",
     "helper_for",
     "mask_box",
     "parse_color",

@@ -1,11 +1,14 @@
 """Poses, boxes and masks from a photo, through the helper.
 
 ``extract`` gives the canonical pose (:mod:`posegen.pose.schema`: canvas = the photo's size,
-points normalised to it) with warnings a person can act on: ``no-person``, ``several-people``
-(mediapipe's legacy pose model follows one person; a full-range face detector counts faces, and
-with two or more the pose is taken from a crop around the largest face, so it is the largest
-person's) and ``partial-body`` (which points are missing). ``segment`` gives the person mask at
-the photo's size; ``detect`` both, plus the person's box, in one helper call.
+points normalised to it: the COCO-18 body, OpenPose hands and the 70 face points where seen)
+with warnings a person can act on: ``no-person``, ``several-people`` (mediapipe's legacy pose
+model follows one person; a full-range face detector counts faces, and with two or more the
+pose is taken from a crop around the largest face, so it is the largest person's) and
+``partial-body`` (which points are missing). ``extract_all`` gives every person instead, largest
+first (the helper's ``people`` op: one crop per face, then windows for people without a found
+face). ``segment`` gives the person mask at the photo's size; ``detect`` both, plus the person's
+box, in one helper call.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from posegen.config import Settings
 from posegen.controlnet.render import KEYPOINT_NAMES
-from posegen.pose.schema import Person, Point, Pose, infer_framing
+from posegen.pose.schema import MAX_PEOPLE, Person, Point, Pose, infer_framing
 from posegen.vision import client, mapping
 from posegen.vision.photo import Photo, prepare
 
@@ -24,6 +27,9 @@ if TYPE_CHECKING:
 
 #: Mask values (0..255) at or above this are the person.
 MASK_THRESHOLD = 128
+
+#: ``[x0, y0, x1, y1]`` normalised to the photo.
+Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class Extraction:
     warnings: tuple[PhotoWarning, ...] = ()
     #: The helper's own model time (ms), without the round trip.
     model_ms: float = 0.0
+    #: One box per person of ``pose`` (around all its points), in the same order.
+    boxes: tuple[Box, ...] = ()
 
     @property
     def body(self) -> tuple[Point, ...]:
@@ -55,7 +63,23 @@ class Extraction:
 
     def keypoints(self) -> list[list[float] | None]:
         """The 18 COCO points as ``[x, y, confidence]`` or null (what ``--json`` prints)."""
-        return [None if p is None else [p[0], p[1], p[2]] for p in self.body]
+        return _keypoints(self.body)
+
+    def people(self) -> list[dict[str, Any]]:
+        """Every person found, largest first: ``keypoints`` (COCO-18 as :meth:`keypoints`),
+        ``box``, and ``hands`` / ``face`` where seen (the pose schema's shapes)."""
+        if self.pose is None:
+            return []
+        out = []
+        for person, box in zip(self.pose.people, self.boxes, strict=True):
+            entry: dict[str, Any] = {"keypoints": _keypoints(person.body), "box": list(box)}
+            entry.update({k: v for k, v in person.to_json().items() if k in ("hands", "face")})
+            out.append(entry)
+        return out
+
+
+def _keypoints(body: tuple[Point, ...]) -> list[list[float] | None]:
+    return [None if p is None else [p[0], p[1], p[2]] for p in body]
 
 
 @dataclass(frozen=True)
@@ -72,6 +96,15 @@ def extract(settings: Settings, data: bytes) -> Extraction:
     photo = prepare(settings, data)
     answer, _ = _call(settings, "pose", photo)
     return _extraction(photo, answer)
+
+
+def extract_all(settings: Settings, data: bytes, limit: int = MAX_PEOPLE) -> Extraction:
+    """Every person in the photo ``data`` (up to ``limit``), largest first (by the area of the
+    box around its points), as one pose of several people; ``no-person`` when there is none,
+    ``partial-body`` naming each person with missing points."""
+    photo = prepare(settings, data)
+    answer, _ = _call(settings, "people", photo, limit=max(1, min(limit, MAX_PEOPLE)))
+    return _extraction(photo, answer, every=True)
 
 
 def segment(settings: Settings, data: bytes) -> np.ndarray:
@@ -107,50 +140,73 @@ def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     )
 
 
-def _call(settings: Settings, op: str, photo: Photo) -> tuple[dict[str, Any], bytes]:
-    header = {"op": op, "width": photo.sent_width, "height": photo.sent_height}
+def _call(settings: Settings, op: str, photo: Photo, **fields: Any) -> tuple[dict[str, Any], bytes]:
+    header = {"op": op, "width": photo.sent_width, "height": photo.sent_height, **fields}
     return client.helper_for(settings).call(header, photo.rgb)
 
 
-def _extraction(photo: Photo, answer: dict[str, Any]) -> Extraction:
-    people_raw = answer.get("people") or []
+def _person(found: dict[str, Any]) -> Person | None:
+    """A helper person as the pose schema's; None when every body point is hidden or off the
+    photo (nothing to pose from)."""
+    hands_raw = found.get("hands") or [None, None]
+    left, right = (mapping.hand21(h) for h in hands_raw)
+    person = Person(
+        mapping.coco18(found["landmarks"]),
+        None if left is None and right is None else (left, right),
+        mapping.face70(found.get("face")),
+    )
+    return person if any(p is not None for p in person.body) else None
+
+
+def _box(person: Person) -> Box:
+    xs = [min(max(x, 0.0), 1.0) for x, _, _ in person.points()]
+    ys = [min(max(y, 0.0), 1.0) for _, y, _ in person.points()]
+    return (round(min(xs), 6), round(min(ys), 6), round(max(xs), 6), round(max(ys), 6))
+
+
+def _extraction(photo: Photo, answer: dict[str, Any], every: bool = False) -> Extraction:
     faces = int(answer.get("faces") or 0)
+    found = [p for p in (_person(raw) for raw in answer.get("people") or []) if p is not None]
+    if not every:
+        found = found[:1]
+    boxed = sorted(
+        ((p, _box(p)) for p in found), key=lambda pb: -(pb[1][2] - pb[1][0]) * (pb[1][3] - pb[1][1])
+    )
     warnings: list[PhotoWarning] = []
     pose = None
-    if people_raw:
-        found = people_raw[0]
-        hands_raw = found.get("hands") or [None, None]
-        left, right = (mapping.hand21(h) for h in hands_raw)
-        person = Person(
-            mapping.coco18(found["landmarks"]),
-            None if left is None and right is None else (left, right),
-        )
-        # Every body point hidden or off the photo: nothing to pose from.
-        if any(p is not None for p in person.body):
-            canvas = (float(photo.width), float(photo.height))
-            pose = Pose(canvas, infer_framing([person]), (person,))
-    people_seen = max(faces, 1 if pose is not None else 0)
+    if boxed:
+        people = tuple(p for p, _ in boxed)
+        pose = Pose((float(photo.width), float(photo.height)), infer_framing(people), people)
+    people_seen = max(faces, len(boxed))
     if pose is None:
         warnings.append(PhotoWarning("no-person", "no person was found in the photo"))
     else:
-        if people_seen > 1:
+        if people_seen > 1 and not every:
             warnings.append(
                 PhotoWarning(
                     "several-people",
                     f"{people_seen} people are in the photo; the pose is the largest one's",
                 )
             )
-        missing = [KEYPOINT_NAMES[i] for i, p in enumerate(pose.people[0].body) if p is None]
-        if missing:
-            warnings.append(
-                PhotoWarning(
-                    "partial-body",
-                    f"only part of the body is visible: {len(missing)} of "
-                    f"{len(KEYPOINT_NAMES)} points are missing ({', '.join(missing)})",
+        for index, person in enumerate(pose.people):
+            missing = [KEYPOINT_NAMES[i] for i, p in enumerate(person.body) if p is None]
+            if missing:
+                whose = f"person {index + 1}: " if len(pose.people) > 1 else ""
+                warnings.append(
+                    PhotoWarning(
+                        "partial-body",
+                        f"{whose}only part of the body is visible: {len(missing)} of "
+                        f"{len(KEYPOINT_NAMES)} points are missing ({', '.join(missing)})",
+                    )
                 )
-            )
     return Extraction(
-        photo.width, photo.height, pose, people_seen, tuple(warnings), float(answer["ms"])
+        photo.width,
+        photo.height,
+        pose,
+        people_seen,
+        tuple(warnings),
+        float(answer["ms"]),
+        tuple(b for _, b in boxed),
     )
 
 

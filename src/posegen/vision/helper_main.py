@@ -10,11 +10,17 @@ a failed request answers ``ok: false`` and the helper goes on; end of stdin ends
 Ops (header fields; the payload is ``height`` x ``width`` x 3 RGB bytes):
 
 * ``pose`` -> ``people``: at most one person, ``{"landmarks": 33 x [x, y, visibility],
-  "hands": [left 21 x [x, y] | null, right ...]}`` normalised to the whole image; ``faces``: how
-  many faces the full-range face detector saw (with two or more, the pose is taken from a crop
+  "hands": [left 21 x [x, y] | null, right ...], "face": 478 x [x, y] | null}`` normalised to
+  the whole image (the face: mediapipe's refined face mesh, irises last); ``faces``: how many
+  faces the full-range face detector saw (with two or more, the pose is taken from a crop
   around the largest face, so it belongs to the largest person); ``ms``: model time.
+* ``people`` (``limit``) -> ``people``: every person found, up to ``limit``, each as above
+  (see :func:`people` for how they are found); ``faces`` as above.
 * ``segment`` -> the selfie-segmentation mask as ``height`` x ``width`` bytes (0..255).
 * ``detect`` -> both.
+* ``ping`` (``sleepMs``) -> nothing, after that long.
+
+Every answer carries the helper's ``pid``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 CROP_SIDE_FACES = 2.5
 CROP_ABOVE_FACES = 1.0
 MIN_FACE_SCORE = 0.5
+MAX_SLEEP_MS = 60_000.0
+#: A landmark this visible counts (the main process's COCO-18 rule).
+MIN_VISIBILITY = 0.5
+#: A found person is blanked out this much beyond its landmarks' box, each side.
+BLANK_MARGIN = 0.25
+#: A window at least this blanked out holds no one new: skipped.
+MAX_BLANK_WINDOW = 0.9
 
 
 class Models:
@@ -46,9 +59,10 @@ class Models:
 
     def holistic(self) -> Any:
         if self._holistic is None:
-            # model_complexity 1 is the one whose weights ship in the wheel (0 and 2 download).
+            # model_complexity 1 is the one whose weights ship in the wheel (0 and 2 download);
+            # refined face landmarks add the irises (468..477): the face's two pupils.
             self._holistic = self.mp.solutions.holistic.Holistic(
-                static_image_mode=True, model_complexity=1, refine_face_landmarks=False
+                static_image_mode=True, model_complexity=1, refine_face_landmarks=True
             )
         return self._holistic
 
@@ -95,31 +109,123 @@ def _crop_around(
     return x0, y0, x1, height
 
 
-def pose(models: Models, rgb: Any) -> dict[str, Any]:
-    height, width = rgb.shape[:2]
-    faces = _face_boxes(models, rgb)
-    x0, y0, x1, y1 = 0, 0, width, height
-    if len(faces) >= 2:
-        largest = max(faces, key=lambda b: b[2] * b[3])
-        x0, y0, x1, y1 = _crop_around(largest, width, height)
+def _person_in(models: Models, rgb: Any, box: tuple[int, int, int, int]) -> dict[str, Any] | None:
+    """Holistic on ``rgb[box]`` (x0, y0, x1, y1 in pixels), its points normalised to ``rgb``."""
     import numpy as np
 
-    crop = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+    height, width = rgb.shape[:2]
+    x0, y0, x1, y1 = box
     cw, ch = x1 - x0, y1 - y0
-    found = models.holistic().process(crop)
+    found = models.holistic().process(np.ascontiguousarray(rgb[y0:y1, x0:x1]))
+    if found.pose_landmarks is None:
+        return None
 
     def point(lm: Any) -> list[float]:
         return [(x0 + lm.x * cw) / width, (y0 + lm.y * ch) / height]
 
-    people = []
-    if found.pose_landmarks is not None:
-        landmarks = [[*point(lm), lm.visibility] for lm in found.pose_landmarks.landmark]
-        hands = [
+    return {
+        "landmarks": [[*point(lm), lm.visibility] for lm in found.pose_landmarks.landmark],
+        "hands": [
             None if hand is None else [point(lm) for lm in hand.landmark]
             for hand in (found.left_hand_landmarks, found.right_hand_landmarks)
-        ]
-        people.append({"landmarks": landmarks, "hands": hands})
-    return {"people": people, "faces": len(faces)}
+        ],
+        "face": None
+        if found.face_landmarks is None
+        else [point(lm) for lm in found.face_landmarks.landmark],
+    }
+
+
+def pose(models: Models, rgb: Any) -> dict[str, Any]:
+    height, width = rgb.shape[:2]
+    faces = _face_boxes(models, rgb)
+    box = (0, 0, width, height)
+    if len(faces) >= 2:
+        largest = max(faces, key=lambda b: b[2] * b[3])
+        box = _crop_around(largest, width, height)
+    person = _person_in(models, rgb, box)
+    return {"people": [] if person is None else [person], "faces": len(faces)}
+
+
+def _column_of(person: dict[str, Any], width: int) -> tuple[int, int]:
+    """The pixel columns a person takes: its visible body landmarks' span, a quarter of it wider
+    each side. Found people are blanked out over the photo's whole height (a cap above the
+    points, the body below them), on the assumption that people stand side by side."""
+    seen = [x for x, _, v in person["landmarks"] if v >= MIN_VISIBILITY]
+    if not seen:
+        seen = [x for x, _, _ in person["landmarks"]]
+    xs = [min(max(x, 0.0), 1.0) * width for x in seen]
+    margin = BLANK_MARGIN * (max(xs) - min(xs))
+    return max(0, int(min(xs) - margin)), min(width, int(max(xs) + margin) + 1)
+
+
+def _windows(width: int, height: int) -> list[tuple[int, int, int, int]]:
+    """Square windows the photo's shorter side across, half a window apart, edge to edge."""
+    side = min(width, height)
+
+    def starts(length: int) -> list[int]:
+        found = list(range(0, length - side + 1, max(1, side // 2)))
+        if found[-1] != length - side:
+            found.append(length - side)
+        return found
+
+    return [(x, y, x + side, y + side) for y in starts(height) for x in starts(width)]
+
+
+def _window_around(column: tuple[int, int], side: int, width: int) -> tuple[int, int]:
+    centre = (column[0] + column[1]) // 2
+    x0 = min(max(0, centre - side // 2), width - side)
+    return x0, x0 + side
+
+
+def people(models: Models, rgb: Any, limit: int) -> dict[str, Any]:
+    """Every person, up to ``limit``: one crop per face first (each crop ends halfway to the
+    next face, so it holds one person), then square windows over what those people left
+    uncovered (people whose face the detector misses: drawn figures, backs), each person found
+    there looked at again in a window centred on it; found people are blanked out as they come
+    so that no one is found twice."""
+    import numpy as np
+
+    height, width = rgb.shape[:2]
+    faces = sorted(_face_boxes(models, rgb))
+    centres = [fx + fw / 2 for fx, _, fw, _ in faces]
+    found: list[dict[str, Any]] = []
+    blank = np.zeros((height, width), dtype=bool)
+    for i, face in enumerate(faces):
+        if len(found) >= limit:
+            break
+        x0, y0, x1, y1 = _crop_around(face, width, height)
+        if i > 0:
+            x0 = max(x0, int((centres[i - 1] + centres[i]) / 2 * width))
+        if i + 1 < len(faces):
+            x1 = min(x1, int((centres[i] + centres[i + 1]) / 2 * width) + 1)
+        person = _person_in(models, rgb, (x0, y0, x1, y1))
+        if person is not None:
+            found.append(person)
+            c0, c1 = _column_of(person, width)
+            blank[:, c0:c1] = True
+    rest = rgb.copy()
+    fill = np.median(rgb.reshape(-1, 3), axis=0).astype(np.uint8)
+    rest[blank] = fill
+    side = min(width, height)
+    for window in _windows(width, height):
+        if len(found) >= limit:
+            break
+        wx0, wy0, wx1, wy1 = window
+        if blank[wy0:wy1, wx0:wx1].mean() > MAX_BLANK_WINDOW:
+            continue
+        person = _person_in(models, rest, window)
+        if person is None:
+            continue
+        # Seen at a window's edge, a person is often cut: look again with it in the middle.
+        x0, x1 = _window_around(_column_of(person, width), side, width)
+        person = _person_in(models, rest, (x0, wy0, x1, wy1)) or person
+        if not any(v >= MIN_VISIBILITY for _, _, v in person["landmarks"]):
+            continue
+        found.append(person)
+        c0, c1 = _column_of(person, width)
+        blank[:, c0:c1] = True
+        rest[:, c0:c1] = fill
+    return {"people": found, "faces": len(faces)}
 
 
 def segment(models: Models, rgb: Any) -> bytes:
@@ -132,15 +238,19 @@ def segment(models: Models, rgb: Any) -> bytes:
 def handle(models: Models, header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
     op = header.get("op")
     if op == "ping":
-        return {"ok": True}, b""
-    if op not in ("pose", "segment", "detect"):
+        # ``sleepMs``: hold the helper that long (the pool's tests use it to catch one busy).
+        time.sleep(min(float(header.get("sleepMs") or 0), MAX_SLEEP_MS) / 1000.0)
+        return {"ok": True, "pid": os.getpid()}, b""
+    if op not in ("pose", "people", "segment", "detect"):
         raise ValueError(f"unknown op {op!r}")
     rgb = _image(header, payload)
     started = time.perf_counter()
-    answer: dict[str, Any] = {"ok": True}
+    answer: dict[str, Any] = {"ok": True, "pid": os.getpid()}
     mask = b""
     if op in ("pose", "detect"):
         answer.update(pose(models, rgb))
+    if op == "people":
+        answer.update(people(models, rgb, max(1, int(header.get("limit") or 1))))
     if op in ("segment", "detect"):
         mask = segment(models, rgb)
         answer["maskWidth"], answer["maskHeight"] = rgb.shape[1], rgb.shape[0]

@@ -1,5 +1,6 @@
 """Poses from photos: ``POST /poses/extract`` (a multipart ``photo``) -> COCO-18 keypoints, the
-canonical pose (what a private pose is created from), the rendered OpenPose map and warnings;
+canonical pose (what a private pose is created from), the rendered OpenPose map and warnings
+(``?people=all``: every person, largest first, in ``people``);
 ``GET /uploads/{id}/detection`` (and ``/mask``): the person found in one of your uploads.
 
 503 ``vision-not-installed`` where the vision environment is missing (``make install-vision``).
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
@@ -62,24 +63,44 @@ class PoseMapOut(ApiModel):
     png_base64: str = Field(description="The OpenPose map (openpose_full) as base64 PNG.")
 
 
+class PersonOut(ApiModel):
+    keypoints: list[list[float] | None] = Field(
+        description="18 COCO points [x, y, confidence] normalised to the photo, or null."
+    )
+    box: list[float] = Field(description="[x0, y0, x1, y1] around the person's points.")
+    hands: list[list[list[float] | None] | None] | None = Field(
+        default=None, description="[left, right], 21 OpenPose hand points each, or null."
+    )
+    face: list[list[float] | None] | None = Field(
+        default=None, description="The 70 OpenPose face points (68 iBUG + 2 pupils), or null."
+    )
+
+
 class ExtractOut(ApiModel):
     width: int = Field(description="The (upright) photo's width: the pose's canvas.")
     height: int
     keypoints: list[list[float] | None] = Field(
-        description="18 COCO points [x, y, confidence] normalised to the photo, or null."
+        description="18 COCO points [x, y, confidence] normalised to the photo, or null (with "
+        "people=all: the largest person's)."
     )
     pose: dict[str, Any] | None = Field(
-        description="The canonical pose JSON (canvas = the photo's size, body, hands); what a "
-        "library or private pose is created from. Null when no person was found."
+        description="The canonical pose JSON (canvas = the photo's size, body, hands, face); "
+        "what a library or private pose is created from (with people=all: every person, largest "
+        "first). Null when no person was found."
     )
     people_seen: int
     warnings: list[PhotoWarningOut]
     map: PoseMapOut | None
+    people: list[PersonOut] | None = Field(
+        default=None,
+        description="With people=all: every person found, largest first (empty: none); "
+        "otherwise null.",
+    )
 
 
-def extract_out(settings: Settings, data: bytes) -> ExtractOut:
+def extract_out(settings: Settings, data: bytes, every: bool = False) -> ExtractOut:
     """Run the extraction and render the map (blocking: call from a thread)."""
-    found = vision.extract(settings, data)
+    found = vision.extract_all(settings, data) if every else vision.extract(settings, data)
     pose_map = None
     if found.pose is not None:
         image = render_pose(found.pose, found.width, found.height)
@@ -98,6 +119,7 @@ def extract_out(settings: Settings, data: bytes) -> ExtractOut:
         people_seen=found.people_seen,
         warnings=[PhotoWarningOut(**w.to_json()) for w in found.warnings],
         map=pose_map,
+        people=[PersonOut(**p) for p in found.people()] if every else None,
     )
 
 
@@ -107,14 +129,23 @@ def extract_out(settings: Settings, data: bytes) -> ExtractOut:
     responses=problems(413, 422, 503),
     openapi_extra=_BODY,
 )
-async def extract_pose(request: Request, user: CurrentUser, settings: SettingsDep) -> ExtractOut:
-    """The pose of the person in a photo (the largest one when there are several), with its
-    OpenPose map. Checked like an upload (size, format, pixel cap); the photo is not stored.
+async def extract_pose(
+    request: Request,
+    user: CurrentUser,
+    settings: SettingsDep,
+    people: Annotated[
+        Literal["largest", "all"],
+        Query(description="largest (default): one person; all: every person, largest first."),
+    ] = "largest",
+) -> ExtractOut:
+    """The pose of the person in a photo (the largest one when there are several; every one,
+    largest first, with `people=all`), with its OpenPose map. Checked like an upload (size,
+    format, pixel cap); the photo is not stored.
 
     503 `vision-not-installed` without the vision environment (`make install-vision`),
     `vision-failed` / `vision-timeout` when the helper failed (retry)."""
     data = await read_upload_file(request, settings, PHOTO_FIELD)
-    return await run_in_threadpool(extract_out, settings, data)
+    return await run_in_threadpool(extract_out, settings, data, people == "all")
 
 
 class DetectionOut(ApiModel):
