@@ -44,6 +44,7 @@ MIN_VISIBILITY = 0.5
 BLANK_MARGIN = 0.25
 #: A window at least this blanked out holds no one new: skipped.
 MAX_BLANK_WINDOW = 0.9
+RECENTRE_LOOKS = 2
 
 
 class Models:
@@ -135,13 +136,30 @@ def _person_in(models: Models, rgb: Any, box: tuple[int, int, int, int]) -> dict
     }
 
 
+def _face_crops(
+    faces: list[tuple[float, float, float, float]], width: int, height: int
+) -> list[tuple[int, int, int, int]]:
+    """One crop per face (faces sorted left to right): around it, and ending halfway to the
+    next face on either side, so that it holds one person."""
+    centres = [fx + fw / 2 for fx, _, fw, _ in faces]
+    crops = []
+    for i, face in enumerate(faces):
+        x0, y0, x1, y1 = _crop_around(face, width, height)
+        if i > 0:
+            x0 = max(x0, int((centres[i - 1] + centres[i]) / 2 * width))
+        if i + 1 < len(faces):
+            x1 = min(x1, int((centres[i] + centres[i + 1]) / 2 * width) + 1)
+        crops.append((x0, y0, x1, y1))
+    return crops
+
+
 def pose(models: Models, rgb: Any) -> dict[str, Any]:
     height, width = rgb.shape[:2]
-    faces = _face_boxes(models, rgb)
+    faces = sorted(_face_boxes(models, rgb))
     box = (0, 0, width, height)
     if len(faces) >= 2:
-        largest = max(faces, key=lambda b: b[2] * b[3])
-        box = _crop_around(largest, width, height)
+        largest = max(range(len(faces)), key=lambda i: faces[i][2] * faces[i][3])
+        box = _face_crops(faces, width, height)[largest]
     person = _person_in(models, rgb, box)
     return {"people": [] if person is None else [person], "faces": len(faces)}
 
@@ -187,18 +205,10 @@ def people(models: Models, rgb: Any, limit: int) -> dict[str, Any]:
 
     height, width = rgb.shape[:2]
     faces = sorted(_face_boxes(models, rgb))
-    centres = [fx + fw / 2 for fx, _, fw, _ in faces]
     found: list[dict[str, Any]] = []
     blank = np.zeros((height, width), dtype=bool)
-    for i, face in enumerate(faces):
-        if len(found) >= limit:
-            break
-        x0, y0, x1, y1 = _crop_around(face, width, height)
-        if i > 0:
-            x0 = max(x0, int((centres[i - 1] + centres[i]) / 2 * width))
-        if i + 1 < len(faces):
-            x1 = min(x1, int((centres[i] + centres[i + 1]) / 2 * width) + 1)
-        person = _person_in(models, rgb, (x0, y0, x1, y1))
+    for crop in _face_crops(faces, width, height)[:limit]:
+        person = _person_in(models, rgb, crop)
         if person is not None:
             found.append(person)
             c0, c1 = _column_of(person, width)
@@ -216,9 +226,11 @@ def people(models: Models, rgb: Any, limit: int) -> dict[str, Any]:
         person = _person_in(models, rest, window)
         if person is None:
             continue
-        # Seen at a window's edge, a person is often cut: look again with it in the middle.
-        x0, x1 = _window_around(_column_of(person, width), side, width)
-        person = _person_in(models, rest, (x0, wy0, x1, wy1)) or person
+        # Seen at a window's edge, a person is often cut: look again with it in the middle
+        # (twice: the first look's middle is that of the cut person).
+        for _ in range(RECENTRE_LOOKS):
+            x0, x1 = _window_around(_column_of(person, width), side, width)
+            person = _person_in(models, rest, (x0, wy0, x1, wy1)) or person
         if not any(v >= MIN_VISIBILITY for _, _, v in person["landmarks"]):
             continue
         found.append(person)
