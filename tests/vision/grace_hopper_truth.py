@@ -31,3 +31,20 @@ KEYPOINTS = {
     17: (358, 222),  # left ear
 }
 ABSENT = (3, 4, 6, 7, 8, 9, 10, 11, 12, 13)
+
+#: The face, labelled the same way: a box ``(x0, y0, x1, y1)`` from ear to ear and from the
+#: forehead above the brows to under the chin, and OpenPose face points (iBUG 68 + pupils)
+#: that can be placed by eye: eye corners, pupils, nose tip, mouth corners, upper lip, chin.
+FACE_BOX = (150, 130, 375, 350)
+FACE_POINTS = {
+    8: (267, 330),  # chin
+    30: (265, 237),  # nose tip
+    36: (205, 188),  # right eye, outer corner (image left)
+    39: (240, 190),  # right eye, inner corner
+    42: (292, 187),  # left eye, inner corner
+    45: (323, 185),  # left eye, outer corner
+    48: (228, 277),  # mouth, right corner
+    54: (308, 275),  # mouth, left corner
+    68: (221, 189),  # right pupil
+    69: (304, 186),  # left pupil
+}
