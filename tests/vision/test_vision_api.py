@@ -109,3 +109,72 @@ def test_cli_extract_prints_json_and_writes_the_map(
     Image.new("RGB", (200, 200), (90, 90, 90)).save(blank)
     none = CliRunner().invoke(cli_app, ["poses", "extract", str(blank)])
     assert none.exit_code == 1 and "no person" in none.output
+
+
+def test_extract_route_with_people_all_returns_every_person(
+    settings: Settings, engine: Engine, photo: bytes
+) -> None:
+    if vision_python() is None:
+        pytest.skip(NOT_INSTALLED)
+    key = accounts.create_user(engine, "Uma User", "uma@example.com").api_key
+    auth = {"Authorization": f"Bearer {key}"}
+    person = Image.open(io.BytesIO(photo)).convert("RGB")
+    pair = Image.new("RGB", (1024, 600), (128, 128, 128))
+    pair.paste(person, (0, 0))
+    pair.paste(person, (512, 0))
+    with _client(settings, engine) as client:
+        got = client.post(
+            URL + "?people=all",
+            files={"photo": ("two.png", encode(pair), "image/png")},
+            headers=auth,
+        )
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["peopleSeen"] == 2 and len(body["people"]) == 2
+        lefts = sorted(p["box"][0] for p in body["people"])
+        assert lefts[0] < 0.5 <= lefts[1]  # one person in each half
+        for found in body["people"]:
+            assert len(found["keypoints"]) == 18 and len(found["face"]) == 70
+            assert found["keypoints"][0][2] >= 0.5
+        assert body["keypoints"] == body["people"][0]["keypoints"]
+        assert len(parse_pose(body["pose"]).people) == 2
+        assert "several-people" not in [w["kind"] for w in body["warnings"]]
+        # The default stays one person, with the warning; no people list.
+        one = client.post(
+            URL, files={"photo": ("two.png", encode(pair), "image/png")}, headers=auth
+        )
+        assert one.json()["people"] is None
+        assert "several-people" in [w["kind"] for w in one.json()["warnings"]]
+        # Nobody: an empty list and the warning.
+        blank = encode(Image.new("RGB", (300, 200), (90, 90, 90)))
+        none = client.post(
+            URL + "?people=all", files={"photo": ("b.png", blank, "image/png")}, headers=auth
+        )
+        assert none.status_code == 200
+        assert none.json()["people"] == [] and none.json()["pose"] is None
+        assert [w["kind"] for w in none.json()["warnings"]] == ["no-person"]
+        wrong = client.post(
+            URL + "?people=some", files={"photo": ("b.png", blank, "image/png")}, headers=auth
+        )
+        assert wrong.status_code == 422
+        assert wrong.headers["content-type"].startswith("application/problem+json")
+
+
+def test_cli_extract_all(
+    vision_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSEGEN_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("POSEGEN_VISION_PYTHON", str(vision_settings.vision_python))
+    figure = drawn_figure()
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(figure, (0, 0))
+    pair.paste(figure, (512, 0))
+    path = tmp_path / "pair.png"
+    pair.save(path)
+    result = CliRunner().invoke(cli_app, ["poses", "extract", str(path), "--all", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(body["people"]) == 2 and len(body["pose"]["people"]) == 2
+    assert all(len(p["box"]) == 4 for p in body["people"])
+    text = CliRunner().invoke(cli_app, ["poses", "extract", str(path), "--all"])
+    assert text.exit_code == 0 and "person 2 (box" in text.output
