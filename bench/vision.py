@@ -10,8 +10,12 @@ For each size and operation, interleaved over the repetitions (medians):
 * ``model only``: the time the helper itself reports around the mediapipe call (round trip
   excluded).
 
+Then the pool: photos per second for pose extraction at 512 px from two threads at once with
+``POSEGEN_VISION_HELPERS`` = 1 and = 2 (helpers started beforehand; the two pool sizes
+alternate over ``--pool-repeat`` rounds of ``--pool-photos`` photos each; medians and the ratio).
+
 The photo is matplotlib's grace_hopper.jpg (from the vision environment), resized.
-Usage: .venv/bin/python bench/vision.py [--repeat 20]
+Usage: .venv/bin/python bench/vision.py [--repeat 20] [--pool-photos 24] [--pool-repeat 3]
 The last line printed is one JSON object with every figure.
 """
 
@@ -24,13 +28,14 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from posegen import vision
-from posegen.config import load_settings
+from posegen.config import Settings, load_settings
 from posegen.vision import client
 from posegen.vision.photo import prepare
 
@@ -49,9 +54,60 @@ def _photo(python: Path, side: int) -> bytes:
     return buf.getvalue()
 
 
+POOL_SIZES = (1, 2)
+POOL_THREADS = 2
+
+
+def _pool_round(settings: Settings, photo: bytes, count: int) -> float:
+    """Photos per second for ``count`` extractions shared by two threads."""
+
+    def worker(n: int) -> None:
+        for _ in range(n):
+            vision.extract(settings, photo)
+
+    shares = [count // POOL_THREADS + (i < count % POOL_THREADS) for i in range(POOL_THREADS)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(POOL_THREADS) as threads:
+        list(threads.map(worker, shares))
+    return count / (time.perf_counter() - started)
+
+
+def pool_figures(settings: Settings, photo: bytes, count: int, rounds: int) -> dict[str, Any]:
+    pools = {
+        size: settings.model_copy(update={"vision_helpers": size, "vision_timeout_seconds": 120.0})
+        for size in POOL_SIZES
+    }
+    for size, sized in pools.items():  # every helper of both pools started and warm
+        _pool_round(sized, photo, 2 * size)
+        assert len(client.helper_for(sized).pids) == size
+    rates: dict[int, list[float]] = {size: [] for size in POOL_SIZES}
+    for index in range(rounds):
+        order = POOL_SIZES if index % 2 == 0 else POOL_SIZES[::-1]
+        for size in order:
+            rates[size].append(_pool_round(pools[size], photo, count))
+    for sized in pools.values():
+        client.helper_for(sized).close()
+    medians = {size: statistics.median(values) for size, values in rates.items()}
+    ratio = medians[2] / medians[1]
+    print(
+        f"\npool: pose at 512 px, {POOL_THREADS} threads, {count} photos a round, {rounds} rounds"
+    )
+    for size in POOL_SIZES:
+        runs = ", ".join(f"{r:.2f}" for r in rates[size])
+        print(f"  {size} helper(s): {medians[size]:.2f} photos/s median ({runs})")
+    print(f"  2 helpers / 1 helper = {ratio:.2f}x")
+    return {
+        "poolPhotosPerSecond": {str(k): round(v, 3) for k, v in medians.items()},
+        "poolRuns": {str(k): [round(r, 3) for r in v] for k, v in rates.items()},
+        "poolRatio": round(ratio, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--pool-photos", type=int, default=24)
+    parser.add_argument("--pool-repeat", type=int, default=3)
     args = parser.parse_args()
     settings = load_settings(data_dir=Path(tempfile.mkdtemp()), vision_max_side=max(SIZES))
     python = client.helper_python(settings)
@@ -97,6 +153,8 @@ def main() -> None:
             ratio = e2e / model
             print(f"{side} {op}: end-to-end / model only = {ratio:.2f}x")
             figures[f"ratio_{op}_{side}"] = round(ratio, 3)
+    if args.pool_repeat > 0:
+        figures.update(pool_figures(settings, photos[512], args.pool_photos, args.pool_repeat))
     print(json.dumps(figures))
 
 
