@@ -8,14 +8,20 @@ from posegen.generators.base import (
     GenerateRequest,
     GenerateResult,
     Generator,
+    Inpainter,
+    InpaintRequest,
     SequentialBatch,
+    can_inpaint,
 )
 
 __all__ = [
     "GenerateRequest",
     "GenerateResult",
     "Generator",
+    "InpaintRequest",
+    "Inpainter",
     "SequentialBatch",
+    "can_inpaint",
     "make_generator",
     "model_id",
 ]
