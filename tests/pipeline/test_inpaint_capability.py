@@ -96,3 +96,27 @@ def test_work_size_is_the_nearest_latent_grid(
     size: tuple[int, int], expected: tuple[int, int]
 ) -> None:
     assert work_size(*size) == expected
+
+
+def test_the_worker_guard_refuses_a_backend_that_cannot_inpaint(tmp_path: Path) -> None:
+    from posegen.exceptions import GeneratorError
+    from posegen.failures import public_message
+    from posegen.generators import inpaint
+
+    image, mask = _subject()
+    with pytest.raises(GeneratorError) as err:
+        inpaint(PosemapGenerator(), InpaintRequest(image, mask, "a beach", None, 1))
+    assert err.value.kind == "inpaint-unsupported" and not err.value.transient
+    assert "posemap" in err.value.message
+    assert public_message("inpaint-unsupported") == (
+        "This image backend cannot paint a background from a prompt."
+    )
+
+    class Painter:
+        name = "painter"
+        can_inpaint = True
+
+        def inpaint(self, req: InpaintRequest) -> object:
+            return ("painted", req.seed)
+
+    assert inpaint(Painter(), InpaintRequest(image, mask, "a beach", None, 9)) == ("painted", 9)

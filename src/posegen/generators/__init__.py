@@ -12,6 +12,7 @@ from posegen.generators.base import (
     InpaintRequest,
     SequentialBatch,
     can_inpaint,
+    inpaint,
 )
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "Inpainter",
     "SequentialBatch",
     "can_inpaint",
+    "inpaint",
     "make_generator",
     "model_id",
 ]

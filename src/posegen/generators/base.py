@@ -121,6 +121,23 @@ def can_inpaint(generator: object) -> bool:
     return bool(getattr(generator, "can_inpaint", False))
 
 
+def inpaint(generator: object, req: InpaintRequest) -> GenerateResult:
+    """``generator.inpaint(req)``; a backend that cannot inpaint raises :class:`GeneratorError`
+    ``inpaint-unsupported`` (permanent: retrying on the same backend cannot help). The API
+    refuses such requests first (:func:`posegen.backends.check_inpaint`); this is the worker's
+    guard for a task that reached a backend without the ability anyway."""
+    method = getattr(generator, "inpaint", None)
+    if not can_inpaint(generator) or not callable(method):
+        raise GeneratorError(
+            f"the {getattr(generator, 'name', '?')} backend cannot repaint a background from a "
+            "prompt (only diffusers and comfyui can)",
+            transient=False,
+            kind="inpaint-unsupported",
+        )
+    result: GenerateResult = method(req)
+    return result
+
+
 class _Single(Protocol):
     def generate(self, req: GenerateRequest) -> GenerateResult: ...
 
