@@ -205,3 +205,9 @@ def test_polls_history_when_the_websocket_is_refused(tmp_path: Path, server: Fak
     result = _gen(tmp_path, server.url).inpaint(_req())
     assert result.image is not None and result.image.size == SIZE
     assert server.calls["ws-refused"] == 1 and server.calls["history"] >= 1
+
+
+def test_empty_inpaint_settings_mean_the_defaults(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, comfyui_inpaint_workflow_path=" ", inpaint_steps="")
+    assert settings.comfyui_inpaint_workflow_path is None and settings.inpaint_steps is None
+    assert settings.inpaint_strength == 1.0
