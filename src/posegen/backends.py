@@ -18,7 +18,7 @@ from posegen.config import Settings
 from posegen.db.engine import read_connection
 from posegen.db.models import Worker
 from posegen.db.types import utcnow
-from posegen.exceptions import BackendUnavailable
+from posegen.exceptions import BackendUnavailable, InvalidInput
 
 #: The backends a request may name (``noop`` is for load tests and stands in for ``posemap``).
 RequestBackend = Literal["posemap", "diffusers", "comfyui"]
@@ -32,6 +32,31 @@ REAL_MODEL_HINT = (
     "POSEGEN_DIFFUSERS_CONTROLNET_PATH) or POSEGEN_BACKEND=comfyui (with POSEGEN_COMFYUI_URL); "
     "see docs/models.md"
 )
+
+
+#: Backends whose generators repaint a background from a prompt (``inpaint``; see
+#: :func:`posegen.generators.base.can_inpaint`). Fixed per backend: diffusers always builds its
+#: inpainting pipeline from the loaded weights, comfyui always has an inpaint workflow (the
+#: shipped one or ``POSEGEN_COMFYUI_INPAINT_WORKFLOW_PATH``, checked at worker start).
+INPAINT_BACKENDS = frozenset({"diffusers", "comfyui"})
+
+
+def supports_inpaint(backend: str) -> bool:
+    """Whether workers of ``backend`` can repaint a background from a prompt."""
+    return backend in INPAINT_BACKENDS
+
+
+def check_inpaint(backend: str) -> None:
+    """Refuse a prompt-painted background on a backend that cannot inpaint: 422
+    ``inpaint-unsupported`` (:class:`InvalidInput`); nothing is queued."""
+    if supports_inpaint(backend):
+        return
+    raise InvalidInput(
+        f"a background painted from a prompt needs a backend that can inpaint (diffusers or "
+        f"comfyui), and this one is {backend!r}: choose a solid, image or blur background, or "
+        f"{REAL_MODEL_HINT}",
+        kind="inpaint-unsupported",
+    )
 
 
 def served_models(engine: Engine, backend: str, within_seconds: float) -> set[str | None] | None:

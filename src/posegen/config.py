@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     comfyui_controlnet: str = "control_v11p_sd15_openpose.pth"
     comfyui_steps: int = Field(default=25, ge=1)
     comfyui_denoise: float = Field(default=0.8, gt=0, le=1)
+    #: The ComfyUI workflow that repaints a background (None: the shipped comfyui_inpaint.json).
+    comfyui_inpaint_workflow_path: Path | None = None
+    #: Background repaint from a prompt (diffusers and comfyui): how much of the old background
+    #: is re-noised (1.0 = painted anew) and the steps (None: the backend's own steps setting).
+    inpaint_strength: float = Field(default=1.0, gt=0, le=1)
+    inpaint_steps: int | None = Field(default=None, ge=1)
 
     # --- HTTP API -------------------------------------------------------------------------
     api_host: str = "127.0.0.1"
@@ -251,7 +257,13 @@ class Settings(BaseSettings):
             ) from exc
         return value
 
-    @field_validator("comfyui_workflow_path", "vision_python", mode="before")
+    @field_validator(
+        "comfyui_workflow_path",
+        "comfyui_inpaint_workflow_path",
+        "inpaint_steps",
+        "vision_python",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # An empty variable would otherwise become Path(".") and fail with "Is a directory".

@@ -42,6 +42,7 @@ SENTENCES: dict[str, str] = {
     "comfyui-execution-error": "The image backend failed while making this image.",
     "generator": "The image backend failed.",
     "backend-unavailable": "The image backend is not available right now; it will be retried.",
+    "inpaint-unsupported": "This image backend cannot paint a background from a prompt.",
     # The service itself.
     "storage": "The result could not be saved.",
     "internal": "Something went wrong on our side; it will be retried.",

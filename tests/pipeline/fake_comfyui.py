@@ -26,6 +26,19 @@ workflow needing no model files; issue #19); "source" means taken from ComfyUI's
 - A restart (:meth:`FakeComfyUI.restart`, observed on 0.8.0: killed after 20 of 132 images,
   answering again 15.5 s later) forgets every queued prompt, its history and the uploads, and
   refuses connections while down.
+- ``POST /upload/mask`` (source, ``server.py`` ``upload_mask``): a form with the ``image`` file
+  and ``original_ref`` (JSON ``{"filename", "subfolder", "type"}`` of an earlier upload); the
+  server opens that original, replaces its alpha with the uploaded image's alpha channel and
+  saves the result under the uploaded file's name. An original it cannot find saves nothing
+  (the answer is still 200 with the name). ``LoadImage`` gives that file's IMAGE and its MASK
+  (1 - alpha; all zeros without an alpha channel).
+- Links are validated as ``validate_inputs`` does (source): the linked output's type must be the
+  input's (``return_type_mismatch``, "Return type mismatch between linked nodes", details
+  ``"mask, received_type(IMAGE) mismatch input_type(MASK)"``), per the node's ``RETURN_TYPES``.
+- ``VAEEncodeForInpaint`` (source) crops the image to multiples of 8 (centred); the fake's
+  "model" repaints where the mask is set with a colour from the seed and the prompt, and returns
+  the kept pixels with their lowest bit flipped, as a VAE round trip never gives them back
+  exactly.
 - ``history_delay`` makes ``/history`` slow, as a busy server answers it late (asked for by
   issue #19; not a version-specific behaviour).
 
@@ -36,7 +49,9 @@ workflow needing no model files; issue #19); "source" means taken from ComfyUI's
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
+import json
 import socket
 import threading
 import time
@@ -44,6 +59,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
@@ -93,6 +109,12 @@ _SPECS: dict[str, dict[str, Any]] = {
         "scheduler": [["normal", "karras"]],
         "denoise": ["FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0}],
     },
+    "VAEEncodeForInpaint": {
+        "pixels": ["IMAGE"],
+        "vae": ["VAE"],
+        "mask": ["MASK"],
+        "grow_mask_by": ["INT", {"default": 6, "min": 0, "max": 64, "step": 1}],
+    },
     "VAEDecode": {"samples": ["LATENT"], "vae": ["VAE"]},
     "SaveImage": {"images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]},
     "PreviewImage": {"images": ["IMAGE"]},
@@ -102,7 +124,25 @@ _SPECS: dict[str, dict[str, Any]] = {
         "batch_size": ["INT", {"min": 1, "max": 4096}],
     },
 }
+#: Each class's RETURN_TYPES: what a link ``[node_id, index]`` to it carries.
+_RETURNS: dict[str, tuple[str, ...]] = {
+    "CheckpointLoaderSimple": ("MODEL", "CLIP", "VAE"),
+    "CLIPTextEncode": ("CONDITIONING",),
+    "LoadImage": ("IMAGE", "MASK"),
+    "ImageScale": ("IMAGE",),
+    "ImageAddNoise": ("IMAGE",),
+    "VAEEncode": ("LATENT",),
+    "VAEEncodeForInpaint": ("LATENT",),
+    "ControlNetLoader": ("CONTROL_NET",),
+    "ControlNetApply": ("CONDITIONING",),
+    "KSampler": ("LATENT",),
+    "VAEDecode": ("IMAGE",),
+    "SaveImage": (),
+    "PreviewImage": (),
+    "EmptyLatentImage": ("LATENT",),
+}
 KNOWN_NODES = set(_SPECS)
+assert set(_RETURNS) == KNOWN_NODES
 _OUTPUT_NODES = {"SaveImage", "PreviewImage"}
 
 
@@ -129,6 +169,7 @@ class FakeComfyUI:
         self._app = Starlette(
             routes=[
                 Route("/upload/image", self._upload, methods=["POST"]),
+                Route("/upload/mask", self._upload_mask, methods=["POST"]),
                 Route("/prompt", self._prompt, methods=["POST"]),
                 Route("/history/{prompt_id}", self._history, methods=["GET"]),
                 Route("/view", self._view, methods=["GET"]),
@@ -216,6 +257,26 @@ class FakeComfyUI:
         async with request.form() as form:
             upload: Any = form["image"]
             self.inputs[upload.filename] = await upload.read()
+        return JSONResponse({"name": upload.filename, "subfolder": "", "type": "input"})
+
+    async def _upload_mask(self, request: Request) -> Response:
+        self.calls["upload-mask"] += 1
+        if self.mode == "http-500":
+            return JSONResponse({"error": "boom"}, status_code=500)
+        async with request.form() as form:
+            upload: Any = form["image"]
+            data = await upload.read()
+            ref = json.loads(str(form["original_ref"]))
+        sub = ref.get("subfolder") or ""
+        original = self.inputs.get(f"{sub}/{ref['filename']}" if sub else ref["filename"])
+        if original is not None:
+            with Image.open(io.BytesIO(original)) as im:
+                combined = im.convert("RGBA")
+            with Image.open(io.BytesIO(data)) as im:
+                combined.putalpha(im.convert("RGBA").getchannel("A"))
+            buf = io.BytesIO()
+            combined.save(buf, format="PNG")
+            self.inputs[upload.filename] = buf.getvalue()
         return JSONResponse({"name": upload.filename, "subfolder": "", "type": "input"})
 
     async def _prompt(self, request: Request) -> Response:
@@ -373,7 +434,7 @@ class FakeComfyUI:
     ) -> list[str]:
         """Ids of the nodes feeding ``node_id`` (itself included) that have errors."""
         if node_id not in checked:
-            checked[node_id] = self._node_errors(workflow[node_id])
+            checked[node_id] = self._node_errors(workflow, workflow[node_id])
         bad = [node_id] if checked[node_id] else []
         for value in workflow[node_id]["inputs"].values():
             if isinstance(value, list) and len(value) == 2 and value[0] in workflow:
@@ -382,7 +443,7 @@ class FakeComfyUI:
                 ]
         return bad
 
-    def _node_errors(self, node: dict[str, Any]) -> list[dict[str, Any]]:
+    def _node_errors(self, workflow: dict[str, Any], node: dict[str, Any]) -> list[dict[str, Any]]:
         errors: list[dict[str, Any]] = []
         for name, spec in _SPECS[node["class_type"]].items():
             value = node["inputs"].get(name)
@@ -397,7 +458,10 @@ class FakeComfyUI:
                 )
                 continue
             if isinstance(value, list):
-                continue  # a link
+                error = self._link_error(workflow, name, spec, value)
+                if error is not None:
+                    errors.append(error)
+                continue
             choices = (
                 {
                     "checkpoints": self.checkpoints,
@@ -442,6 +506,31 @@ class FakeComfyUI:
                         }
                     )
         return errors
+
+    @staticmethod
+    def _link_error(
+        workflow: dict[str, Any], name: str, spec: Any, link: list[Any]
+    ) -> dict[str, Any] | None:
+        """A link's error as ``validate_inputs`` reports it, or None."""
+        source = workflow.get(link[0]) if len(link) == 2 else None
+        returns = _RETURNS.get(source["class_type"], ()) if isinstance(source, dict) else ()
+        if not isinstance(link[1], int) or not 0 <= link[1] < len(returns):
+            return {
+                "type": "bad_linked_input",
+                "message": "Bad linked input, must be a length-2 list of [node_id, slot_index]",
+                "details": name,
+                "extra_info": {"input_name": name, "received_value": link},
+            }
+        received = returns[link[1]]
+        wanted = spec[0] if isinstance(spec, list) and isinstance(spec[0], str) else None
+        if wanted is None or received == wanted:
+            return None
+        return {
+            "type": "return_type_mismatch",
+            "message": "Return type mismatch between linked nodes",
+            "details": f"{name}, received_type({received}) mismatch input_type({wanted})",
+            "extra_info": {"input_name": name, "received_type": received, "linked_node": link},
+        }
 
     # --- execution -------------------------------------------------------------------------
     async def _send(self, client_id: str, message: dict[str, Any]) -> None:
@@ -522,6 +611,8 @@ class FakeComfyUI:
         by_type: dict[str, list[dict[str, Any]]] = {}
         for node in workflow.values():
             by_type.setdefault(node["class_type"], []).append(node["inputs"])
+        if "VAEEncodeForInpaint" in by_type:
+            return self._render_inpaint(workflow, by_type)
         loads = [
             Image.open(io.BytesIO(self.inputs[n["image"]])).convert("RGB")
             for n in by_type.get("LoadImage", [])
@@ -535,4 +626,36 @@ class FakeComfyUI:
             out = Image.blend(out, img.resize(size), 0.5)
         buf = io.BytesIO()
         out.save(buf, format="PNG")
+        return buf.getvalue()
+
+    def _render_inpaint(
+        self, workflow: dict[str, Any], by_type: dict[str, list[dict[str, Any]]]
+    ) -> bytes:
+        encode = by_type["VAEEncodeForInpaint"][0]
+        pixels = workflow[encode["pixels"][0]]["inputs"]
+        masks = workflow[encode["mask"][0]]["inputs"]
+        with Image.open(io.BytesIO(self.inputs[pixels["image"]])) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.int16)
+        with Image.open(io.BytesIO(self.inputs[masks["image"]])) as im:
+            # LoadImage's MASK: 1 - alpha; no alpha channel: nothing to repaint.
+            alpha = (
+                np.asarray(im.getchannel("A"), dtype=np.float32) / 255.0
+                if "A" in im.getbands()
+                else np.ones(im.size[::-1], dtype=np.float32)
+            )
+        height, width = rgb.shape[:2]
+        h8, w8 = height // 8 * 8, width // 8 * 8
+        y0, x0 = (height % 8) // 2, (width % 8) // 2
+        rgb = rgb[y0 : y0 + h8, x0 : x0 + w8]
+        repaint = (1.0 - alpha[y0 : y0 + h8, x0 : x0 + w8]) > 0.5
+        sampler = by_type["KSampler"][0]
+        texts = sorted(str(n["text"]) for n in by_type.get("CLIPTextEncode", []))
+        digest = hashlib.sha256(f"{sampler['seed']}|{texts}".encode()).digest()
+        denoise = float(sampler.get("denoise", 1.0))
+        colour = np.array(list(digest[:3]), dtype=np.float32)
+        out = rgb ^ 1  # the kept pixels, through a lossy "VAE"
+        painted = rgb * (1.0 - denoise) + colour * denoise
+        out[repaint] = painted[repaint].astype(np.int16)
+        buf = io.BytesIO()
+        Image.fromarray(out.clip(0, 255).astype(np.uint8)).save(buf, format="PNG")
         return buf.getvalue()

@@ -8,14 +8,22 @@ from posegen.generators.base import (
     GenerateRequest,
     GenerateResult,
     Generator,
+    Inpainter,
+    InpaintRequest,
     SequentialBatch,
+    can_inpaint,
+    inpaint,
 )
 
 __all__ = [
     "GenerateRequest",
     "GenerateResult",
     "Generator",
+    "InpaintRequest",
+    "Inpainter",
     "SequentialBatch",
+    "can_inpaint",
+    "inpaint",
     "make_generator",
     "model_id",
 ]

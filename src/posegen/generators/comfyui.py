@@ -3,6 +3,9 @@
 Per image: upload the subject and the pose map (``POST /upload/image``), queue the filled
 workflow (``POST /prompt``), follow it over the websocket (``/ws?clientId=``) or, when that is not
 available, poll ``/history/{id}``, all under one deadline; then download the output (``/view``).
+A background repaint (:meth:`ComfyUIGenerator.inpaint`) uploads the image, then the subject mask
+with ``POST /upload/mask`` (the server copies the mask's alpha into a copy of that image), and
+runs the inpaint workflow the same way.
 Unreachable server, 5xx, request timeouts and a server that lost the prompt (restarted) are
 outages: the worker pauses and the generation is given back without spending an attempt. A
 workflow the server rejects, wholly (400) or in part (200 with ``node_errors``), fails the whole
@@ -28,11 +31,14 @@ from posegen.exceptions import ConfigError, GeneratorError
 from posegen.generators.base import (
     GenerateRequest,
     GenerateResult,
+    InpaintRequest,
     SequentialBatch,
     encode_png,
     fit_map,
     fit_subject,
+    keep_subject,
     timeout_error,
+    work_size,
 )
 from posegen.generators.comfyui_check import check_workflow
 from posegen.generators.comfyui_progress import Follower
@@ -42,6 +48,7 @@ from posegen.generators.workflow import (
     load_template,
     output_node,
     placeholders,
+    template_origin,
 )
 
 _NEUTRAL = (128, 128, 128)
@@ -54,6 +61,8 @@ class ComfyUIGenerator(SequentialBatch):
 
     name = "comfyui"
     max_batch = 1
+    #: Repaints backgrounds with the inpaint workflow (:meth:`inpaint`).
+    can_inpaint = True
 
     def __init__(self, settings: Settings) -> None:
         url = (settings.comfyui_url or "").rstrip("/")
@@ -67,12 +76,19 @@ class ComfyUIGenerator(SequentialBatch):
         self._base = url
         self._ws_base = ("wss" if parts.scheme == "https" else "ws") + url[len(parts.scheme) :]
         self._template = load_template(settings.comfyui_workflow_path)
-        origin = (
-            f"POSEGEN_COMFYUI_WORKFLOW_PATH={settings.comfyui_workflow_path}"
-            if settings.comfyui_workflow_path is not None
-            else "the default ComfyUI workflow"
+        self._output = output_node(self._template, template_origin(settings.comfyui_workflow_path))
+        inpaint_path = settings.comfyui_inpaint_workflow_path
+        self._inpaint_template = load_template(inpaint_path, "inpaint")
+        self._inpaint_output = output_node(
+            self._inpaint_template, template_origin(inpaint_path, "inpaint")
         )
-        self._output = output_node(self._template, origin)
+        self._inpaint_uses = placeholders(self._inpaint_template)
+        inpaint_steps = settings.inpaint_steps or settings.comfyui_steps
+        self._inpaint_steps = (
+            inpaint_steps
+            if "steps" in self._inpaint_uses
+            else literal_steps(self._inpaint_template)
+        )
         self._uses = placeholders(self._template)
         # What the result's metadata says: the setting when the template takes it, else the
         # template's own number (None when it has none or several).
@@ -95,11 +111,14 @@ class ComfyUIGenerator(SequentialBatch):
         deadline = time.monotonic() + _PROBE_SECONDS
         info = _json(self._request("GET", "/object_info", deadline))
         s = self._settings
-        problems = check_workflow(
-            self._template,
-            info,
-            {"checkpoint": s.comfyui_checkpoint, "controlnet": s.comfyui_controlnet},
-        )
+        models = {"checkpoint": s.comfyui_checkpoint, "controlnet": s.comfyui_controlnet}
+        problems = check_workflow(self._template, info, models)
+        # The inpaint workflow too: a worker that says it can repaint backgrounds must.
+        problems += [
+            f"inpaint workflow: {p}"
+            for p in check_workflow(self._inpaint_template, info, models)
+            if p not in problems  # the same model file missing from both says so once
+        ]
         if problems:
             # Its own kind (exit 1, not 2): posegen's settings are fine, the server lacks
             # something the operator must install there.
@@ -145,21 +164,7 @@ class ComfyUIGenerator(SequentialBatch):
             "pose_map": self._upload(pose_map, deadline),
         }
         workflow = fill(self._template, values)
-        client_id = uuid.uuid4().hex
-        with Follower(self._ws_base, client_id, deadline) as follower:
-            prompt_id = self._queue(workflow, client_id, deadline)
-            try:
-                entry = follower.wait(
-                    prompt_id,
-                    lambda: self._history(prompt_id, deadline),
-                    lambda: self._still_queued(prompt_id, deadline),
-                )
-            except GeneratorError as exc:
-                if exc.kind == "generator-timeout":
-                    self._abandon(prompt_id)
-                    raise timeout_error(self.name, budget, transient=True) from exc
-                raise
-        png, image = self._download(entry, deadline)
+        prompt_id, png, image = self._run(workflow, self._output, budget, deadline)
         return GenerateResult(
             image_png=png,
             seed=req.seed,
@@ -176,8 +181,87 @@ class ComfyUIGenerator(SequentialBatch):
             image=image,
         )
 
+    def inpaint(self, req: InpaintRequest) -> GenerateResult:
+        """Repaint the background around the mask's subject with the inpaint workflow.
+
+        The image goes up at the nearest multiple-of-8 size (``VAEEncodeForInpaint`` would crop
+        otherwise), the result comes back at the image's own size with the subject's pixels put
+        back exactly (:func:`~posegen.generators.base.keep_subject`).
+        """
+        started = time.perf_counter()
+        budget = self._settings.comfyui_timeout_seconds
+        left = req.seconds_left()
+        if left is not None:
+            budget = min(budget, left)
+        deadline = time.monotonic() + budget
+        width, height = work_size(*req.image.size)
+        image, mask = req.image, req.mask
+        if (width, height) != image.size:
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+            mask = mask.resize((width, height), Image.Resampling.BILINEAR)
+        source = self._upload_file(image, deadline)
+        s = self._settings
+        values: dict[str, Any] = {
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt or "",
+            "seed": req.seed % 2**64,
+            "width": width,
+            "height": height,
+            "steps": s.inpaint_steps or s.comfyui_steps,
+            "denoise": s.inpaint_strength,
+            "checkpoint": s.comfyui_checkpoint,
+            "controlnet": s.comfyui_controlnet,
+            "source_image": _ref(*source),
+            "masked_image": self._upload_mask(mask, source, deadline),
+        }
+        workflow = fill(self._inpaint_template, values)
+        prompt_id, _png, painted = self._run(workflow, self._inpaint_output, budget, deadline)
+        out = keep_subject(req.image, painted, req.mask)
+        return GenerateResult(
+            image_png=encode_png(out),
+            seed=req.seed,
+            prompt=req.prompt,
+            steps=self._inpaint_steps,
+            duration_s=time.perf_counter() - started,
+            meta={
+                "backend": self.name,
+                "mode": "inpaint",
+                "promptId": prompt_id,
+                "server": self._base,
+                "strength": s.inpaint_strength,
+                "width": out.width,
+                "height": out.height,
+            },
+            image=out,
+        )
+
+    def _run(
+        self, workflow: dict[str, Any], output: str, budget: float, deadline: float
+    ) -> tuple[str, bytes, Image.Image]:
+        """Queue ``workflow``, wait for it, download ``output``'s image: (prompt id, PNG, image)."""
+        client_id = uuid.uuid4().hex
+        with Follower(self._ws_base, client_id, deadline) as follower:
+            prompt_id = self._queue(workflow, client_id, deadline)
+            try:
+                entry = follower.wait(
+                    prompt_id,
+                    lambda: self._history(prompt_id, deadline),
+                    lambda: self._still_queued(prompt_id, deadline),
+                )
+            except GeneratorError as exc:
+                if exc.kind == "generator-timeout":
+                    self._abandon(prompt_id)
+                    raise timeout_error(self.name, budget, transient=True) from exc
+                raise
+        png, image = self._download(entry, output, deadline)
+        return prompt_id, png, image
+
     # --- protocol steps -----------------------------------------------------------------------
     def _upload(self, image: Image.Image, deadline: float) -> str:
+        return _ref(*self._upload_file(image, deadline))
+
+    def _upload_file(self, image: Image.Image, deadline: float) -> tuple[str, str]:
+        """Upload ``image`` to the server's input folder: (name, subfolder) as it stored it."""
         png = encode_png(image)
         # Content-addressed names: re-uploading the same subject overwrites one file.
         name = f"posegen-{hashlib.sha256(png).hexdigest()[:32]}.png"
@@ -189,9 +273,32 @@ class ComfyUIGenerator(SequentialBatch):
             data={"type": "input", "overwrite": "true"},
         )
         body = _json(resp)
-        stored = str(body.get("name") or name)
-        sub = body.get("subfolder") or ""
-        return f"{sub}/{stored}" if sub else stored
+        return str(body.get("name") or name), str(body.get("subfolder") or "")
+
+    def _upload_mask(self, mask: Image.Image, original: tuple[str, str], deadline: float) -> str:
+        """``POST /upload/mask``: the server opens ``original`` (an upload), replaces its alpha
+        with this upload's alpha and saves it under this upload's name. The alpha is the subject
+        mask as it is (opaque = keep), so ``LoadImage``'s MASK (1 - alpha) is the background."""
+        carrier = Image.new("RGBA", mask.size, (0, 0, 0, 0))
+        carrier.putalpha(mask)
+        png = encode_png(carrier)
+        digest = hashlib.sha256(png + original[0].encode()).hexdigest()[:32]
+        name = f"posegen-mask-{digest}.png"
+        ref = {"filename": original[0], "subfolder": original[1], "type": "input"}
+        resp = self._request(
+            "POST",
+            "/upload/mask",
+            deadline,
+            files={"image": (name, png, "image/png")},
+            data={
+                "type": "input",
+                "subfolder": "",
+                "overwrite": "true",
+                "original_ref": json.dumps(ref),
+            },
+        )
+        body = _json(resp)
+        return _ref(str(body.get("name") or name), str(body.get("subfolder") or ""))
 
     def _queue(self, workflow: dict[str, Any], client_id: str, deadline: float) -> str:
         resp = self._request(
@@ -232,8 +339,10 @@ class ComfyUIGenerator(SequentialBatch):
         # Asked after the queue: a prompt that finished in between is in the history now.
         return self._history(prompt_id, deadline) is not None
 
-    def _download(self, entry: dict[str, Any], deadline: float) -> tuple[bytes, Image.Image]:
-        ref = _output_image(entry, self._output)
+    def _download(
+        self, entry: dict[str, Any], output: str, deadline: float
+    ) -> tuple[bytes, Image.Image]:
+        ref = _output_image(entry, output)
         resp = self._request("GET", "/view", deadline, params=ref)
         try:
             with Image.open(io.BytesIO(resp.content), formats=["PNG", "JPEG", "WEBP"]) as img:
@@ -281,6 +390,11 @@ class ComfyUIGenerator(SequentialBatch):
         if check:
             _check(resp)
         return resp
+
+
+def _ref(name: str, subfolder: str) -> str:
+    """How ``LoadImage`` names an upload: ``subfolder/name``, or the name alone."""
+    return f"{subfolder}/{name}" if subfolder else name
 
 
 def _check(resp: httpx.Response) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from posegen.generators.workflow import PLACEHOLDERS, fill, placeholders
+from posegen.generators.workflow import ALL_PLACEHOLDERS, fill, placeholders
 
 #: Placeholders whose values are only known per pose (uploaded images, prompt, seed...): inputs
 #: holding them are not checked. ``checkpoint`` and ``controlnet`` are settings, so they are.
-_PER_POSE = PLACEHOLDERS - {"checkpoint", "controlnet"}
+_PER_POSE = ALL_PLACEHOLDERS - {"checkpoint", "controlnet"}
 
 
 def check_workflow(

@@ -6,6 +6,12 @@ only: the component configs (and tokenizers) come from a local diffusers-format 
 (``POSEGEN_DIFFUSERS_CONFIG_PATH``, ``POSEGEN_DIFFUSERS_CONTROLNET_CONFIG_PATH``), passed as
 ``config=`` so diffusers never reaches for the hub.
 
+Background repaints (:meth:`DiffusersGenerator.inpaint`) run diffusers' inpainting pipeline
+(``StableDiffusionInpaintPipeline`` / ``StableDiffusionXLInpaintPipeline``) built with
+``from_pipe`` from the loaded pipeline's own modules: no second copy of the weights, no
+ControlNet. A base (4-channel) UNet inpaints by re-imposing the kept region's latents at every
+step; the subject's pixels are then put back exactly.
+
 torch and diffusers are imported inside the functions that need them, so ``posegen`` imports
 (and its other backends run) without the optional ``posegen[diffusers]`` install. The hub is never
 contacted at run time.
@@ -24,16 +30,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from posegen.config import Settings
 from posegen.exceptions import ConfigError, GeneratorError
 from posegen.generators.base import (
     GenerateRequest,
     GenerateResult,
+    InpaintRequest,
     fit_map,
     fit_subject,
+    keep_subject,
     timeout_error,
+    work_size,
 )
 
 _VARIANT_MARK = {"sd15": False, "sdxl": True}  # does model_index.json's class name say "XL"?
@@ -152,6 +161,8 @@ class _Loaded:
     dtype: str
     #: The pipeline objects are not safe to call from two threads at once.
     lock: threading.Lock
+    #: The inpainting pipeline, built on first use from ``txt2img``'s modules (under ``lock``).
+    inpaint: Any = None
 
 
 # Weights are loaded once per process and shared by every generator built from the same settings:
@@ -164,6 +175,8 @@ class DiffusersGenerator:
     """ControlNet(OpenPose) conditioned SD1.5 / SDXL; img2img from the subject when there is one."""
 
     name = "diffusers"
+    #: Repaints backgrounds with diffusers' inpainting pipeline (:meth:`inpaint`).
+    can_inpaint = True
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -222,11 +235,87 @@ class DiffusersGenerator:
             if len(reqs) > 1:
                 # The batch did not fit: one at a time still might.
                 return [res for r in reqs for res in self._run([r])]
-            # Not this generation's fault (another process holds the memory, fragmentation):
-            # the worker pauses, gives the generation back and retries after a cool-down.
-            raise GeneratorError(
-                "the GPU ran out of memory", transient=True, outage=True, kind="out-of-memory"
+            raise _out_of_memory() from exc
+
+    def inpaint(self, req: InpaintRequest) -> GenerateResult:
+        """The image with its background repainted from the prompt, the subject kept exactly.
+
+        Runs at the nearest multiple-of-8 size (the latent grid), ``POSEGEN_INPAINT_STRENGTH``
+        and ``POSEGEN_INPAINT_STEPS`` (default: ``POSEGEN_DIFFUSERS_STEPS``); the output is scaled
+        back to the image's size and the subject composited over it with a feathered edge.
+        """
+        import torch
+
+        loaded = self.load()
+        s = self._settings
+        steps = s.inpaint_steps or s.diffusers_steps
+        width, height = work_size(*req.image.size)
+        image, mask = req.image, req.mask
+        if (width, height) != image.size:
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+            mask = mask.resize((width, height), Image.Resampling.BILINEAR)
+        kwargs: dict[str, Any] = {
+            "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt or "",
+            "image": image,
+            # diffusers repaints where the mask is white: the background, not the subject.
+            "mask_image": ImageOps.invert(mask),
+            "width": width,
+            "height": height,
+            "strength": s.inpaint_strength,
+            "num_inference_steps": steps,
+            "guidance_scale": s.diffusers_guidance_scale,
+            "generator": torch.Generator().manual_seed(req.seed % 2**64),
+            "output_type": "pil",
+            "callback_on_step_end": _deadline_callback(req.deadline),
+        }
+        started = time.perf_counter()
+        try:
+            with loaded.lock:
+                pipe = _inpaint_pipeline(loaded, s.diffusers_variant)
+                painted = self._pipeline_call(pipe, kwargs)[0]
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            raise _out_of_memory() from exc
+        out = keep_subject(req.image, painted.convert("RGB"), req.mask)
+        return GenerateResult(
+            image_png=_png(out),
+            seed=req.seed,
+            prompt=req.prompt,
+            steps=steps,
+            duration_s=time.perf_counter() - started,
+            meta={
+                "backend": self.name,
+                "variant": s.diffusers_variant,
+                "device": loaded.device,
+                "dtype": loaded.dtype,
+                "mode": "inpaint",
+                "guidanceScale": s.diffusers_guidance_scale,
+                "strength": s.inpaint_strength,
+            },
+            image=out,
+        )
+
+    def _pipeline_call(self, pipe: Any, kwargs: dict[str, Any]) -> list[Any]:
+        """Run ``pipe``; its failures as GeneratorError (out-of-memory passes through)."""
+        import torch
+
+        try:
+            _injected_fault()
+            images: list[Any] = pipe(**kwargs).images
+        except _DeadlineExceeded as exc:
+            raise timeout_error(
+                self.name, self._settings.generator_timeout_seconds, transient=False
             ) from exc
+        except (RuntimeError, ValueError) as exc:
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                raise
+            raise GeneratorError(
+                f"diffusers failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                transient=False,
+                kind="generator-failed",
+            ) from exc
+        return images
 
     def probe(self) -> None:
         """The breaker's probe while paused after an out-of-memory: give cached blocks back;
@@ -268,19 +357,7 @@ class DiffusersGenerator:
             pipe, mode = loaded.txt2img, "txt2img"
             kwargs.update(image=[control] * n, width=width, height=height)
         started = time.perf_counter()
-        try:
-            _injected_fault()
-            images = pipe(**kwargs).images
-        except _DeadlineExceeded as exc:
-            raise timeout_error(self.name, s.generator_timeout_seconds, transient=False) from exc
-        except (RuntimeError, ValueError) as exc:
-            if isinstance(exc, torch.cuda.OutOfMemoryError):
-                raise
-            raise GeneratorError(
-                f"diffusers failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
-                transient=False,
-                kind="generator-failed",
-            ) from exc
+        images = self._pipeline_call(pipe, kwargs)
         elapsed = (time.perf_counter() - started) / n
         meta = {
             "backend": self.name,
@@ -310,6 +387,43 @@ class DiffusersGenerator:
 
 class _DeadlineExceeded(Exception):
     pass
+
+
+def _out_of_memory() -> GeneratorError:
+    # Not this generation's fault (another process holds the memory, fragmentation): the
+    # worker pauses, gives the generation back and retries after a cool-down.
+    return GeneratorError(
+        "the GPU ran out of memory", transient=True, outage=True, kind="out-of-memory"
+    )
+
+
+def _inpaint_pipeline(loaded: _Loaded, variant: str) -> Any:
+    """The inpainting pipeline sharing ``loaded.txt2img``'s modules, built once (call under
+    ``loaded.lock``)."""
+    if loaded.inpaint is None:
+        import diffusers
+
+        lib: Any = diffusers
+        cls = (
+            lib.StableDiffusionXLInpaintPipeline
+            if variant == "sdxl"
+            else lib.StableDiffusionInpaintPipeline
+        )
+        try:
+            # from_pipe hands over the same module objects (no copy) and leaves the ControlNet
+            # out. It casts every module to ``dtype`` (float32 unless told): the loaded one, or
+            # fp16 weights on a GPU would be cast for both pipelines.
+            pipe = cls.from_pipe(loaded.txt2img, dtype=loaded.txt2img.unet.dtype)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise GeneratorError(
+                f"diffusers cannot build its inpainting pipeline: {first}",
+                transient=False,
+                kind="generator-failed",
+            ) from exc
+        pipe.set_progress_bar_config(disable=True)
+        loaded.inpaint = pipe
+    return loaded.inpaint
 
 
 #: Tests only: ``POSEGEN_DIFFUSERS_FAULT_OOM=N`` makes the first N pipeline calls of this process

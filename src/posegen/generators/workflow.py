@@ -1,18 +1,22 @@
-"""ComfyUI workflow templates: the one shipped in the package or an operator's own JSON.
+"""ComfyUI workflow templates: the ones shipped in the package or an operator's own JSON.
 
 A template is a ComfyUI API-format workflow whose string values may hold ``{{placeholders}}``.
 A value that is exactly one placeholder is replaced by the typed value (a seed stays a number);
 a placeholder inside a longer string is replaced as text. Values are substituted in the parsed
 tree, never in the JSON text, so a prompt with quotes or braces cannot change the workflow.
+
+Two kinds: ``generate`` (a pose to an image, ``workflows/comfyui_default.json``) and
+``inpaint`` (a background repainted around a kept subject, ``workflows/comfyui_inpaint.json``).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from posegen.exceptions import ConfigError
 
@@ -35,20 +39,81 @@ PLACEHOLDERS = frozenset(
 #: Without these a workflow would ignore the pose or make every variation the same picture.
 REQUIRED = frozenset({"prompt", "seed", "pose_map"})
 
+#: An inpaint workflow's placeholders. ``masked_image``: the image with the subject mask in its
+#: alpha channel (uploaded with ``/upload/mask``), so one ``LoadImage`` gives the IMAGE (output
+#: 0) and the MASK (output 1: 1.0 where the background is repainted); ``source_image``: the same
+#: image without the mask; ``width`` / ``height``: its size (multiples of 8).
+INPAINT_PLACEHOLDERS = frozenset(
+    {
+        "prompt",
+        "negative_prompt",
+        "seed",
+        "width",
+        "height",
+        "steps",
+        "denoise",
+        "checkpoint",
+        "controlnet",
+        "masked_image",
+        "source_image",
+    }
+)
+#: Without these the repaint would ignore the prompt, the seed or the mask.
+INPAINT_REQUIRED = frozenset({"prompt", "seed", "masked_image"})
+
+#: Every placeholder any template kind may use.
+ALL_PLACEHOLDERS = PLACEHOLDERS | INPAINT_PLACEHOLDERS
+
+TemplateKind = Literal["generate", "inpaint"]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    default_file: str
+    setting: str
+    default_name: str
+    allowed: frozenset[str]
+    required: frozenset[str]
+
+
+_KINDS: dict[str, _Kind] = {
+    "generate": _Kind(
+        "comfyui_default.json",
+        "POSEGEN_COMFYUI_WORKFLOW_PATH",
+        "the default ComfyUI workflow",
+        PLACEHOLDERS,
+        REQUIRED,
+    ),
+    "inpaint": _Kind(
+        "comfyui_inpaint.json",
+        "POSEGEN_COMFYUI_INPAINT_WORKFLOW_PATH",
+        "the default ComfyUI inpaint workflow",
+        INPAINT_PLACEHOLDERS,
+        INPAINT_REQUIRED,
+    ),
+}
+
+
+def template_origin(path: Path | None, kind: TemplateKind = "generate") -> str:
+    """How messages name a template: the setting and its value, or the shipped default."""
+    k = _KINDS[kind]
+    return f"{k.setting}={path}" if path is not None else k.default_name
+
+
 _TOKEN = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 
 
-def load_template(path: Path | None) -> dict[str, Any]:
-    """Parse and check a template (``None`` = the default shipped with posegen)."""
+def load_template(path: Path | None, kind: TemplateKind = "generate") -> dict[str, Any]:
+    """Parse and check a template of ``kind`` (``None`` = the default shipped with posegen)."""
+    k = _KINDS[kind]
+    origin = template_origin(path, kind)
     if path is None:
         text = (
             resources.files("posegen.generators")
-            .joinpath("workflows/comfyui_default.json")
+            .joinpath(f"workflows/{k.default_file}")
             .read_text(encoding="utf-8")
         )
-        origin = "the default ComfyUI workflow"
     else:
-        origin = f"POSEGEN_COMFYUI_WORKFLOW_PATH={path}"
         try:
             text = path.expanduser().read_text(encoding="utf-8")
         except OSError as exc:
@@ -66,10 +131,10 @@ def load_template(path: Path | None) -> dict[str, Any]:
                 "(export the workflow with 'Save (API Format)')"
             )
     found = set(_tokens(template))
-    unknown = found - PLACEHOLDERS
+    unknown = found - k.allowed
     if unknown:
         raise ConfigError(f"{origin}: unknown placeholder(s) {sorted(unknown)}")
-    missing = REQUIRED - found
+    missing = k.required - found
     if missing:
         raise ConfigError(f"{origin}: missing placeholder(s) {sorted(missing)}")
     return template
