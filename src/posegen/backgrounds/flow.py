@@ -152,9 +152,12 @@ _generators_lock = threading.Lock()
 
 def set_generator(backend: str, generator: Any) -> None:
     """Use ``generator`` for ``prompt`` changes of ``backend`` in this process (a worker that
-    already made its backend hands it here; tests hand a small one)."""
+    already made its backend hands it here; tests hand a small one). None forgets it."""
     with _generators_lock:
-        _generators[backend] = generator
+        if generator is None:
+            _generators.pop(backend, None)
+        else:
+            _generators[backend] = generator
 
 
 def _generator_for(settings: Settings) -> Any:
