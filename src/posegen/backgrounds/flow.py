@@ -17,6 +17,7 @@ import importlib
 import io
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -295,7 +296,7 @@ def _repaint(settings: Settings, data: bytes, mask: np.ndarray, bg: dict[str, An
             prompt=str(bg.get("prompt", "")),
             negative_prompt=bg.get("negativePrompt"),
             seed=seed,
-            deadline=None,
+            deadline=time.monotonic() + settings.generator_timeout_seconds,
         )
     )
     if getattr(result, "image_png", None):
