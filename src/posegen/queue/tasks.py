@@ -159,6 +159,11 @@ def enqueue(
     """
     pending = transitions.Pending()
     with tx.write_tx(engine) as conn:
+        if any(s.price > 0 for s in specs):
+            # A charge updates the owner's quota row: taken first, as :func:`complete` does.
+            owner = conn.execute(select(G.user_id).where(G.id == generation_id)).scalar()
+            if owner is not None:
+                quota.lock_user(conn, int(owner))
         gens = _gen_rows(conn, [generation_id])
         gen = gens.get(generation_id)
         if gen is None or not specs:
@@ -484,6 +489,8 @@ def fail(
         values |= {"status": TaskStatus.FAILED, "completed_at": now}
     pending = transitions.Pending()
     with tx.write_tx(engine) as conn:
+        # The owner's quota row first, as :func:`complete` takes it: a refund below updates it.
+        quota.lock_user(conn, task.user_id)
         gen = _gen_rows(conn, [task.generation_id]).get(task.generation_id)
         row = _fenced(conn, task, values)
         if gen is None or row is None:
