@@ -418,3 +418,87 @@ def test_prompt_mode_on_a_backend_that_can_inpaint(
     lo, hi = req.mask.getextrema()
     assert (lo, hi) == (0, 255) and len(req.mask.histogram()[1:255]) == 254
     assert sum(req.mask.histogram()[1:255]) == 0
+
+
+def _events(text: str) -> list[dict[str, Any]]:
+    out, current = [], {}
+    for line in text.splitlines():
+        if line == "":
+            if "data" in current:
+                out.append(current)
+            current = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "data":
+                current["data"] = json.loads(value)
+            elif name in ("id", "event"):
+                current[name] = value
+    return out
+
+
+def test_a_change_reopens_the_ended_stream_every_event_once(
+    bg_app: FastAPI,
+    keys: Keys,
+    library: None,
+    engine: Engine,
+    settings: Settings,
+    vision_python: Any,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    tuned = settings.model_copy(update={"vision_python": vision_python})
+    auth = {"Authorization": f"Bearer {keys.user}"}
+    seen: list[dict[str, Any]] = []
+    # The TestClient stays open: leaving it would end the app's lifespan (its event feed).
+    with (
+        TestClient(bg_app) as c,
+        live_server(bg_app, tuned) as (base, _port),
+        httpx.Client(base_url=base, headers=auth, timeout=60) as client,
+    ):
+        gid, (rid, _) = _finished(Api(c), keys, engine, tuned, _photo(vision_python))
+        seen += _events(client.get(f"/generations/{gid}/events").text)
+        assert seen[-1]["event"] == "partial"
+        ended = client.get(f"/generations/{gid}/events", headers={"Last-Event-ID": seen[-1]["id"]})
+        assert ended.status_code == 204
+        client.post(
+            f"/generations/{gid}/results/{rid}/background", json={"mode": "blur", "radius": 4}
+        ).raise_for_status()
+        with client.stream(
+            "GET", f"/generations/{gid}/events", headers={"Last-Event-ID": seen[-1]["id"]}
+        ) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            buf: list[str] = []
+            for line in lines:
+                buf.append(line)
+                if line == "" and _events("\n".join(buf) + "\n"):
+                    break
+            (queued,) = _events("\n".join(buf) + "\n")
+            assert queued["event"] == "task_queued"
+            body = queued["data"]["data"]
+            assert body["taskKind"] == "background" and body["resultId"] == rid
+            assert _run(engine, tuned) == ["completed"]
+            buf += list(lines)
+        seen += _events("\n".join(buf) + "\n")
+        done = client.get(f"/generations/{gid}/events", headers={"Last-Event-ID": seen[-1]["id"]})
+        assert done.status_code == 204
+    with engine.connect() as conn:
+        expected = [
+            (int(i), str(k))
+            for i, k in conn.execute(
+                select(GenerationEvent.id, GenerationEvent.kind)
+                .where(GenerationEvent.generation_id == gid)
+                .order_by(GenerationEvent.id)
+            )
+        ]
+    assert [(int(e["id"]), e["event"]) for e in seen] == expected
+    assert [k for _, k in expected][-4:] == [
+        "task_queued",
+        "task_started",
+        "task_completed",
+        "tasks_settled",
+    ]
+    completed = next(e for e in seen if e["event"] == "task_completed")
+    assert completed["data"]["data"]["variantId"] > 0
+    assert completed["data"]["data"]["mode"] == "blur"
