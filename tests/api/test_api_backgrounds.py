@@ -25,7 +25,14 @@ from posegen import queue
 from posegen.api.app import create_app
 from posegen.backgrounds import flow
 from posegen.config import Settings, load_settings
-from posegen.db.models import CreditLedger, GenerationEvent, GenerationTask, PoseStatus
+from posegen.db.models import (
+    CreditLedger,
+    GenerationEvent,
+    GenerationTask,
+    PoseStatus,
+    ResultVariant,
+    UserGenerationStats,
+)
 from posegen.generators import GenerateResult
 from posegen.queue import tasks
 from posegen.storage import make_storage
@@ -89,6 +96,14 @@ def _finished(
     queue.finish(engine, job.id, job.lease_token)
     results = api("GET", f"/generations/{gid}/results", key=keys.user).json()
     return gid, [r["id"] for r in sorted(results, key=lambda r: r["variationKey"])]
+
+
+def _stored(engine: Engine, user_id: int) -> int:
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(UserGenerationStats.result_bytes).where(UserGenerationStats.user_id == user_id)
+        ).scalar()
+    return int(found or 0)
 
 
 def _run(engine: Engine, settings: Settings) -> list[str]:
@@ -311,6 +326,7 @@ def test_a_made_variant_is_listed_downloaded_and_zipped(
             json={"mode": "solid", "color": "#0000ff"},
         )
         assert r.status_code == 202 and r.json()["status"] == "pending"
+        before = _stored(engine, keys.user_id)
         assert _run(engine, tuned) == ["completed"]
         (result,) = [
             x
@@ -340,6 +356,14 @@ def test_a_made_variant_is_listed_downloaded_and_zipped(
         names = sorted(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
         assert len(names) == 2 and names[0] == "p1-v0.bg-" + names[0].split(".bg-")[1]
         assert names[1] == "p1-v0.png"
+        # The variant's bytes count against the owner's stored results, and go with the
+        # generation (rows, files and count).
+        assert _stored(engine, keys.user_id) == before + variant["bytes"]
+        assert api("DELETE", f"/generations/{gid}", key=keys.user).status_code == 204
+        assert _stored(engine, keys.user_id) == 0
+        assert api("GET", variant["imageUrl"], key=keys.user).status_code == 404
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(ResultVariant)).scalar_one() == 0
 
 
 @dataclass(frozen=True)
