@@ -12,13 +12,14 @@ the files and the row leaves files no row names, which the next attempt overwrit
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import io
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,7 +197,8 @@ def run_task(
         if stopping.is_set():
             tasks.release(engine, task)
             return "released"
-        png = change(engine, settings, task.user_id, data, bg)
+        with _lease_kept(engine, settings, task):
+            png = change(engine, settings, task.user_id, data, bg)
         vkey = variant_key(bg)
         stored = store.save_result(
             task.generation_id, f"{row.variation_key}-{vkey}"[:100], png, None
@@ -244,6 +246,29 @@ def run_task(
     if tasks.complete(engine, task, apply):
         return "completed"
     return "lease-lost"
+
+
+@contextlib.contextmanager
+def _lease_kept(engine: Engine, settings: Settings, task: tasks.ClaimedTask) -> Iterator[None]:
+    """Renew the task's lease while the block runs (the vision helper's first start, a busy
+    helper or a backend's repaint can outlast one lease); the completion stays fenced."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(max(settings.lease_seconds / 3, 0.1)):
+            try:
+                if not tasks.extend(engine, settings, task):
+                    return
+            except Exception:  # the completion's fence decides; a missed renewal is no error
+                log.warning("could not renew a background task's lease", exc_info=True)
+
+    keeper = threading.Thread(target=renew, name=f"bg-lease-{task.id}", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join(timeout=5)
 
 
 def change(
