@@ -526,3 +526,59 @@ def test_a_change_reopens_the_ended_stream_every_event_once(
     completed = next(e for e in seen if e["event"] == "task_completed")
     assert completed["data"]["data"]["variantId"] > 0
     assert completed["data"]["data"]["mode"] == "blur"
+
+
+def test_a_backdrop_that_is_not_an_image_fails_the_change_and_refunds(
+    settings: Settings, engine: Engine, keys: Keys, library: None, vision_python: Any
+) -> None:
+    """Uploads are checked images, so a non-image is refused at upload; a backdrop whose file
+    stopped being an image (damaged storage) fails its change cleanly, refunded once."""
+    from fastapi.testclient import TestClient
+
+    from posegen import credits, uploads
+
+    priced = settings.model_copy(
+        update={"vision_python": vision_python, "credits_background_surcharge": 5}
+    )
+    credits.grant(engine, keys.user_id, 50, reason="test")
+    with TestClient(create_app(priced, engine)) as c:
+        api = Api(c)
+        text = api(
+            "POST",
+            "/uploads",
+            key=keys.user,
+            files={"file": ("x.png", b"not an image", "image/png")},
+        )
+        assert 400 <= text.status_code < 500 and text.headers["content-type"].startswith(
+            "application/problem+json"
+        )
+        gid, (rid, _) = _finished(api, keys, engine, priced, _photo(vision_python))
+        up = api(
+            "POST", "/uploads", key=keys.user, files={"file": ("b.png", png(), "image/png")}
+        ).json()["id"]
+        view = uploads.get(engine, up, keys.user_id)
+        (priced.effective_uploads_dir / view.relpath).write_bytes(b"\x89PNG broken")
+        r = api(
+            "POST",
+            f"/generations/{gid}/results/{rid}/background",
+            key=keys.user,
+            json={"mode": "image", "uploadId": up},
+        )
+        assert r.status_code == 202 and credits.balance(engine, keys.user_id) == 45
+        assert _run(engine, priced) == ["failed"]
+        results = api("GET", f"/generations/{gid}/results", key=keys.user).json()
+        assert all(x["variants"] == [] for x in results)
+    with engine.connect() as conn:
+        task = conn.execute(select(GenerationTask)).one()
+        keys_ = [
+            str(k)
+            for k in conn.execute(
+                select(CreditLedger.idempotency_key).where(
+                    CreditLedger.idempotency_key.like("%:task:%")
+                )
+            ).scalars()
+        ]
+    assert (str(task.status), task.error_kind) == ("failed", "not-an-image")
+    assert task.error_message == "The file is not an image."
+    assert sorted(keys_) == [f"refund:task:{task.id}:1", f"usage:task:{task.id}:1"]
+    assert credits.balance(engine, keys.user_id) == 50
