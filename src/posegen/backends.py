@@ -48,14 +48,14 @@ def supports_inpaint(backend: str) -> bool:
 
 def check_inpaint(backend: str) -> None:
     """Refuse a prompt-painted background on a backend that cannot inpaint: 422
-    ``inpaint-unsupported`` (:class:`InvalidInput`); nothing is queued."""
+    ``background-prompt-unsupported`` (:class:`InvalidInput`); nothing is queued."""
     if supports_inpaint(backend):
         return
     raise InvalidInput(
         f"a background painted from a prompt needs a backend that can inpaint (diffusers or "
         f"comfyui), and this one is {backend!r}: choose a solid, image or blur background, or "
         f"{REAL_MODEL_HINT}",
-        kind="inpaint-unsupported",
+        kind="background-prompt-unsupported",
     )
 
 

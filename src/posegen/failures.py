@@ -54,6 +54,16 @@ SENTENCES: dict[str, str] = {
     # Exports (posegen.exporting): made with a pose, or later as follow-up tasks.
     "export-failed": "The image could not be exported in the requested formats.",
     "unknown-export-format": "That export format is not offered any more.",
+    # Background changes (posegen.backgrounds): follow-up tasks on one result.
+    "result-not-found": "The result no longer exists.",
+    "upload-not-found": "The backdrop image is not one of your uploads any more.",
+    "invalid-background": "The background change could not be made with these settings.",
+    "background-prompt-unsupported": "This image backend cannot repaint a background.",
+    "vision-not-installed": "Background changes are not installed on this server.",
+    "vision-failed": "The person could not be separated from the background; it will be retried.",
+    "vision-timeout": "Separating the person from the background took too long.",
+    "vision-busy": "The background service was busy; it will be retried.",
+    "no-person": "No person was found in the image to keep in front of the new background.",
 }
 #: Sentences for a family of kinds (``subject-timeout``: the subject image timed out).
 PREFIXES: dict[str, str] = {

@@ -100,6 +100,8 @@ class GenerationView:
     kept: bool = False
     #: Export formats made with each pose (empty: none asked at submit).
     export_formats: tuple[str, ...] = ()
+    #: The background change made of each result (stored form; None: none asked at submit).
+    background: dict[str, Any] | None = None
 
     @property
     def percent(self) -> float:
@@ -146,6 +148,7 @@ _COLUMNS = (
     G.credit_refunded,
     G.kept,
     G.export_formats,
+    G.background,
 )
 
 
@@ -182,6 +185,7 @@ def _view(row: Any) -> GenerationView:
         credit_refunded=int(row.credit_refunded or 0),
         kept=bool(row.kept),
         export_formats=tuple(row.export_formats or ()),
+        background=row.background,
     )
 
 
@@ -357,9 +361,20 @@ def archive_files(
     """``(<variation key>.png, opener)`` for every completed image: the members of a generation's
     ZIP, each opened from the result store only when the archive reaches it (one object open at
     a time, however many images)."""
+    from posegen.backgrounds import records as variants  # a domain's rows (no cycle)
+
     store = make_storage(settings)
-    return [
+    out: list[tuple[str, Callable[[], StoredFile]]] = [
         (f"{row.variation_key}.png", functools.partial(store.open_stream, row.image_path))
         for row in results(engine, generation_id)
         if row.status == PoseStatus.COMPLETED and row.image_path
     ]
+    # Changed backgrounds beside their originals: ``<variation key>.<variant key>.png``.
+    out.extend(
+        (
+            f"{v.variation_key}.{v.variant_key}.png",
+            functools.partial(store.open_stream, v.image_path),
+        )
+        for v in variants.of_generation(engine, generation_id)
+    )
+    return out

@@ -141,6 +141,30 @@ def _exported(w: World) -> dict[str, Any]:
     return {"generation_id": gid, "result_id": rid, "fmt": _fmt(w)}
 
 
+def _variant(w: World) -> dict[str, Any]:
+    """A result with a changed background (its row and files written directly: no helper)."""
+    from posegen.backgrounds import records as variants
+
+    gid, rid = w.finished_generation()
+    stored = make_storage(w.settings).save_result(gid, "p1-v0-bg-matrix", png())
+    with w.engine.begin() as conn:
+        vid, _ = variants.insert(
+            conn,
+            result_id=rid,
+            generation_id=gid,
+            kind="background",
+            variant_key="bg-matrix",
+            params={"mode": "blur"},
+            image_path=stored.image,
+            thumbnail_path=stored.thumbnail,
+            size=stored.bytes,
+            width=64,
+            height=48,
+            task_id=None,
+        )
+    return {"generation_id": gid, "result_id": rid, "variant_id": vid, "what": "image"}
+
+
 def _result(w: World) -> dict[str, Any]:
     gid, rid = w.finished_generation()
     return {"generation_id": gid, "result_id": rid, "what": "image"}
@@ -237,6 +261,15 @@ TABLE: dict[tuple[str, str], Row] = {
         owner_only(202, admin=202), _gen, lambda w: {"json": {"formats": [_fmt(w)]}}
     ),
     ("GET", G + "/results/{result_id}/exports/{fmt}"): Row(owner_only(200, admin=200), _exported),
+    # Background changes: queued (and paid) by the owner only; an admin may look, not spend.
+    ("POST", G + "/results/{result_id}/background"): Row(
+        owner_only(202 if VISION == 200 else 503),
+        lambda w: dict(zip(("generation_id", "result_id"), w.finished_generation(), strict=True)),
+        lambda w: {"json": {"mode": "solid", "color": "#000000"}},
+    ),
+    ("GET", G + "/results/{result_id}/variants/{variant_id}/{what}"): Row(
+        owner_only(200, admin=200), _variant
+    ),
     ("GET", "/admin/recovery"): Row(admin_only(200)),
     ("POST", "/admin/recovery/run"): Row(admin_only(200)),
     ("GET", "/admin/workers"): Row(admin_only(200)),

@@ -39,7 +39,7 @@ def test_posemap_the_embedded_default_cannot_inpaint(tmp_path: Path) -> None:
 def test_a_backend_that_cannot_inpaint_is_refused_with_its_own_problem(backend: str) -> None:
     with pytest.raises(InvalidInput) as err:
         backends.check_inpaint(backend)
-    assert err.value.kind == "inpaint-unsupported" and err.value.http_status == 422
+    assert err.value.kind == "background-prompt-unsupported" and err.value.http_status == 422
     assert repr(backend) in err.value.message and "diffusers or comfyui" in err.value.message
 
 

@@ -17,6 +17,7 @@ from posegen.api.input_guard import InputGuard, NoSniff
 from posegen.api.limits import BodySizeLimit, RequestLimits
 from posegen.api.request_context import RequestContext
 from posegen.api.routes import admin, files, generations, health, library, metrics, projects
+from posegen.api.routes import backgrounds as background_routes
 from posegen.api.routes import credits as credit_routes
 from posegen.api.routes import exports as export_routes
 from posegen.api.routes import library_marks as mark_routes
@@ -89,6 +90,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         my_pose_routes.router,
         request_routes.router,
         export_routes.router,
+        background_routes.router,
     ):
         app.include_router(router, prefix=PREFIX)
     # Probes at the root (for load balancers) and under the prefix (next to the API).

@@ -341,6 +341,13 @@ class GenerationCreate(RequestModel):
             "(names from `GET /exports/formats`); 422 `unknown-export-format` otherwise.",
         )
     )
+    background: dict[str, Any] | None = Field(
+        default=None,
+        description='Change each result\'s background: `{"mode": "solid", "color": "#RRGGBB"}`, '
+        '`{"mode": "image", "uploadId": n}`, `{"mode": "blur", "radius"?: px}` or '
+        '`{"mode": "prompt", "prompt": "..."}` (backends that can inpaint). The changed image '
+        "is a variant beside the original; priced by `POSEGEN_CREDITS_BACKGROUND_SURCHARGE`.",
+    )
 
     @field_validator("pose_ids")
     @classmethod
@@ -408,6 +415,33 @@ class GenerationOut(ApiModel):
     export_formats: list[str] = Field(
         default_factory=list, description="Export formats made with each pose (`exportFormats`)."
     )
+    background: dict[str, Any] | None = Field(
+        default=None, description="The background change made of each result (`background`)."
+    )
+
+
+class VariantOut(ApiModel):
+    id: int
+    kind: str = Field(description="`background`.")
+    background: dict[str, Any] = Field(description="The change that made it.")
+    image_url: str
+    thumbnail_url: str
+    width: int
+    height: int
+    bytes: int
+    created_at: dt.datetime
+
+
+class BackgroundTaskOut(ApiModel):
+    generation_id: int
+    result_id: int
+    task_id: int
+    task_key: str
+    status: str = Field(description="pending, processing, completed or failed.")
+    queued: bool = Field(description="True when this request queued it (and charged it).")
+    background: dict[str, Any]
+    price: int = Field(description="Credits one change costs (charged when queued).")
+    events_url: str
 
 
 class ResultOut(ApiModel):
@@ -431,6 +465,10 @@ class ResultOut(ApiModel):
     preview: bool = Field(description="True: a skeleton preview, not a model's picture.")
     exports: list[ExportOut] = Field(
         default_factory=list, description="The result's exports, one per format made."
+    )
+    variants: list[VariantOut] = Field(
+        default_factory=list,
+        description="Changed images of this result (a new background), beside the original.",
     )
 
 

@@ -18,6 +18,7 @@ from posegen.credits import hourly, plans, pricing
 from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
 from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
 from posegen.credits.refunds import refund_amount, refund_ended, refund_poses
+from posegen.credits.task_charges import charge_task, refund_task
 from posegen.exceptions import InsufficientCredits
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Mismatch",
     "balance",
     "balance_of",
+    "charge_task",
     "charge_usage",
     "check",
     "grant",
@@ -39,6 +41,7 @@ __all__ = [
     "refund_amount",
     "refund_ended",
     "refund_poses",
+    "refund_task",
 ]
 
 

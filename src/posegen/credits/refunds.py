@@ -34,7 +34,7 @@ def refund_amount(charged: int, total: int, completed: int, refunded: int = 0) -
     return max(0, charged - per_pose(charged, total) * completed - refunded)
 
 
-def _lock_rollups(conn: Connection, user_ids: set[int]) -> None:
+def lock_rollups(conn: Connection, user_ids: set[int]) -> None:
     if user_ids and conn.dialect.name == "postgresql":
         # Lock order: a submit locks the user's rollup row, then the users row (its charge).
         # Take the rollup rows first here too (this transaction updates them later anyway),
@@ -54,7 +54,7 @@ def refund_poses(conn: Connection, failed: Sequence[tuple[int, int, str, int | N
     items = [f for f in failed if f[4] > 0]
     if not items:
         return 0
-    _lock_rollups(conn, {user_id for _, user_id, _, _, _ in items})
+    lock_rollups(conn, {user_id for _, user_id, _, _, _ in items})
     now = utcnow()
     total = 0
     for gen_id, user_id, key, pose_id, amount in sorted(items, key=lambda f: (f[0], f[2])):
@@ -96,7 +96,7 @@ def refund_ended(conn: Connection, generation_ids: Sequence[int]) -> int:
     ).all()
     due = [(r, refund_amount(int(r[2]), int(r[3]), int(r[4]), int(r[5] or 0))) for r in rows]
     due = [(r, amount) for r, amount in due if amount > 0]
-    _lock_rollups(conn, {int(r.user_id) for r, _ in due})
+    lock_rollups(conn, {int(r.user_id) for r, _ in due})
     now = utcnow()
     total = 0
     for r, amount in due:

@@ -442,6 +442,8 @@ class PoseGeneration(Base):
     kept: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     #: Export formats the worker makes with each pose, in the pose's own write (NULL: none).
     export_formats: Mapped[list[str] | None] = mapped_column(JSON)
+    #: The background change made of each result (``posegen.backgrounds``; NULL: none).
+    background: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 # Queue indexes live in their own migration revision (0002); declared here so the models are the
@@ -873,6 +875,12 @@ class GenerationTask(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: Credits a failure of this task pays back (charged when queued, or the part of the
+    #: generation's price that covered it); 0: free.
+    credit_charged: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    #: Times it was queued for money: the round in its ledger keys (a failed task queued
+    #: again is charged again, and refunded again at most once).
+    charges: Mapped[int] = mapped_column(Integer, server_default=text("0"))
 
 
 Index(
@@ -910,4 +918,31 @@ class ResultExport(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ResultVariant(Base):
+    """A changed image of one result (a new background), stored beside the original, which is
+    kept. Written in the fenced completion of the task that made it."""
+
+    __tablename__ = "result_variants"
+    __table_args__ = (UniqueConstraint("result_id", "variant_key"), SQLITE_AUTOINCREMENT)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
+    result_id: Mapped[int] = mapped_column(ForeignKey("generated_poses.id", ondelete="CASCADE"))
+    generation_id: Mapped[int] = mapped_column(
+        ForeignKey("pose_generations.id", ondelete="CASCADE"), index=True
+    )
+    #: ``background``.
+    kind: Mapped[str] = mapped_column(String(16))
+    #: What makes it (the task key): one variant per distinct change of a result.
+    variant_key: Mapped[str] = mapped_column(String(200))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    image_path: Mapped[str] = mapped_column(String(1024))
+    thumbnail_path: Mapped[str] = mapped_column(String(1024))
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    #: The task that made it (a plain id: the task row may be gone with a retried request).
+    task_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -116,6 +116,7 @@ def claim(
             backend=str(r["backend"]),
             model=r["model"],
             export_formats=tuple(r["export_formats"]) if r["export_formats"] else None,
+            background=dict(r["background"]) if r["background"] else None,
         )
         for r in rows
     ]

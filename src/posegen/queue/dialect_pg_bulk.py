@@ -189,6 +189,7 @@ _GEN_COLUMNS = (
     "model",
     "credit_charged",
     "export_formats",
+    "background",
 )
 
 # One submit, one statement: the admission upsert of the user's rollup row (every per-user limit
@@ -205,6 +206,8 @@ _NOT_ON_QUOTA = (
     "WHERE cp.plan = 'quota' AND cp.valid_until >= CAST(%(quota_day)s AS date)))"
 )
 
+_JSON_COLUMNS = ("selected_pose_ids", "export_formats", "background")
+
 SUBMIT_ONE = (
     "WITH q AS ("
     + quota.admit_sql(lambda name: f"%({name})s", _NOT_ON_QUOTA)
@@ -212,8 +215,7 @@ SUBMIT_ONE = (
     + ", ".join(_GEN_COLUMNS)
     + ") SELECT "
     + ", ".join(
-        f"CAST(%({c})s AS json)" if c in ("selected_pose_ids", "export_formats") else f"%({c})s"
-        for c in _GEN_COLUMNS
+        f"CAST(%({c})s AS json)" if c in _JSON_COLUMNS else f"%({c})s" for c in _GEN_COLUMNS
     )
     + " FROM q RETURNING id, total_expected_poses, priority, created_at), "
     "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
@@ -228,8 +230,7 @@ SUBMIT_ONE = (
     "created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
     "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0), "
     # One use of each of its poses (posegen.library.popularity), only when admitted.
-    + popularity.uses_cte_pg("g")
-    + ", "
+     + popularity.uses_cte_pg("g") + ", "
     # The hour's credit rollup (posegen.credits.hourly), what the admin metrics sum.
     "h AS (INSERT INTO credit_hourly (user_id, hour, charged, refunded) "
     "SELECT %(user_id)s, %(credit_hour)s, %(credit_charged)s, 0 FROM g "
@@ -255,6 +256,7 @@ def submit_one(
         "export_formats": None
         if row.get("export_formats") is None
         else json.dumps(row["export_formats"]),
+        "background": None if row.get("background") is None else json.dumps(row["background"]),
         "channel": channel,
         **popularity.use_params(row["selected_pose_ids"]),
         "credit_hour": hourly.hour_of(row["created_at"]),
@@ -292,6 +294,7 @@ _RECORD_TYPES = {
     "model": "text",
     "credit_charged": "bigint",
     "export_formats": "json",
+    "background": "json",
 }
 _SCALAR_COLUMNS = ("run_after", "created_at")  # one value for the whole batch
 

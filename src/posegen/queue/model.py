@@ -51,6 +51,8 @@ class GenerationRequest:
     model: str | None = None
     #: Export formats the worker makes with each pose, in the pose's own write.
     export_formats: tuple[str, ...] | None = None
+    #: The background change of each result (``posegen.backgrounds.parse``'s form; None: none).
+    background: dict[str, Any] | None = None
 
     @property
     def total_expected_poses(self) -> int:
@@ -96,6 +98,8 @@ class ClaimedJob:
     model: str | None = None
     #: Export formats to make with each pose (None: none).
     export_formats: tuple[str, ...] | None = None
+    #: The background change queued for each result as it lands (None: none).
+    background: dict[str, Any] | None = None
 
     def variation_keys(self) -> list[tuple[int | None, int, str]]:
         """Every (pose_id, variation index, key) this generation must produce, in order."""
@@ -128,6 +132,10 @@ class PoseResult:
     model: str | None = None
     #: Exports made with the pose (``posegen.exporting.ExportFile``), written in its transaction.
     exports: tuple[Any, ...] = ()
+    #: Follow-up work its new result needs (a background change asked at submit): each gets
+    #: the new result's id and returns the ``posegen.queue.tasks.TaskSpec`` queued in the
+    #: pose's own transaction.
+    follow_ups: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)

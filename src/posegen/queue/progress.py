@@ -114,6 +114,18 @@ def checkpoint(
         live,
         pending,
     )
+    _follow_ups(
+        conn,
+        [
+            w
+            for w in mine
+            if w.result.follow_ups
+            and w.result.status == PoseStatus.COMPLETED
+            and (w.job_id, w.result.variation_key) in inserted
+        ],
+        live,
+        pending,
+    )
     counts = [
         (j, live[j].lease_token, ok_n, bad_n)
         for j, (ok_n, bad_n) in sorted(per_job.items())
@@ -150,6 +162,48 @@ def _exports(
         stored = records.insert(conn, job_id, items)
         if stored:
             pending.deltas.stored(live[job_id].user_id, stored)
+
+
+def _follow_ups(
+    conn: Connection,
+    writes: Sequence[PoseWrite],
+    live: dict[int, transitions.LiveRow],
+    pending: transitions.Pending,
+) -> None:
+    """The follow-up tasks these new results need (a background change asked at submit),
+    queued in the poses' own transaction: a result never lands without its task."""
+    if not writes:
+        return
+    from posegen.queue import tasks  # imported late: tasks imports this package's modules
+
+    for job_id in sorted({w.job_id for w in writes}):
+        mine = {w.result.variation_key: w for w in writes if w.job_id == job_id}
+        ids = dict(
+            conn.execute(
+                select(GeneratedPose.variation_key, GeneratedPose.id).where(
+                    GeneratedPose.generation_id == job_id,
+                    GeneratedPose.variation_key.in_(list(mine)),
+                )
+            ).all()
+        )
+        specs = [make(int(ids[k])) for k, w in mine.items() for make in w.result.follow_ups]
+        row = live[job_id]
+        gen = _GenForEvents(
+            row.id, row.user_id, "processing", row.poses_completed, row.poses_failed, row.total
+        )
+        tasks.add(conn, gen, specs, row.max_attempts, pending)
+
+
+@dataclass(frozen=True)
+class _GenForEvents:
+    """What a task event reads of its generation, from the lease holder's live row."""
+
+    id: int
+    user_id: int
+    status: str
+    poses_completed: int
+    poses_failed: int
+    total_expected_poses: int
 
 
 def _pose_row(w: PoseWrite) -> dict[str, Any]:

@@ -26,7 +26,13 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from posegen.config import Settings
-from posegen.db.models import GeneratedPose, Project, ResultExport, UserGenerationStats
+from posegen.db.models import (
+    GeneratedPose,
+    Project,
+    ResultExport,
+    ResultVariant,
+    UserGenerationStats,
+)
 from posegen.exceptions import NotFound, PosegenError, QuotaExceeded, RateLimited
 
 WINDOW = dt.timedelta(minutes=1)
@@ -188,7 +194,11 @@ def forget_results(conn: Connection, user_id: int, generation_ids: list[int]) ->
     exported = conn.execute(
         select(func.sum(ResultExport.bytes)).where(ResultExport.generation_id.in_(generation_ids))
     ).scalar_one()
-    freed = int(total or 0) + int(exported or 0)
+    # Changed backgrounds (``posegen.backgrounds``): counted when their task completed.
+    changed = conn.execute(
+        select(func.sum(ResultVariant.bytes)).where(ResultVariant.generation_id.in_(generation_ids))
+    ).scalar_one()
+    freed = int(total or 0) + int(exported or 0) + int(changed or 0)
     if freed:
         s = UserGenerationStats
         conn.execute(

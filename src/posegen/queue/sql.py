@@ -12,7 +12,7 @@ CLAIM_RETURNING = (
     "id, lease_token, user_id, project_id, type, selected_pose_ids, variations, prompt, "
     "negative_prompt, width, height, seed, attempts, max_attempts, deadline_at, priority, "
     "run_after, total_expected_poses, poses_completed, poses_failed, traceparent, backend, model, "
-    "export_formats"
+    "export_formats, background"
 )
 
 
@@ -39,4 +39,5 @@ def claim_columns(stmt: TextClause) -> TextualSelect:
         backend=String(),
         model=String(),
         export_formats=JSON(),
+        background=JSON(),
     )

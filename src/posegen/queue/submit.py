@@ -120,9 +120,9 @@ def _price(settings: Settings, req: GenerationRequest) -> int:
     return credits.pricing.quote(
         settings,
         req.total_expected_poses,
-        # Paid extras: exports made with each pose (a background change is not a request
-        # field yet; the pricing function already takes it).
+        # Paid extras: exports made with each pose, a background change of each result.
         req.export_formats or (),
+        background=req.background is not None,
     ).total
 
 
@@ -358,7 +358,17 @@ def _row(
         "model": req.model,
         "credit_charged": cost,
         "export_formats": list(req.export_formats) if req.export_formats else None,
+        "background": _background(settings, req, cost),
     }
+
+
+def _background(settings: Settings, req: GenerationRequest, cost: int) -> dict[str, Any] | None:
+    """The stored change, with ``_credits``: what each result's change cost when the
+    generation was charged (its task refunds that if it fails; 0 on a quota plan)."""
+    if req.background is None:
+        return None
+    paid = settings.credits_background_surcharge if cost > 0 else 0
+    return {**req.background, "_credits": paid}
 
 
 def _insert(

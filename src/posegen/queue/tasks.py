@@ -58,6 +58,13 @@ class TaskSpec:
     key: str
     params: dict[str, Any] = field(default_factory=dict)
     result_id: int | None = None
+    #: Credits charged when it is queued (each time: a failed one queued again pays again),
+    #: refunded exactly once if it then fails.
+    price: int = 0
+    #: Credits already paid elsewhere (the generation's price) that its failure refunds.
+    covered: int = 0
+    #: None: the settings' ``max_attempts``.
+    max_attempts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,69 +157,119 @@ def enqueue(
     queued again with fresh attempts. Safe under any number of concurrent identical calls:
     the unique (generation, key) constraint keeps one row per key.
     """
-    now = utcnow()
     pending = transitions.Pending()
-    out: dict[str, TaskState] = {}
     with tx.write_tx(engine) as conn:
+        if any(s.price > 0 for s in specs):
+            # A charge updates the owner's quota row: taken first, as :func:`complete` does.
+            owner = conn.execute(select(G.user_id).where(G.id == generation_id)).scalar()
+            if owner is not None:
+                quota.lock_user(conn, int(owner))
         gens = _gen_rows(conn, [generation_id])
         gen = gens.get(generation_id)
         if gen is None or not specs:
             return []
-        keys = [s.key for s in specs]
-        new_rows = [
-            {
-                "generation_id": generation_id,
-                "result_id": s.result_id,
-                "kind": s.kind,
-                "task_key": s.key,
-                "params": s.params,
-                "status": TaskStatus.PENDING,
-                "attempts": 0,
-                "max_attempts": settings.max_attempts,
-                "run_after": now,
-                "lease_token": 0,
-                "created_at": now,
-            }
-            for s in specs
-        ]
-        # ON CONFLICT DO NOTHING (both engines): a concurrent identical request inserts nothing.
-        ins = _insert_ignore(conn).values(new_rows).returning(T.id, T.task_key)
-        created = {str(k): int(i) for i, k in conn.execute(ins)}
-        requeued = conn.execute(
-            update(T)
-            .where(
-                T.generation_id == generation_id,
-                T.task_key.in_(keys),
-                T.status == TaskStatus.FAILED,
-            )
-            .values(
-                status=TaskStatus.PENDING,
-                attempts=0,
-                run_after=now,
-                leased_by=None,
-                lease_expires_at=None,
-                error_kind=None,
-                error_message=None,
-                error_detail=None,
-                completed_at=None,
-            )
-            .returning(T.id, T.task_key)
-        ).all()
-        fresh = {**created, **{str(k): int(i) for i, k in requeued}}
-        rows = conn.execute(
-            select(T.id, T.kind, T.task_key, T.params, T.result_id, T.status)
-            .where(T.generation_id == generation_id, T.task_key.in_(keys))
-            .order_by(T.id)
-        ).all()
-        for r in rows:
-            key = str(r.task_key)
-            out[key] = TaskState(int(r.id), key, TaskStatus(r.status), key in fresh)
-            if key in fresh:
-                pending.events.append(_event(gen, "task_queued", **_task_fields(r)))
-        if fresh:
-            pending.notify = True
+        out = add(conn, gen, specs, settings.max_attempts, pending)
         pending.write(conn, ops_for(conn))
+    return out
+
+
+def add(
+    conn: Connection,
+    gen: Any,
+    specs: Sequence[TaskSpec],
+    max_attempts: int,
+    pending: transitions.Pending,
+) -> list[TaskState]:
+    """:func:`enqueue` inside the caller's transaction, the generation row ``gen`` (id,
+    user_id, status and counts) already locked by it: also how a pose's checkpoint queues the
+    work its result needs. Charges each fresh task's ``price`` here (InsufficientCredits rolls
+    the caller's transaction back: nothing queued, nothing charged)."""
+    now = utcnow()
+    generation_id = int(gen.id)
+    by_key = {s.key: s for s in specs}
+    keys = list(by_key)
+    new_rows = [
+        {
+            "generation_id": generation_id,
+            "result_id": s.result_id,
+            "kind": s.kind,
+            "task_key": s.key,
+            "params": s.params,
+            "status": TaskStatus.PENDING,
+            "attempts": 0,
+            "max_attempts": s.max_attempts or max_attempts,
+            "run_after": now,
+            "lease_token": 0,
+            "created_at": now,
+            "credit_charged": s.covered,
+            "charges": 1 if s.covered else 0,
+        }
+        for s in by_key.values()
+    ]
+    # ON CONFLICT DO NOTHING (both engines): a concurrent identical request inserts nothing.
+    ins = _insert_ignore(conn).values(new_rows).returning(T.id, T.task_key)
+    created = {str(k): int(i) for i, k in conn.execute(ins)}
+    requeued = conn.execute(
+        update(T)
+        .where(
+            T.generation_id == generation_id,
+            T.task_key.in_(keys),
+            T.status == TaskStatus.FAILED,
+        )
+        .values(
+            status=TaskStatus.PENDING,
+            attempts=0,
+            run_after=now,
+            leased_by=None,
+            lease_expires_at=None,
+            error_kind=None,
+            error_message=None,
+            error_detail=None,
+            completed_at=None,
+            credit_charged=0,
+        )
+        .returning(T.id, T.task_key)
+    ).all()
+    fresh = {**created, **{str(k): int(i) for i, k in requeued}}
+    _charge(conn, int(gen.user_id), generation_id, fresh, by_key, now)
+    rows = conn.execute(
+        select(T.id, T.kind, T.task_key, T.params, T.result_id, T.status)
+        .where(T.generation_id == generation_id, T.task_key.in_(keys))
+        .order_by(T.id)
+    ).all()
+    out: dict[str, TaskState] = {}
+    for r in rows:
+        key = str(r.task_key)
+        out[key] = TaskState(int(r.id), key, TaskStatus(r.status), key in fresh)
+        if key in fresh:
+            pending.events.append(_event(gen, "task_queued", **_task_fields(r)))
+    if fresh:
+        pending.notify = True
     return [out[k] for k in keys if k in out]
+
+
+def _charge(
+    conn: Connection,
+    user_id: int,
+    generation_id: int,
+    fresh: dict[str, int],
+    specs: dict[str, TaskSpec],
+    now: dt.datetime,
+) -> None:
+    """Charge the freshly queued tasks' prices, one ledger row per task and round."""
+    paid = sorted((i, specs[k].price) for k, i in fresh.items() if specs[k].price > 0)
+    if not paid:
+        return
+    from posegen import credits  # the ledger's domain (imported late: no cycle)
+
+    for task_id, price in paid:
+        charges = conn.execute(
+            update(T)
+            .where(T.id == task_id)
+            .values(charges=T.charges + 1, credit_charged=price)
+            .returning(T.charges)
+        ).scalar_one()
+        credits.charge_task(conn, user_id, generation_id, task_id, int(charges), price, now)
 
 
 def _insert_ignore(conn: Connection) -> Any:
@@ -356,7 +413,16 @@ def _fenced(conn: Connection, task: ClaimedTask, values: dict[str, Any]) -> Any:
             T.status == TaskStatus.PROCESSING,
         )
         .values(**values)
-        .returning(T.id, T.kind, T.task_key, T.params, T.result_id, T.attempts)
+        .returning(
+            T.id,
+            T.kind,
+            T.task_key,
+            T.params,
+            T.result_id,
+            T.attempts,
+            T.credit_charged,
+            T.charges,
+        )
     ).first()
 
 
@@ -423,6 +489,8 @@ def fail(
         values |= {"status": TaskStatus.FAILED, "completed_at": now}
     pending = transitions.Pending()
     with tx.write_tx(engine) as conn:
+        # The owner's quota row first, as :func:`complete` takes it: a refund below updates it.
+        quota.lock_user(conn, task.user_id)
         gen = _gen_rows(conn, [task.generation_id]).get(task.generation_id)
         row = _fenced(conn, task, values)
         if gen is None or row is None:
@@ -456,11 +524,25 @@ def _closed(
             )
         )
         return
+    refunded = 0
+    if int(row.credit_charged or 0) > 0:
+        from posegen import credits  # the ledger's domain (imported late: no cycle)
+
+        refunded = credits.refund_task(
+            conn,
+            int(gen.user_id),
+            int(gen.id),
+            int(row.id),
+            int(row.charges),
+            int(row.credit_charged),
+        )
+        pending.refunded += refunded
     still_open = _open_count(conn, int(gen.id))
     pending.events.append(
         _event(
             gen,
             "task_failed",
+            refunded=refunded,
             open=still_open,
             errorKind=kind,
             errorMessage=sentence,
@@ -600,3 +682,19 @@ def open_keys(conn: Connection, generation_id: int, kind: str) -> dict[str, str]
             select(T.task_key, T.status).where(T.generation_id == generation_id, T.kind == kind)
         )
     }
+
+
+def params_of(engine: Engine, task_id: int) -> dict[str, Any]:
+    """The stored params of one task ({} when there is none)."""
+    with read_connection(engine) as conn:
+        found = conn.execute(select(T.params).where(T.id == task_id)).scalar()
+    return dict(found or {})
+
+
+def params_by_key(engine: Engine, generation_id: int, key: str) -> dict[str, Any] | None:
+    """The stored params of the generation's task ``key`` (None: no such task yet)."""
+    with read_connection(engine) as conn:
+        found = conn.execute(
+            select(T.params).where(T.generation_id == generation_id, T.task_key == key)
+        ).first()
+    return None if found is None else dict(found[0] or {})

@@ -70,7 +70,7 @@ class Namespace:
 # --- reference rules ---------------------------------------------------------------------
 def results_referenced(conn: Connection, names: list[str]) -> set[str]:
     """A result file is named by a ``generated_poses`` row's image or thumbnail path, an export
-    file by its ``result_exports`` row."""
+    file by its ``result_exports`` row, a changed background by its ``result_variants`` row."""
     gids = sorted({int(n.split("/")[1]) for n in names})
     p = GeneratedPose
     rows = conn.execute(
@@ -83,6 +83,10 @@ def results_referenced(conn: Connection, names: list[str]) -> set[str]:
             select(ResultExport.path).where(ResultExport.generation_id.in_(gids))
         ).scalars()
     )
+    # Changed backgrounds (``<key>-bg-<digest>.png`` and thumbnail), named by their variants.
+    from posegen.backgrounds import records as variants
+
+    named.update(variants.paths(conn, gids))
     return named.intersection(names)
 
 

@@ -6,7 +6,7 @@ raises :class:`VisionUnavailable` (503 ``vision-not-installed``) and the rest of
 ``change_background`` needs no helper: it composites with a mask already made.
 """
 
-from posegen.vision.client import HelperPool, available, helper_for
+from posegen.vision.client import HelperPool, available, helper_for, require
 from posegen.vision.composite import MODES, change_background, parse_color
 from posegen.vision.errors import VisionFailed, VisionUnavailable
 from posegen.vision.extract import (
@@ -38,5 +38,6 @@ __all__ = [
     "helper_for",
     "mask_box",
     "parse_color",
+    "require",
     "segment",
 ]

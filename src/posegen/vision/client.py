@@ -57,6 +57,14 @@ def available(settings: Settings) -> bool:
     return helper_python(settings) is not None
 
 
+def require(settings: Settings) -> None:
+    """Refuse (503 ``vision-not-installed``) where there is no vision environment: what a
+    request for work that needs it later (a background change) checks before it is queued."""
+    if not available(settings):
+        where = settings.vision_python or VENV_NAME
+        raise VisionUnavailable(f"the vision models are not installed (no {where}); {INSTALL_HINT}")
+
+
 class Helper:
     """One helper process and the lock its requests queue on."""
 

@@ -25,6 +25,7 @@ from posegen.db.models import (
 from posegen.exceptions import Conflict, InvalidInput
 from posegen.exporting import records
 from posegen.observe import dblog, timeline
+from posegen.web.background_pages import background_values
 from posegen.web.context import (
     PREFIX,
     Admin,
@@ -135,6 +136,7 @@ def gallery(ctx: WebContext, session: WebSession, generation_id: int) -> dict[st
         "trace_id": timeline.trace_id(ctx.engine, generation_id) if session.is_admin else None,
         "real_model_hint": backends.REAL_MODEL_HINT,
         **export_values(ctx, view),
+        **background_values(ctx, session, view),
     }
 
 
@@ -207,6 +209,8 @@ async def generation(request: Request, ctx: Ctx, session: SignedIn, generation_i
     values["notice"] = {
         "exports": "Exports queued: workers make them; this page updates as they finish.",
         "exports-none": "Every result already has those exports.",
+        "background": "Background change queued: a worker makes it; it appears beside the result.",
+        "background-again": "That background change was already asked for.",
         "submitted": "Generation queued. Progress updates live below.",
         "cancelled": "Cancelled.",
         "cancelling": "Cancel requested: the worker stops before its next pose.",

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from posegen.config import Settings
 from posegen.web import (
     auth_pages,
+    background_pages,
     community_pages,
     credit_pages,
     generation_pages,
@@ -46,6 +47,7 @@ def include_web(app: FastAPI, settings: Settings, engine: Engine) -> WebContext:
         auth_pages,
         operator_pages,
         generation_pages,
+        background_pages,
         submit_pages,
         media,
         library_pages,

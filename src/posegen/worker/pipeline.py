@@ -302,8 +302,17 @@ class _Run:
                     backend=self.h.generator.name,
                     model=self.h.model,
                     exports=tuple(exports),
+                    follow_ups=self._follow_ups(),
                 )
             )
+
+    def _follow_ups(self) -> tuple[Any, ...]:
+        """The background change asked at submit, queued with each result as it lands."""
+        if not self.job.background:
+            return ()
+        from posegen import backgrounds
+
+        return (backgrounds.follow_up(self.job.background),)
 
     def _exports(self, key: str, pose_id: int | None, result: GenerateResult) -> list[Any]:
         """The pose's exports, stored before its write (which names them): a retried pose

@@ -28,7 +28,19 @@ def _export(
     return flow.run_task(engine, settings, store, task, stopping)
 
 
-HANDLERS: dict[str, TaskHandler] = {"export": _export}
+def _background(
+    engine: Engine,
+    settings: Settings,
+    store: ResultStore,
+    task: ClaimedTask,
+    stopping: threading.Event,
+) -> str:
+    from posegen.backgrounds import flow
+
+    return flow.run_task(engine, settings, store, task, stopping)
+
+
+HANDLERS: dict[str, TaskHandler] = {"export": _export, "background": _background}
 
 
 def kinds() -> list[str]:

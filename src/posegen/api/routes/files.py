@@ -16,8 +16,10 @@ from posegen.api import downloads
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
 from posegen.api.openapi import problems
 from posegen.api.routes.generations import GenerationDep
-from posegen.api.schemas import ExportOut, ResultOut
+from posegen.api.schemas import ExportOut, ResultOut, VariantOut
 from posegen.api.zipstream import stream_zip
+from posegen.backgrounds import records as background_records
+from posegen.backgrounds.records import Variant
 from posegen.exceptions import NotFound
 from posegen.exporting import records
 from posegen.storage import delete_results, make_storage
@@ -67,6 +69,7 @@ def list_results(
 ) -> list[ResultOut]:
     """Every finished or failed pose variation so far, in the order they were written."""
     exports = records.formats_by_result(engine, generation.id)
+    variants = background_records.by_result(engine, generation.id)
     out = []
     for r in generations_read.results(engine, generation.id):
         item = result_out(request, generation.id, r, admin=is_admin(user))
@@ -83,8 +86,32 @@ def list_results(
             )
             for f in exports.get(r.id, ())
         ]
+        item.variants = [_variant_out(request, generation.id, v) for v in variants.get(r.id, ())]
         out.append(item)
     return out
+
+
+def _variant_out(request: Request, generation_id: int, v: Variant) -> VariantOut:
+    def url(what: str) -> str:
+        return request.url_for(
+            "result_variant_file",
+            generation_id=generation_id,
+            result_id=v.result_id,
+            variant_id=v.id,
+            what=what,
+        ).path
+
+    return VariantOut(
+        id=v.id,
+        kind=v.kind,
+        background=v.params,
+        image_url=url("image"),
+        thumbnail_url=url("thumbnail"),
+        width=v.width,
+        height=v.height,
+        bytes=v.bytes,
+        created_at=v.created_at,
+    )
 
 
 @router.get(

@@ -13,7 +13,17 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 from sqlalchemy import Engine
 
-from posegen import backends, catalog, exporting, generations_read, projects, queue, retention
+from posegen import (
+    backends,
+    backgrounds,
+    catalog,
+    exporting,
+    generations_read,
+    projects,
+    queue,
+    retention,
+    vision,
+)
 from posegen.accounts import Account
 from posegen.api import sse
 from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep, is_admin
@@ -86,6 +96,7 @@ def generation_out(
         credit_refunded=g.credit_refunded,
         kept=g.kept,
         export_formats=list(g.export_formats),
+        background=backgrounds.public(g.background),
     )
 
 
@@ -119,7 +130,7 @@ def request_hash(body: GenerationCreate) -> str:
     data = body.model_dump(mode="json")
     # Fields added later are left out while unset, so a body sent before they existed hashes
     # as it did then (an Idempotency-Key replayed across an upgrade is not a conflict).
-    for late in ("backend", "model", "export_formats"):
+    for late in ("backend", "model", "export_formats", "background"):
         if data.get(late) is None:
             data.pop(late, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -181,6 +192,11 @@ def create_generation(
         premium.check(engine, settings, named.premium, user.id, admin=is_admin(user))
     export_formats = exporting.check(settings, body.export_formats) if body.export_formats else None
     backend = body.backend or settings.serving_backend
+    background = None
+    if body.background is not None:
+        background = backgrounds.parse(body.background)
+        backgrounds.check(engine, background, user.id, backend)
+        vision.require(settings)
     warning = backends.check_served(engine, settings, backend, body.model)
     text = body.text_prompt is not None
     result = queue.submit(
@@ -203,6 +219,7 @@ def create_generation(
             backend=backend,
             model=body.model,
             export_formats=tuple(export_formats) if export_formats else None,
+            background=background,
         ),
         queue.SubmitLimits.from_settings(settings),
     )
