@@ -205,8 +205,9 @@ def _submit_pg_quota(
     plan: credits.plans.Plan,
     now: dt.datetime,
 ) -> SubmitResult | PosegenError | None:
-    """PostgreSQL, a quota plan: the day's count and the usual one-statement admission in one
-    transaction (the quota row is locked first, then the rollup row: one order)."""
+    """PostgreSQL, a quota plan: the usual one-statement admission, the day's count and its
+    ledger row in one transaction (the rollup row is locked first, then the day: the order a
+    worker's give-back takes too)."""
     assert ops.submit_one is not None
     try:
         with write_transaction(engine) as conn:
@@ -214,13 +215,19 @@ def _submit_pg_quota(
                 again = _lookup(conn, req)
                 if again is not None:
                     return again
-            credits.plans.consume(conn, settings, req.user_id, plan, req.total_expected_poses, now)
             row = {**_row(_boosted(settings, req), settings, now, reserved), "quota_day": None}
             new_id = ops.submit_one(conn, row, limits)
             if new_id is None:
                 raise _Refused(
                     quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
                 )
+            # The day's count after the admission (which locked the rollup row): one lock
+            # order with the worker's give-backs (rollup row, then the day). A quota refusal
+            # raises here and rolls the generation back with everything else.
+            poses = req.total_expected_poses
+            credits.plans.consume(conn, settings, req.user_id, plan, poses, now)
+            day = credits.plans.local_day(settings, now)
+            credits.quota_ledger.record_use(conn, req.user_id, day, poses, new_id, now)
             return SubmitResult(new_id, True)
     except _Refused as refused:
         return refused.reason
@@ -262,6 +269,10 @@ def _submit_sqlite(
                     quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
                 )
             (gen_id,) = _insert(conn, settings, [row_req], admitted=True, cost=cost)
+            if plan.is_quota:
+                credits.quota_ledger.record_use(
+                    conn, req.user_id, day, req.total_expected_poses, gen_id, now
+                )
             if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
                 # Raising rolls back the admission and the row: a refusal charges nothing.
                 raise credits.insufficient(conn, req.user_id, cost)
