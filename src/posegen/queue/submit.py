@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_
+from sqlalchemy import Connection, Date, Engine, bindparam, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from posegen import credits
@@ -251,18 +251,19 @@ def _submit_sqlite(
                 again = _lookup(conn, req)
                 if again is not None:
                     return again, 0
-            plan = credits.plans.current(conn, req.user_id, day)
-            if plan.is_quota:
-                credits.plans.consume(
-                    conn, settings, req.user_id, plan, req.total_expected_poses, now
-                )
-                row_req, cost = _boosted(settings, req), 0
-            else:
-                row_req, cost = req, _price(settings, req)
-            admitted = conn.execute(
-                _ADMIT_SQLITE,
-                quota.admit_params(req.user_id, req.project_id, reserved, limits, now),
-            ).first()
+            # Pay as you go unless the user has a live quota plan: the admission's own
+            # condition (no statement of its own, as on PostgreSQL), read only when refused.
+            row_req, cost, plan = req, _price(settings, req), credits.plans.PAYG
+            params = quota.admit_params(req.user_id, req.project_id, reserved, limits, now)
+            admitted = conn.execute(_ADMIT_SQLITE_PAYG, {**params, "quota_day": day}).first()
+            if admitted is None:
+                plan = credits.plans.current(conn, req.user_id, day)
+                if plan.is_quota:
+                    credits.plans.consume(
+                        conn, settings, req.user_id, plan, req.total_expected_poses, now
+                    )
+                    row_req, cost = _boosted(settings, req), 0
+                    admitted = conn.execute(_ADMIT_SQLITE, params).first()
             if admitted is None:
                 # Still under the write lock: the reason read here is the one that refused.
                 raise _Refused(
@@ -283,6 +284,20 @@ def _submit_sqlite(
 
 _ADMIT_SQLITE = text(quota.admit_sql(lambda name: f":{name}")).bindparams(
     bindparam("now", type_=UTCDateTime()), bindparam("window_floor", type_=UTCDateTime())
+)
+#: The same admission for a user without a live quota plan (their newest ``credit_plans``
+#: row, :mod:`posegen.credits.plans`): a quota user's submit is not admitted by it.
+_ADMIT_SQLITE_PAYG = text(
+    quota.admit_sql(
+        lambda name: f":{name}",
+        "AND NOT EXISTS (SELECT 1 FROM (SELECT plan, valid_until FROM credit_plans "
+        "WHERE user_id = :user_id ORDER BY id DESC LIMIT 1) AS cp "
+        "WHERE cp.plan = 'quota' AND cp.valid_until >= :quota_day)",
+    )
+).bindparams(
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("window_floor", type_=UTCDateTime()),
+    bindparam("quota_day", type_=Date()),
 )
 
 
