@@ -78,6 +78,15 @@ def test_fifty_simultaneous_submits_against_a_quota_of_seven(
             else:
                 assert r.json()["creditCharged"] == 0
         assert len(resets) == 1
+        ledger = c.get(f"{base}/credits/ledger?limit=100", headers=_auth(keys.user)).json()
+        poses = [e for e in ledger["items"] if e["unit"] == "poses"]
+        assert len(poses) == QUOTA
+        assert {(e["kind"], e["amount"], e["quotaDay"]) for e in poses} == {
+            ("usage", -1, credits.plans.local_day(s).isoformat())
+        }
+        (plan_entry,) = [e for e in ledger["items"] if e["kind"] == "plan"]
+        assert (plan_entry["amount"], plan_entry["actorId"]) == (0, keys.admin_id)
+        assert plan_entry["planId"] is not None and plan_entry["unit"] == "credits"
         assert _rows(engine, keys.user_id) == QUOTA
         mine = c.get(f"{base}/credits", headers=_auth(keys.user)).json()
         assert mine == {"balance": 0, "plan": "quota", "quotaLeftToday": 0}
