@@ -1,9 +1,9 @@
 """Credits on the dashboard (both engines): in headless Chromium an admin grants credits with
 the CSRF-protected form and the user then sees the balance and plan in the header, the ledger
 page and the live cost on the new-generation form; over plain HTTP the ledger pages by keyset,
-a grant without the CSRF token is refused, a quota plan set from the form shows in the header (and, with a quota generation's poses,
-on the ledger page),
-and with every price at 0 a user who never had credits sees nothing about them."""
+a grant without the CSRF token is refused, a quota plan set from the form shows in the header
+(and, with a quota generation's poses, on the ledger page), and with every price at 0 a user
+who never had credits sees nothing about them."""
 
 from __future__ import annotations
 
