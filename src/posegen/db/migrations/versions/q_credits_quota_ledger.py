@@ -9,7 +9,9 @@ PostgreSQL: columns with a constant default (catalogue-only) and the CHECKs swap
 cannot change a CHECK: the table is rebuilt (new table, copy, drop, rename, indexes, sequence);
 nothing refers to credit_ledger, so the DROP cascades nowhere.
 
-Downgrade deletes the rows the old schema cannot hold (pose rows and plan rows: neither moved a
+Days already counted in ``quota_usage`` get one use row each (``quota:before:<user>:<day>``),
+so every day's count equals its pose rows from the start. Downgrade deletes the rows the old
+schema cannot hold (pose rows and plan rows: neither moved a
 balance, so every balance still equals its ledger's sum).
 
 Revision ID: q_credits
@@ -120,6 +122,14 @@ def upgrade() -> None:
             op.f("ck_credit_ledger_credit_kind"), "credit_ledger", _kinds(_NEW_KINDS)
         )
     op.create_index("ix_credit_ledger_generation_id", "credit_ledger", ["generation_id"])
+    # Days counted before this revision get one use row each, so that every day's count
+    # equals its pose rows from the start (``posegen credits check``).
+    op.execute(
+        "INSERT INTO credit_ledger (user_id, amount, kind, unit, quota_day, idempotency_key, "
+        "created_at) SELECT user_id, -poses, 'usage', 'poses', day, 'quota:before:' || "
+        "CAST(user_id AS VARCHAR(20)) || ':' || CAST(day AS VARCHAR(10)), updated_at "
+        "FROM quota_usage WHERE poses <> 0 ORDER BY user_id, day"
+    )
 
 
 def downgrade() -> None:
