@@ -78,17 +78,18 @@ def _setup(
 def _uses_off() -> Iterator[None]:
     """The submit as it was before pose use counts: the PostgreSQL statement without the CTE,
     SQLite's transaction without the UPDATE."""
-    with_uses = dialect_pg_bulk.SUBMIT_ONE
+    names = ("SUBMIT_ONE", "SUBMIT_ONE_FREE")  # charged and free (price 0) statements
+    with_uses = {name: getattr(dialect_pg_bulk, name) for name in names}
     count = popularity.count_uses
-    dialect_pg_bulk.SUBMIT_ONE = with_uses.replace(popularity.uses_cte_pg("g"), "").replace(
-        "> 0),  SELECT", "> 0) SELECT"
-    )
-    assert dialect_pg_bulk.SUBMIT_ONE != with_uses
+    for name, sql in with_uses.items():
+        setattr(dialect_pg_bulk, name, sql.replace(", " + popularity.uses_cte_pg("g"), ""))
+        assert getattr(dialect_pg_bulk, name) != sql
     popularity.count_uses = lambda conn, generations: None  # type: ignore[assignment]
     try:
         yield
     finally:
-        dialect_pg_bulk.SUBMIT_ONE = with_uses
+        for name, sql in with_uses.items():
+            setattr(dialect_pg_bulk, name, sql)
         popularity.count_uses = count  # type: ignore[assignment]
 
 

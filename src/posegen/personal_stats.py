@@ -14,6 +14,7 @@ from posegen.db.models import (
     CreditKind,
     CreditLedger,
     GeneratedPose,
+    LedgerUnit,
     PoseGeneration,
     PoseLibrary,
     Project,
@@ -48,7 +49,7 @@ class PersonalStats:
 def for_user(engine: Engine, user_id: int, now: dt.datetime | None = None) -> PersonalStats:
     now = now or utcnow()
     spent = -func.coalesce(func.sum(L.amount), 0)
-    money = L.kind.in_([CreditKind.USAGE, CreditKind.REFUND])
+    money = and_(L.kind.in_([CreditKind.USAGE, CreditKind.REFUND]), L.unit == LedgerUnit.CREDITS)
     with read_connection(engine) as conn:
         poses, charged_generations = conn.execute(
             select(

@@ -1,7 +1,9 @@
 """Quota plans over real HTTP on both engines: an admin puts a user on a quota of 7 poses a day
 (ledgered with the admin's id); 50 simultaneous one-pose submits leave exactly 7 generations,
 charged no credits, and 43 answers 429 `quota-exceeded` that say when the quota resets; the
-balance endpoint reads the plan and what is left today; back on payg the price applies again."""
+balance endpoint reads the plan and what is left today; back on payg the price applies again.
+Exactly 7 pose rows land on the ledger (one per accepted generation, on the local day) and
+each plan change is a ledger row with the admin's id."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from test_api_limits_race import _auth, _fire, _limited, _project, _rows
 from posegen import credits
 from posegen.api.app import create_app
 from posegen.config import Settings
-from posegen.db.models import CreditLedger, CreditPlan, PlanKind
+from posegen.db.models import CreditKind, CreditLedger, CreditPlan, LedgerUnit, PlanKind
 
 N = 50
 QUOTA = 7
@@ -76,6 +78,15 @@ def test_fifty_simultaneous_submits_against_a_quota_of_seven(
             else:
                 assert r.json()["creditCharged"] == 0
         assert len(resets) == 1
+        ledger = c.get(f"{base}/credits/ledger?limit=100", headers=_auth(keys.user)).json()
+        poses = [e for e in ledger["items"] if e["unit"] == "poses"]
+        assert len(poses) == QUOTA
+        assert {(e["kind"], e["amount"], e["quotaDay"]) for e in poses} == {
+            ("usage", -1, credits.plans.local_day(s).isoformat())
+        }
+        (plan_entry,) = [e for e in ledger["items"] if e["kind"] == "plan"]
+        assert (plan_entry["amount"], plan_entry["actorId"]) == (0, keys.admin_id)
+        assert plan_entry["planId"] is not None and plan_entry["unit"] == "credits"
         assert _rows(engine, keys.user_id) == QUOTA
         mine = c.get(f"{base}/credits", headers=_auth(keys.user)).json()
         assert mine == {"balance": 0, "plan": "quota", "quotaLeftToday": 0}
@@ -97,5 +108,31 @@ def test_fifty_simultaneous_submits_against_a_quota_of_seven(
             (PlanKind.QUOTA, keys.admin_id, "pro"),
             (PlanKind.PAYG, keys.admin_id, None),
         ]
-        assert conn.execute(select(CreditLedger.id)).first() is None  # nothing was charged
-    assert credits.check(engine) == []
+        plan_ids = (
+            conn.execute(
+                select(CreditPlan.id)
+                .where(CreditPlan.user_id == keys.user_id)
+                .order_by(CreditPlan.id)
+            )
+            .scalars()
+            .all()
+        )
+        L = CreditLedger
+        rows = conn.execute(
+            select(L.kind, L.unit, L.amount, L.quota_day, L.plan_id, L.actor_id, L.generation_id)
+            .where(L.user_id == keys.user_id)
+            .order_by(L.id)
+        ).all()
+    # Each plan change is on the ledger with the admin's id (amount 0: no credits move), and
+    # exactly one pose row per accepted generation, on today's local day; no credits charged.
+    plan_rows = [r for r in rows if CreditKind(r.kind) is CreditKind.PLAN]
+    assert [(r.amount, r.plan_id, r.actor_id) for r in plan_rows] == [
+        (0, plan_ids[0], keys.admin_id),
+        (0, plan_ids[1], keys.admin_id),
+    ]
+    uses = [r for r in rows if LedgerUnit(r.unit) is LedgerUnit.POSES]
+    assert len(uses) == QUOTA and len(rows) == QUOTA + 2
+    assert {(CreditKind(r.kind), r.amount) for r in uses} == {(CreditKind.USAGE, -1)}
+    assert len({r.generation_id for r in uses}) == QUOTA
+    assert {r.quota_day for r in uses} == {credits.plans.local_day(s)}
+    assert credits.check(engine) == [] and credits.quota_ledger.check(engine) == []

@@ -1,5 +1,6 @@
 """``posegen credits`` against a real database (both engines): grant, balance, ledger, and a
-check that finds a drifted balance, exits 1, and repairs it with --fix."""
+check that finds a drifted balance (or a drifted quota day), exits 1, and repairs it with
+--fix."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import subprocess
 import sys
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, insert, update
 
 from posegen import accounts
 from posegen.db.models import User
@@ -82,3 +83,45 @@ def test_plan_quota_then_payg(engine: Engine, cli_env: dict[str, str]) -> None:
     back = run(cli_env, "credits", "plan", "plan@example.com", "--payg")
     assert back.returncode == 0 and "pay as you go" in back.stdout
     assert credits.plans.standing(engine, Settings(), user.id).left_today is None
+
+
+def test_check_proves_a_quota_day_against_its_ledger_rows(
+    engine: Engine, cli_env: dict[str, str]
+) -> None:
+    from posegen import credits, queue
+    from posegen.config import Settings
+    from posegen.db.models import GenerationType, Project, QuotaUsage
+    from posegen.queue import GenerationRequest
+
+    user = accounts.create_user(engine, "Quota", "quota@example.com").account
+    assert (
+        run(
+            cli_env, "credits", "plan", "quota@example.com", "--quota", "9", "--until", "2099-12-31"
+        ).returncode
+        == 0
+    )
+    with engine.begin() as conn:
+        project = conn.execute(
+            insert(Project).values(user_id=user.id, name="q").returning(Project.id)
+        ).scalar_one()
+    settings = Settings()
+    req = GenerationRequest(user.id, project, GenerationType.TEXT, [], 3, prompt="x")
+    queue.submit(engine, settings, req)
+    day = credits.plans.local_day(settings)
+    lines = run(cli_env, "credits", "ledger", "quota@example.com").stdout.splitlines()
+    assert "usage" in lines[0] and "-3" in lines[0] and f"poses on {day}" in lines[0]
+    assert "plan" in lines[1] and "plan " in lines[1]
+    assert run(cli_env, "credits", "check").returncode == 0
+
+    with engine.begin() as conn:
+        conn.execute(update(QuotaUsage).values(poses=1))
+    bad = run(cli_env, "credits", "check")
+    assert bad.returncode == 1
+    assert f"quota drift  user {user.id} on {day}: counted 1 poses, ledger 3" in bad.stdout
+    fixed = run(cli_env, "credits", "check", "--fix", "--json")
+    assert fixed.returncode == 0
+    assert json.loads(fixed.stdout)["quotaDrift"] == [
+        {"userId": user.id, "day": day.isoformat(), "counted": 1, "ledgered": 3}
+    ]
+    assert run(cli_env, "credits", "check").returncode == 0
+    assert credits.plans.standing(engine, settings, user.id).left_today == 6

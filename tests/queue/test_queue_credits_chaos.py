@@ -2,10 +2,12 @@
 generations (one a cancel was requested on, some on their last attempt, the third pose of each
 failing), a new worker takes over, and afterwards every credit is accounted for: each failed
 pose was refunded once by its own write, each generation the rest of what its unfinished poses
-cost, once, and the ledger's sum is the balance."""
+cost, once, and the ledger's sum is the balance. For a quota plan the same chaos leaves the
+day's count at exactly the poses that completed, equal to its pose rows on the ledger."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 from collections import Counter
 from pathlib import Path
@@ -17,7 +19,13 @@ from test_fast_recovery import Proc, _env
 
 from posegen import credits, queue
 from posegen.config import Settings
-from posegen.db.models import TERMINAL_STATUSES, CreditKind, CreditLedger, GenerationStatus
+from posegen.db.models import (
+    TERMINAL_STATUSES,
+    CreditKind,
+    CreditLedger,
+    GenerationStatus,
+    LedgerUnit,
+)
 from posegen.queue import SubmitLimits
 
 S = GenerationStatus
@@ -100,4 +108,65 @@ def test_sigkilled_workers_lose_and_mint_nothing(
     assert ledger["refund:rows"] == pose_refunds + generation_refunds
     assert ledger["refund:sum"] == refunded
     assert credits.check(engine) == []
+    assert_rollup_matches(engine)
+
+
+def test_sigkilled_workers_give_a_quota_day_back_exactly_what_did_not_come_out(
+    engine: Engine, tuned: Any, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The same chaos for a quota plan: afterwards the day's count is exactly the poses that
+    completed, and it equals the day's pose rows on the ledger (one use per generation, one
+    give-back per failed pose, one per generation that ended short with poses never run)."""
+    last_try: Settings = tuned(max_attempts=1)
+    retried: Settings = tuned(max_attempts=3)
+    owner = Owner(engine)
+    day = credits.plans.local_day(last_try)
+    credits.plans.set_plan(
+        engine, owner.user_id, daily_poses=100, valid_until=day + dt.timedelta(days=2)
+    )
+    ids = [
+        queue.submit(engine, s, owner.request(poses=POSES), ROOMY).generation_id
+        for s in (last_try, retried, last_try, retried, retried, last_try)
+    ]
+    env = {**_env(cli_env), "POSEGEN_NOOP_FAIL_EVERY": str(POSES)}
+    victim = Proc(env, tmp_path, "--concurrency", "6", POSEGEN_NOOP_POSE_SECONDS="1.5")
+    survivor: Proc | None = None
+    try:
+        wait_for(lambda: all(row(engine, g).poses_completed >= 1 for g in ids), 60, 0.05)
+        queue.cancel(engine, ids[4], owner.user_id)
+        victim.popen.send_signal(signal.SIGKILL)
+        victim.popen.wait(10)
+        survivor = Proc(env, tmp_path, "--concurrency", "6", POSEGEN_NOOP_POSE_SECONDS="0.05")
+        wait_for(lambda: all(row(engine, g).status in TERMINAL_STATUSES for g in ids), 60, 0.1)
+    finally:
+        victim.close()
+        if survivor is not None:
+            survivor.close()
+
+    completed = failed_poses = short = 0
+    outcomes: Counter[str] = Counter()
+    for g in ids:
+        r = row(engine, g)
+        outcomes[r.status] += 1
+        assert r.credit_charged == 0 and r.credit_refunded == 0
+        completed += r.poses_completed
+        failed_poses += r.poses_failed
+        short += POSES - r.poses_completed - r.poses_failed > 0
+    assert outcomes[S.FAILED] == 3 and outcomes[S.CANCELLED] == 1 and outcomes[S.PARTIAL] == 2
+    with engine.connect() as conn:
+        assert credits.plans.used(conn, owner.user_id, day) == completed
+        L = CreditLedger
+        rows = conn.execute(
+            select(L.kind, L.amount, L.quota_day)
+            .where(L.user_id == owner.user_id, L.unit == LedgerUnit.POSES)
+            .order_by(L.id)
+        ).all()
+    uses = [r for r in rows if CreditKind(r.kind) is CreditKind.USAGE]
+    backs = [r for r in rows if CreditKind(r.kind) is CreditKind.REFUND]
+    assert len(uses) == len(ids) and sum(r.amount for r in uses) == -POSES * len(ids)
+    assert len(backs) == failed_poses + short
+    assert sum(r.amount for r in backs) == POSES * len(ids) - completed
+    assert {r.quota_day for r in rows} == {day}
+    assert credits.quota_ledger.check(engine) == [] and credits.check(engine) == []
+    assert credits.balance(engine, owner.user_id) == 0
     assert_rollup_matches(engine)

@@ -1,8 +1,9 @@
 """Credits on the dashboard (both engines): in headless Chromium an admin grants credits with
 the CSRF-protected form and the user then sees the balance and plan in the header, the ledger
 page and the live cost on the new-generation form; over plain HTTP the ledger pages by keyset,
-a grant without the CSRF token is refused, a quota plan set from the form shows in the header,
-and with every price at 0 a user who never had credits sees nothing about them."""
+a grant without the CSRF token is refused, a quota plan set from the form shows in the header
+(and, with a quota generation's poses, on the ledger page), and with every price at 0 a user
+who never had credits sees nothing about them."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from typing import Any
 import pytest
 from browser_harness import ConsoleErrors, chromium, live_server, require_chromium
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from web_helpers import People, csrf_of, signed_in_client
 
-from posegen import credits
+from posegen import credits, queue
 from posegen.api.app import create_app
 from posegen.config import Settings
-from posegen.db.models import CreditLedger
+from posegen.db.models import CreditLedger, GenerationType, Project
+from posegen.queue import GenerationRequest
 
 PRICE = 3
 
@@ -128,7 +130,19 @@ def test_ledger_pages_csrf_plans_and_silence_when_free(
         header = c.get("/ui/generations").text
         assert 'id="credit-plan">Quota: 12/12 poses left today' in header
         assert "12 of 12 poses left today" in c.get("/ui/generations/new").text
+        # The plan change and a quota generation's poses are on the user's ledger page.
+        with engine.begin() as conn:
+            project = conn.execute(
+                insert(Project).values(user_id=user.id, name="q").returning(Project.id)
+            ).scalar_one()
+        text_req = GenerationRequest(user.id, project, GenerationType.TEXT, [], 1, prompt="x")
+        queue.submit(engine, settings, text_req)
+        page = c.get("/ui/credits").text
+        assert "plan change" in page
+        assert f"-1 pose (quota, {credits.plans.local_day(settings).isoformat()})" in page
     with engine.connect() as conn:
-        actors = set(conn.execute(select(CreditLedger.actor_id)).scalars())
-    assert actors == {None}  # the refused changes wrote nothing; the grants were the system's
-    assert admin.id not in actors and credits.check(engine) == []
+        rows = conn.execute(select(CreditLedger.kind, CreditLedger.actor_id)).all()
+    # The refused changes wrote nothing; the grants were the system's; the plan the admin's.
+    assert {a for k, a in rows if k != "plan"} == {None}
+    assert [a for k, a in rows if k == "plan"] == [admin.id]
+    assert credits.check(engine) == []

@@ -588,6 +588,12 @@ class LedgerEntryOut(ApiModel):
     actor_id: int | None
     reason: str | None
     created_at: dt.datetime
+    unit: Literal["credits", "poses"] = Field(
+        description="credits: moves the balance; poses: a quota plan's use (negative) or poses "
+        "given back (positive) on quotaDay."
+    )
+    quota_day: dt.date | None = Field(description="The local day a poses entry counts on.")
+    plan_id: int | None = Field(description="The plan change a `plan` entry records.")
 
 
 class CreditGrant(RequestModel):

@@ -29,16 +29,19 @@ def check(
 
     With --fix drifted balances are set to the ledger's sum (the ledger is the record) under
     the users' row locks, and the command exits 0. The hourly credit rollup behind the admin
-    metrics is checked against the ledger too (--fix rebuilds a drifted user's from it).
+    metrics is checked against the ledger too (--fix rebuilds a drifted user's from it), and
+    so is each quota plan's daily count of poses (quota_usage) against that day's pose rows
+    (--fix sets the count to what the ledger says).
     """
     found = credits.check(state(ctx).engine, fix=fix)
     hourly = credits.hourly.check(state(ctx).engine, fix=fix)
+    days = credits.quota_ledger.check(state(ctx).engine, fix=fix)
     if as_json:
         typer.echo(
             json.dumps(
                 {
-                    "ok": not found and not hourly,
-                    "fixed": fix and bool(found or hourly),
+                    "ok": not found and not hourly and not days,
+                    "fixed": fix and bool(found or hourly or days),
                     "drift": [
                         {"userId": m.user_id, "balance": m.balance, "ledgerSum": m.ledger_sum}
                         for m in found
@@ -52,6 +55,15 @@ def check(
                             "ledgerRefunded": h.ledger_refunded,
                         }
                         for h in hourly
+                    ],
+                    "quotaDrift": [
+                        {
+                            "userId": d.user_id,
+                            "day": d.day.isoformat(),
+                            "counted": d.counted,
+                            "ledgered": d.ledgered,
+                        }
+                        for d in days
                     ],
                 }
             )
@@ -68,12 +80,18 @@ def check(
                 f"rollup drift  user {h.user_id}: hourly charged {h.charged} refunded "
                 f"{h.refunded}, ledger charged {h.ledger_charged} refunded {h.ledger_refunded}"
             )
-        verdict = "ok" if not (found or hourly) else ("repaired" if fix else "DRIFT")
+        for d in days[:50]:
+            typer.echo(
+                f"quota drift  user {d.user_id} on {d.day}: counted {d.counted} poses, "
+                f"ledger {d.ledgered}"
+            )
+        verdict = "ok" if not (found or hourly or days) else ("repaired" if fix else "DRIFT")
         typer.echo(
             f"{verdict}: {len(found)} balances differ from their ledger, "
-            f"{len(hourly)} hourly credit rollups differ from it"
+            f"{len(hourly)} hourly credit rollups differ from it, "
+            f"{len(days)} quota days differ from it"
         )
-    if (found or hourly) and not fix:
+    if (found or hourly or days) and not fix:
         raise typer.Exit(1)
 
 
@@ -125,8 +143,11 @@ def ledger(
     user = accounts.get_by_email(engine, email)
     for e in credits.ledger_page(engine, user.id, limit=limit):
         ref = f"generation {e.generation_id}" if e.generation_id is not None else ""
+        if e.plan_id is not None:
+            ref = f"plan {e.plan_id}"
+        unit = f"poses on {e.quota_day}" if e.unit == "poses" else ""
         who = f"by user {e.actor_id}" if e.actor_id is not None else ""
-        extra = "  ".join(x for x in (ref, who, e.reason or "") if x)
+        extra = "  ".join(x for x in (unit, ref, who, e.reason or "") if x)
         typer.echo(
             f"{e.id:>8}  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.kind:<10} {e.amount:>+10d}  {extra}"
         )

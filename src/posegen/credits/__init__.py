@@ -5,7 +5,8 @@ charged and no ledger rows are written.
 
 The queue calls :func:`price`, :func:`insufficient`, :func:`is_overdraft`,
 :func:`refund_poses` and :func:`refund_ended` inside its transactions (and
-:mod:`posegen.credits.plans` for quota plans); the API and CLI use
+:mod:`posegen.credits.plans` and :mod:`posegen.credits.quota_ledger` for quota plans: the
+day's count, its ledger rows, poses given back); the API and CLI use
 :mod:`posegen.credits.accounts`.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from posegen.config import Settings
-from posegen.credits import hourly, plans, pricing
+from posegen.credits import hourly, plans, pricing, quota_ledger
 from posegen.credits.accounts import Entry, Mismatch, balance, check, grant, ledger_page
 from posegen.credits.ledger import balance_of, charge_usage, is_overdraft, post
 from posegen.credits.refunds import refund_amount, refund_ended, refund_poses
@@ -38,6 +39,7 @@ __all__ = [
     "post",
     "price",
     "pricing",
+    "quota_ledger",
     "refund_amount",
     "refund_ended",
     "refund_poses",

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select, update
 
 from posegen.credits.ledger import post
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import CreditKind, CreditLedger, User
+from posegen.db.models import CreditKind, CreditLedger, LedgerUnit, User
 from posegen.exceptions import InvalidInput, NotFound
 
 L = CreditLedger
@@ -31,6 +31,11 @@ class Entry:
     actor_id: int | None
     reason: str | None
     created_at: dt.datetime
+    #: ``credits`` (moves the balance) or ``poses`` (a quota plan's use on ``quota_day``).
+    unit: str = "credits"
+    quota_day: dt.date | None = None
+    #: The ``credit_plans`` row a ``plan`` entry records.
+    plan_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -114,15 +119,23 @@ def ledger_page(
             actor_id=r.actor_id,
             reason=r.reason,
             created_at=r.created_at,
+            unit=LedgerUnit(r.unit).value,
+            quota_day=r.quota_day,
+            plan_id=r.plan_id,
         )
         for r in rows
     ]
 
 
 def check(engine: Engine, *, fix: bool = False) -> list[Mismatch]:
-    """Users whose balance differs from the sum of their ledger. ``fix`` sets such balances to
-    the ledger's sum (the ledger is the record), under each user's row lock."""
-    sums = select(L.user_id, func.sum(L.amount).label("total")).group_by(L.user_id).subquery()
+    """Users whose balance differs from the sum of their ledger's credit rows. ``fix`` sets
+    such balances to the ledger's sum (the ledger is the record), under each user's row lock."""
+    sums = (
+        select(L.user_id, func.sum(L.amount).label("total"))
+        .where(L.unit == LedgerUnit.CREDITS)
+        .group_by(L.user_id)
+        .subquery()
+    )
     stmt = (
         select(User.id, User.email, User.credit_balance, func.coalesce(sums.c.total, 0))
         .outerjoin(sums, sums.c.user_id == User.id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, bindparam, case, delete, func, select, text
 
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import CreditHourly, CreditKind, CreditLedger, User
+from posegen.db.models import CreditHourly, CreditKind, CreditLedger, LedgerUnit, User
 from posegen.db.types import UTCDateTime
 
 
@@ -88,7 +88,7 @@ def _mismatches(conn: Connection) -> list[HourlyMismatch]:
         int(u): (int(c), int(r))
         for u, c, r in conn.execute(
             select(L.user_id, func.sum(usage), func.sum(refund))
-            .where(L.kind.in_([CreditKind.USAGE, CreditKind.REFUND]))
+            .where(L.kind.in_([CreditKind.USAGE, CreditKind.REFUND]), L.unit == LedgerUnit.CREDITS)
             .group_by(L.user_id)
         )
     }
@@ -111,7 +111,9 @@ def _rebuild(conn: Connection, user_id: int) -> None:
     buckets: dict[dt.datetime, list[int]] = defaultdict(lambda: [0, 0])
     for kind, amount, created in conn.execute(
         select(L.kind, L.amount, L.created_at).where(
-            L.user_id == user_id, L.kind.in_([CreditKind.USAGE, CreditKind.REFUND])
+            L.user_id == user_id,
+            L.kind.in_([CreditKind.USAGE, CreditKind.REFUND]),
+            L.unit == LedgerUnit.CREDITS,
         )
     ):
         if CreditKind(kind) is CreditKind.USAGE:

@@ -8,7 +8,8 @@ pays as they go again, with nothing to run at expiry.
 
 Consumption is a ``quota_usage`` row per (user, local date), counted in the submit transaction
 by a conditional upsert: the row lock admits exactly the quota under any concurrency, and a new
-day is a new key, so there is no reset to run or race at midnight.
+day is a new key, so there is no reset to run or race at midnight. The same transaction ledgers
+it (:mod:`posegen.credits.quota_ledger`: pose rows that the count always equals).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import Connection, Date, Engine, bindparam, insert, select, text
 
 from posegen.config import Settings
 from posegen.db.engine import read_connection, write_transaction
-from posegen.db.models import CreditPlan, PlanKind, QuotaUsage, User
+from posegen.db.models import CreditKind, CreditLedger, CreditPlan, PlanKind, QuotaUsage, User
 from posegen.db.types import UTCDateTime, utcnow
 from posegen.exceptions import DailyQuotaExceeded, InvalidInput, NotFound
 
@@ -120,7 +121,8 @@ def set_plan(
     reason: str | None = None,
 ) -> Plan:
     """Put a user on a quota plan (``daily_poses`` and ``valid_until`` both given) or back on
-    pay as you go (neither), ledgered with who did it. Raises InvalidInput, NotFound."""
+    pay as you go (neither): a ``credit_plans`` row and a ``plan`` ledger row naming it (amount
+    0), with who did it, in one transaction. Raises InvalidInput, NotFound."""
     if (daily_poses is None) != (valid_until is None):
         raise InvalidInput("a quota plan needs both a daily number of poses and an end date")
     if daily_poses is not None and not 1 <= daily_poses <= MAX_DAILY_POSES:
@@ -131,15 +133,31 @@ def set_plan(
     with write_transaction(engine) as conn:
         if conn.execute(select(User.id).where(User.id == user_id)).scalar() is None:
             raise NotFound(f"user {user_id} not found")
-        conn.execute(
-            insert(CreditPlan).values(
+        now = utcnow()
+        plan_id = conn.execute(
+            insert(CreditPlan)
+            .values(
                 user_id=user_id,
                 plan=kind,
                 daily_poses=daily_poses,
                 valid_until=valid_until,
                 actor_id=actor_id,
                 reason=reason,
-                created_at=utcnow(),
+                created_at=now,
+            )
+            .returning(CreditPlan.id)
+        ).scalar_one()
+        # On the ledger too (amount 0: a plan moves no balance), with who did it and why.
+        conn.execute(
+            insert(CreditLedger).values(
+                user_id=user_id,
+                amount=0,
+                kind=CreditKind.PLAN,
+                plan_id=plan_id,
+                idempotency_key=f"plan:{plan_id}",
+                actor_id=actor_id,
+                reason=reason,
+                created_at=now,
             )
         )
     return Plan(kind, daily_poses, valid_until)

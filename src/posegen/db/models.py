@@ -126,6 +126,15 @@ class CreditKind(enum.StrEnum):
     USAGE = "usage"
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
+    #: A plan change (amount 0, ``plan_id`` names the ``credit_plans`` row).
+    PLAN = "plan"
+
+
+class LedgerUnit(enum.StrEnum):
+    """What a ledger row's amount counts: credits (the balance) or poses (a quota day)."""
+
+    CREDITS = "credits"
+    POSES = "poses"
 
 
 class CreditLedger(Base):
@@ -137,7 +146,11 @@ class CreditLedger(Base):
     __table_args__ = (
         # A user's ledger newest first, in keyset pages; also the per-user sum.
         Index("ix_credit_ledger_user_id_id", "user_id", "id"),
-        CheckConstraint("amount <> 0", name="amount_nonzero"),
+        # A generation's rows (its charge, refunds, quota use): what refunds read.
+        Index("ix_credit_ledger_generation_id", "generation_id"),
+        CheckConstraint("amount <> 0 OR kind = 'plan'", name="amount_nonzero"),
+        # Poses are counted against one local day's quota; credits against no day.
+        CheckConstraint("(unit = 'poses') = (quota_day IS NOT NULL)", name="quota_day"),
         SQLITE_AUTOINCREMENT,
     )
 
@@ -154,6 +167,15 @@ class CreditLedger(Base):
     actor_id: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: ``credits``: the row moves the balance (which is the sum of these rows); ``poses``: a
+    #: quota plan's use (negative) or give-back (positive) on ``quota_day``, which moves
+    #: ``quota_usage`` instead (its ``poses`` is minus the sum of these rows for the day).
+    unit: Mapped[LedgerUnit] = mapped_column(
+        _enum(LedgerUnit, "ledger_unit"), default=LedgerUnit.CREDITS, server_default="credits"
+    )
+    quota_day: Mapped[dt.date | None] = mapped_column(Date)
+    #: The ``credit_plans`` row a ``plan`` row records.
+    plan_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class ApiKey(Base):

@@ -208,36 +208,50 @@ _NOT_ON_QUOTA = (
 
 _JSON_COLUMNS = ("selected_pose_ids", "export_formats", "background")
 
-SUBMIT_ONE = (
-    "WITH q AS ("
-    + quota.admit_sql(lambda name: f"%({name})s", _NOT_ON_QUOTA)
-    + "), g AS (INSERT INTO pose_generations ("
-    + ", ".join(_GEN_COLUMNS)
-    + ") SELECT "
-    + ", ".join(
-        f"CAST(%({c})s AS json)" if c in _JSON_COLUMNS else f"%({c})s" for c in _GEN_COLUMNS
+
+def _submit_one_sql(charged: bool) -> str:
+    """The one-statement submit; ``charged``: with the charge's CTEs (a price above 0). A free
+    submit's statement has none of them, so credits at price 0 cost the statement nothing
+    but the quota-plan condition (an index probe of ``credit_plans``)."""
+    charge = (
+        # The charge (posegen.credits): the balance moves and its usage row lands with the
+        # generation. A balance that cannot cover it fails the users CHECK, which rolls back
+        # the whole statement: nothing is queued, counted or charged.
+        "c AS (UPDATE users SET credit_balance = credit_balance - %(credit_charged)s FROM g "
+        "WHERE users.id = %(user_id)s), "
+        "l AS (INSERT INTO credit_ledger (user_id, amount, kind, generation_id, "
+        "idempotency_key, created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
+        "'usage:generation:' || id, created_at FROM g), "
+        # The hour's credit rollup (posegen.credits.hourly), what the admin metrics sum.
+        "h AS (INSERT INTO credit_hourly (user_id, hour, charged, refunded) "
+        "SELECT %(user_id)s, %(credit_hour)s, %(credit_charged)s, 0 FROM g "
+        "ON CONFLICT (user_id, hour) DO UPDATE SET "
+        "charged = credit_hourly.charged + excluded.charged), "
+        if charged
+        else ""
     )
-    + " FROM q RETURNING id, total_expected_poses, priority, created_at), "
-    "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
-    "SELECT id, 'queued', json_build_object('status', 'pending', 'completed', 0, 'failed', 0, "
-    "'total', total_expected_poses, 'priority', priority), created_at FROM g), "
-    # The charge (posegen.credits), only when there is a price: the balance moves and its
-    # usage row lands with the generation. A balance that cannot cover it fails the users
-    # CHECK, which rolls back the whole statement: nothing is queued, counted or charged.
-    "c AS (UPDATE users SET credit_balance = credit_balance - %(credit_charged)s FROM g "
-    "WHERE users.id = %(user_id)s AND %(credit_charged)s > 0), "
-    "l AS (INSERT INTO credit_ledger (user_id, amount, kind, generation_id, idempotency_key, "
-    "created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
-    "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0), "
-    # One use of each of its poses (posegen.library.popularity), only when admitted.
-     + popularity.uses_cte_pg("g") + ", "
-    # The hour's credit rollup (posegen.credits.hourly), what the admin metrics sum.
-    "h AS (INSERT INTO credit_hourly (user_id, hour, charged, refunded) "
-    "SELECT %(user_id)s, %(credit_hour)s, %(credit_charged)s, 0 FROM g "
-    "WHERE %(credit_charged)s > 0 ON CONFLICT (user_id, hour) DO UPDATE SET "
-    "charged = credit_hourly.charged + excluded.charged) "
-    "SELECT id, pg_notify(%(channel)s, '') FROM g"
-)
+    return (
+        "WITH q AS ("
+        + quota.admit_sql(lambda name: f"%({name})s", _NOT_ON_QUOTA)
+        + "), g AS (INSERT INTO pose_generations ("
+        + ", ".join(_GEN_COLUMNS)
+        + ") SELECT "
+        + ", ".join(
+            f"CAST(%({c})s AS json)" if c in _JSON_COLUMNS else f"%({c})s" for c in _GEN_COLUMNS
+        )
+        + " FROM q RETURNING id, total_expected_poses, priority, created_at), "
+        "e AS (INSERT INTO generation_events (generation_id, kind, data, created_at) "
+        "SELECT id, 'queued', json_build_object('status', 'pending', 'completed', 0, "
+        "'failed', 0, 'total', total_expected_poses, 'priority', priority), created_at FROM g), "
+        + charge
+        # One use of each of its poses (posegen.library.popularity), only when admitted.
+        + popularity.uses_cte_pg("g")
+        + " SELECT id, pg_notify(%(channel)s, '') FROM g"
+    )
+
+
+SUBMIT_ONE = _submit_one_sql(charged=True)
+SUBMIT_ONE_FREE = _submit_one_sql(charged=False)
 
 
 def submit_one(
@@ -259,10 +273,13 @@ def submit_one(
         "background": None if row.get("background") is None else json.dumps(row["background"]),
         "channel": channel,
         **popularity.use_params(row["selected_pose_ids"]),
-        "credit_hour": hourly.hour_of(row["created_at"]),
         "quota_day": row.get("quota_day"),
     }
-    found = conn.exec_driver_sql(SUBMIT_ONE, params).first()
+    statement = SUBMIT_ONE_FREE
+    if row["credit_charged"] > 0:
+        statement = SUBMIT_ONE
+        params["credit_hour"] = hourly.hour_of(row["created_at"])
+    found = conn.exec_driver_sql(statement, params).first()
     return None if found is None else int(found[0])
 
 

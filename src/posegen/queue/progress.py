@@ -69,6 +69,8 @@ def checkpoint(
     inserted = ops.insert_poses(conn, [_pose_row(w) for w in mine], utcnow())
     per_job: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     refunds: list[tuple[int, int, str, int | None, int]] = []
+    # Failed poses of uncharged generations: a quota plan's, given back to their day.
+    free_failed: list[tuple[int, str, int | None]] = []
     for w in mine:
         if (w.job_id, w.result.variation_key) not in inserted:
             continue
@@ -84,6 +86,8 @@ def checkpoint(
                 refunds.append(
                     (w.job_id, row.user_id, w.result.variation_key, w.result.pose_id, cost)
                 )
+            else:
+                free_failed.append((w.job_id, w.result.variation_key, w.result.pose_id))
         per_job[w.job_id][0 if ok else 1] += 1
         if ok:
             pending.deltas.poses(row.user_id, 1)
@@ -108,6 +112,8 @@ def checkpoint(
         pending.poses.append(w.result.status)
     if refunds:
         pending.refunded += credits.refund_poses(conn, refunds)
+    if free_failed:
+        credits.quota_ledger.give_back_poses(conn, free_failed)
     _exports(
         conn,
         [w for w in mine if w.result.exports and (w.job_id, w.result.variation_key) in inserted],

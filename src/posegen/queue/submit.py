@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, text, tuple_
+from sqlalchemy import Connection, Date, Engine, bindparam, insert, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from posegen import credits
@@ -205,8 +205,9 @@ def _submit_pg_quota(
     plan: credits.plans.Plan,
     now: dt.datetime,
 ) -> SubmitResult | PosegenError | None:
-    """PostgreSQL, a quota plan: the day's count and the usual one-statement admission in one
-    transaction (the quota row is locked first, then the rollup row: one order)."""
+    """PostgreSQL, a quota plan: the usual one-statement admission, the day's count and its
+    ledger row in one transaction (the rollup row is locked first, then the day: the order a
+    worker's give-back takes too)."""
     assert ops.submit_one is not None
     try:
         with write_transaction(engine) as conn:
@@ -214,13 +215,19 @@ def _submit_pg_quota(
                 again = _lookup(conn, req)
                 if again is not None:
                     return again
-            credits.plans.consume(conn, settings, req.user_id, plan, req.total_expected_poses, now)
             row = {**_row(_boosted(settings, req), settings, now, reserved), "quota_day": None}
             new_id = ops.submit_one(conn, row, limits)
             if new_id is None:
                 raise _Refused(
                     quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
                 )
+            # The day's count after the admission (which locked the rollup row): one lock
+            # order with the worker's give-backs (rollup row, then the day). A quota refusal
+            # raises here and rolls the generation back with everything else.
+            poses = req.total_expected_poses
+            credits.plans.consume(conn, settings, req.user_id, plan, poses, now)
+            day = credits.plans.local_day(settings, now)
+            credits.quota_ledger.record_use(conn, req.user_id, day, poses, new_id, now)
             return SubmitResult(new_id, True)
     except _Refused as refused:
         return refused.reason
@@ -244,24 +251,29 @@ def _submit_sqlite(
                 again = _lookup(conn, req)
                 if again is not None:
                     return again, 0
-            plan = credits.plans.current(conn, req.user_id, day)
-            if plan.is_quota:
-                credits.plans.consume(
-                    conn, settings, req.user_id, plan, req.total_expected_poses, now
-                )
-                row_req, cost = _boosted(settings, req), 0
-            else:
-                row_req, cost = req, _price(settings, req)
-            admitted = conn.execute(
-                _ADMIT_SQLITE,
-                quota.admit_params(req.user_id, req.project_id, reserved, limits, now),
-            ).first()
+            # Pay as you go unless the user has a live quota plan: the admission's own
+            # condition (no statement of its own, as on PostgreSQL), read only when refused.
+            row_req, cost, plan = req, _price(settings, req), credits.plans.PAYG
+            params = quota.admit_params(req.user_id, req.project_id, reserved, limits, now)
+            admitted = conn.execute(_ADMIT_SQLITE_PAYG, {**params, "quota_day": day}).first()
+            if admitted is None:
+                plan = credits.plans.current(conn, req.user_id, day)
+                if plan.is_quota:
+                    credits.plans.consume(
+                        conn, settings, req.user_id, plan, req.total_expected_poses, now
+                    )
+                    row_req, cost = _boosted(settings, req), 0
+                    admitted = conn.execute(_ADMIT_SQLITE, params).first()
             if admitted is None:
                 # Still under the write lock: the reason read here is the one that refused.
                 raise _Refused(
                     quota.refusal(conn, req.user_id, req.project_id, reserved, limits, now)
                 )
             (gen_id,) = _insert(conn, settings, [row_req], admitted=True, cost=cost)
+            if plan.is_quota:
+                credits.quota_ledger.record_use(
+                    conn, req.user_id, day, req.total_expected_poses, gen_id, now
+                )
             if cost and not credits.charge_usage(conn, req.user_id, cost, gen_id, now):
                 # Raising rolls back the admission and the row: a refusal charges nothing.
                 raise credits.insufficient(conn, req.user_id, cost)
@@ -272,6 +284,20 @@ def _submit_sqlite(
 
 _ADMIT_SQLITE = text(quota.admit_sql(lambda name: f":{name}")).bindparams(
     bindparam("now", type_=UTCDateTime()), bindparam("window_floor", type_=UTCDateTime())
+)
+#: The same admission for a user without a live quota plan (their newest ``credit_plans``
+#: row, :mod:`posegen.credits.plans`): a quota user's submit is not admitted by it.
+_ADMIT_SQLITE_PAYG = text(
+    quota.admit_sql(
+        lambda name: f":{name}",
+        "AND NOT EXISTS (SELECT 1 FROM (SELECT plan, valid_until FROM credit_plans "
+        "WHERE user_id = :user_id ORDER BY id DESC LIMIT 1) AS cp "
+        "WHERE cp.plan = 'quota' AND cp.valid_until >= :quota_day)",
+    )
+).bindparams(
+    bindparam("now", type_=UTCDateTime()),
+    bindparam("window_floor", type_=UTCDateTime()),
+    bindparam("quota_day", type_=Date()),
 )
 
 

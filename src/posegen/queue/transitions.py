@@ -176,6 +176,12 @@ def end(
     charged = [row.id for row, status, _, _ in rows if row.credit_charged and status in _REFUNDABLE]
     if charged:
         pending.refunded += credits.refund_ended(conn, charged)
+    # A quota plan's generation (charged nothing): its unfinished poses back to their day.
+    free = [
+        row.id for row, status, _, _ in rows if not row.credit_charged and status in _REFUNDABLE
+    ]
+    if free:
+        credits.quota_ledger.give_back_ended(conn, free)
     for row, status, kind, _message in rows:
         pending.deltas.terminal(row.user_id, status, row.reserved_bytes)
         pending.completions.append(status)
