@@ -8,7 +8,6 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from fastapi.sse import EventSourceResponse
 from sqlalchemy import Engine
@@ -266,7 +265,7 @@ def get_generation(request: Request, generation: GenerationDep, user: CurrentUse
 )
 async def generation_events(
     request: Request,
-    generation: GenerationDep,
+    generation_id: PathId,
     user: CurrentUser,
     engine: EngineDep,
     last_event_id: Annotated[
@@ -276,13 +275,16 @@ async def generation_events(
 ) -> Response:
     """Server-Sent Events: replay from `Last-Event-ID`, then live until the generation ends."""
     after = last_event_id or 0
-    if await run_in_threadpool(sse.nothing_left, engine, generation.id, after):
+    # Not GenerationDep: that check would take a thread of the routes' pool; a stream's opening
+    # read runs on threads of its own (POSEGEN_SSE_OPEN_THREADS).
+    owner = None if is_admin(user) else user.id
+    if await sse.check_open(request.app.state, engine, generation_id, owner, after):
         return Response(status_code=204)
     slots: sse.StreamSlots = request.app.state.stream_slots
     return slots.guard(
         user.id,
         EventSourceResponse(
-            sse.open_stream(request.app.state, engine, generation.id, after),
+            sse.open_stream(request.app.state, engine, generation_id, after),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ),
     )
