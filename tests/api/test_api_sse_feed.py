@@ -279,6 +279,53 @@ def test_killed_listen_connection_loses_and_repeats_nothing(
         assert len(w.ids) == 27
 
 
+def _reader_pid(feed: EventFeed) -> int | None:
+    """The backend of the feed reader's own connection (kept between reads)."""
+    conn = feed._conn  # the reader's; no public face needed outside this test
+    try:
+        return int(conn.connection.dbapi_connection.info.backend_pid)  # type: ignore[union-attr]
+    except Exception:  # none yet, or being replaced by the reader thread right now
+        return None
+
+
+def test_killed_reader_connection_loses_and_repeats_nothing(
+    base: str, user_key: str, writer: Engine, feed_app: FastAPI
+) -> None:
+    """The reader keeps one connection between reads; killed mid-stream, the next read fails,
+    a new connection reads from the same cursors."""
+    if writer.dialect.name != "postgresql":
+        pytest.skip("a SQLite connection cannot be killed from outside")
+    feed: EventFeed = feed_app.state.event_feed
+    gids = _submit(base, user_key, 3)
+
+    async def main() -> list[Watcher]:
+        async with _client(base, user_key) as client:
+            watchers = [Watcher(g) for g in gids for _ in range(5)]
+            tasks = [asyncio.create_task(w.run(client)) for w in watchers]
+            await _until(lambda: all(w.ids for w in watchers))
+            for i in range(20):
+                await asyncio.to_thread(append_events, writer, gids, "pose", i)
+                if i == 5:
+                    first = _reader_pid(feed)
+                    assert first is not None
+                    with writer.connect() as conn:
+                        killed = conn.execute(
+                            text("SELECT pg_terminate_backend(:pid)"), {"pid": first}
+                        ).scalar()
+                    assert killed
+                await asyncio.sleep(0.02)
+            # The next read failed on the dead connection; a new one reads from the same cursors.
+            await _until(lambda: _reader_pid(feed) not in (None, first))
+            await asyncio.to_thread(append_events, writer, gids, "completed", 20)
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            return watchers
+
+    watchers = asyncio.run(main())
+    for w in watchers:
+        assert w.ended and w.ids == db_event_ids(writer, w.gid)
+        assert len(w.ids) == 22
+
+
 def _count_queries(engine: Engine) -> list[int]:
     counter = [0]
 
