@@ -6,9 +6,10 @@ Starts the real API (uvicorn, one process) on a scratch database (PostgreSQL and
 every 50-200 ms through the queue's own ``events.append`` (the PostgreSQL trigger NOTIFYs).
 Measured over ``--seconds``: delivery latency (commit to receipt) p50/p99, events lost or
 repeated per stream, ``GET /healthz`` and ``GET /generations/{id}`` p99 from a third process,
-database transactions/s (PostgreSQL's ``pg_stat_database``, the emitter's own subtracted), and
-the API process's CPU and memory per stream. Each size runs with ``POSEGEN_SSE_FEED=shared``
-and ``=poll`` (the old design) in the same run.
+database transactions/s (PostgreSQL's ``pg_stat_database``, the emitter's own subtracted), the
+API process's CPU and memory per stream, and the client's own CPU (a busy client delays
+receipt). Each size runs with ``POSEGEN_SSE_FEED=shared`` and ``=poll`` (the old design) in the
+same run.
 
 Goal (issue 20): 2,000 streams on one API process, delivery p99 < 250 ms, other p99 < 50 ms,
 0 lost, 0 repeated, queries independent of the number of streams.
@@ -299,13 +300,14 @@ async def _load(
     while not (ready_em.is_set() and ready_pr.is_set()):
         await asyncio.sleep(0.05)
     tx0 = pg_transactions(url) if kind == "postgresql" else 0
-    cpu0, t0 = cpu_seconds(pid), time.monotonic()
+    cpu0, t0, client0 = cpu_seconds(pid), time.monotonic(), time.process_time()
     go.set()
     rss_peak = 0
     while em.is_alive() or pr.is_alive():
         rss_peak = max(rss_peak, rss_kib(pid))
         await asyncio.sleep(0.25)
     cpu, window = cpu_seconds(pid) - cpu0, time.monotonic() - t0
+    client_cpu = time.process_time() - client0
     tx = pg_transactions(url) - tx0 if kind == "postgresql" else 0
     done, pending = await asyncio.wait(tasks, timeout=30)
     for t in pending:
@@ -357,6 +359,9 @@ async def _load(
         "events_per_s": round(len(emitted["commits"]) / window, 1),
         "api_cpu_ms_per_stream_s": round(cpu * 1000 / window / streams, 3),
         "api_cpu_pct": round(100 * cpu / window, 1),
+        # The streams' client (this process): when it is as busy as the API, part of the
+        # delivery latency is the client's own backlog of frames to read.
+        "client_cpu_pct": round(100 * client_cpu / window, 1),
         "rss_kib": rss_peak,
     }
 
@@ -382,7 +387,7 @@ def main() -> None:
                 print(json.dumps(r), flush=True)
     cols = [
         "engine", "mode", "streams", "delivery_p50_ms", "delivery_p99_ms", "lost", "repeated",
-        "healthz_p99_ms", "get_generation_p99_ms", "db_tx_per_s", "api_cpu_pct",
+        "healthz_p99_ms", "get_generation_p99_ms", "db_tx_per_s", "api_cpu_pct", "client_cpu_pct",
         "api_cpu_ms_per_stream_s", "api_rss_per_stream_kib",
     ]  # fmt: skip
     table([tuple(cols), *[tuple(str(r[c]) for c in cols) for r in results]])

@@ -150,8 +150,14 @@ class Settings(BaseSettings):
     #: uvicorn's access log, one line per request: about a third of the server's CPU on a
     #: cached read (bench/api.py), so a busy deployment may turn it off.
     http_access_log: bool = True
+    #: Threads that run an API process's synchronous routes and dependencies (anyio's default
+    #: thread limiter; event streams never take one of these).
+    http_threads: int = Field(default=40, ge=1, le=1000)
     #: Event streams one user may hold open at once (429 beyond).
     sse_max_streams_per_user: int = Field(default=8, ge=1)
+    #: Threads reserved for opening event streams (the visibility and replay check): a burst of
+    #: stream opens queues here, not in front of the other routes.
+    sse_open_threads: int = Field(default=4, ge=1, le=100)
     metrics_cache_ttl_seconds: float = Field(default=60.0, ge=0)
     #: How long an API process trusts a key it looked up (a revocation elsewhere waits this long).
     auth_cache_seconds: float = Field(default=5.0, ge=0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
@@ -42,6 +43,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The threads synchronous routes run on (anyio's default limiter, per event loop).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.http_threads
         yield
         app.state.event_feed.close()
         if owns_engine:

@@ -10,6 +10,7 @@ import threading
 import time
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 
 from posegen import accounts, observe
 from posegen.accounts import Account
+from posegen.api import sse
 from posegen.config import Settings
 from posegen.db.models import Role
 from posegen.exceptions import Forbidden, Unauthorized
@@ -117,7 +119,18 @@ async def _authenticated(
     cache: KeyCache = request.app.state.key_cache
     found, account = cache.get(accounts.hash_key(api_key))
     if not found:
-        account = await run_in_threadpool(_lookup, request.app.state.engine, cache, api_key)
+        route = request.scope.get("route")
+        if getattr(route, "name", None) in sse.STREAM_ROUTES:
+            # An event stream's lookup waits on the threads reserved for opening streams.
+            account = await anyio.to_thread.run_sync(
+                _lookup,
+                request.app.state.engine,
+                cache,
+                api_key,
+                limiter=sse.open_limiter(request.app.state),
+            )
+        else:
+            account = await run_in_threadpool(_lookup, request.app.state.engine, cache, api_key)
     if account is None:
         raise Unauthorized("invalid or revoked API key")
     observe.bind(user_id=account.id)  # the rest of the request's log lines name the user

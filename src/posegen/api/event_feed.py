@@ -1,6 +1,6 @@
 """One event feed per API process, shared by every open event stream of that process.
 
-Streams do not query the database. They subscribe here and await an :class:`asyncio.Queue`;
+Streams do not query the database. They subscribe here and await their :class:`Subscription`;
 the feed reads ``generation_events`` on its own thread, for every watched generation at once,
 and hands each stream the rows it has not had yet:
 
@@ -18,7 +18,9 @@ subscribers. Whatever woke the reader (a notification, a sweep, a reconnect of t
 connection), the rows come from the table, so a lost connection loses nothing and repeats
 nothing: the next read starts from the same cursors.
 
-The threads run only while some stream is open, so an idle process holds no connection.
+The reader keeps one pooled connection of its own between reads (no checkout per read). The
+threads, and that connection, live only while some stream is open, so an idle process holds no
+connection.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ from dataclasses import dataclass
 
 import psycopg
 from fastapi.sse import format_sse_event
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Connection, Engine, and_, or_, select
 
-from posegen.db.engine import read_connection
+from posegen.db.engine import database_errors
 from posegen.db.models import TERMINAL_STATUSES, GenerationEvent, PoseGeneration
 from posegen.generations_read import TERMINAL_EVENT_KINDS, EventRow, stream_status_column
 
@@ -81,15 +83,41 @@ def event_bytes(event: EventRow, generation_id: int) -> bytes:
 
 
 class Subscription:
-    """One stream's place in the feed. ``sent`` is written by the feed's reader only."""
+    """One stream's place in the feed. ``sent`` is written by the feed's reader only.
 
-    __slots__ = ("generation_id", "loop", "queue", "sent")
+    Not an :class:`asyncio.Queue` with a timeout per wait: at thousands of streams the queue's
+    bookkeeping and a timer armed and cancelled per delivery were a third of the event loop's
+    work. Batches go to a plain list and one future wakes the stream; its keep-alive and end
+    come from one timer per stream that fires at most every keep-alive interval (see
+    :func:`posegen.api.sse.feed_stream`), whatever the number of deliveries.
+    """
+
+    __slots__ = ("generation_id", "loop", "pending", "sent", "waiter")
 
     def __init__(self, generation_id: int, after_id: int, loop: asyncio.AbstractEventLoop) -> None:
         self.generation_id = generation_id
         self.sent = after_id
         self.loop = loop
-        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
+        self.pending: list[Batch] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        """Let the stream's :meth:`wait` return (on the stream's loop)."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> list[Batch]:
+        """The batches delivered since the last call; if none, wait for a delivery or a
+        :meth:`wake` (then maybe none)."""
+        if not self.pending:
+            self.waiter = waiter = self.loop.create_future()
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+        batches, self.pending = self.pending, []
+        return batches
 
 
 class EventFeed:
@@ -114,6 +142,8 @@ class EventFeed:
         self._sweep_all = False
         self._wake = threading.Event()
         self._reader: threading.Thread | None = None
+        #: The reader thread's connection (only that thread touches it).
+        self._conn: Connection | None = None
         self._listener_stop: threading.Event | None = None
         self._closed = False
 
@@ -143,6 +173,11 @@ class EventFeed:
             self._drop(sub)
         self._wake.set()  # lets an idle reader notice it has nothing left to watch
 
+    def subscribers(self) -> int:
+        """Open subscriptions (streams following a generation)."""
+        with self._lock:
+            return sum(len(subs) for subs in self._subs.values())
+
     def watched(self) -> int:
         """Generations with at least one subscriber."""
         with self._lock:
@@ -170,6 +205,7 @@ class EventFeed:
                 if self._closed or not self._subs:
                     # Idle: stop, and let the next subscriber start a fresh reader.
                     self._reader = None
+                    self._close_connection()
                     if self._listener_stop is not None:
                         self._listener_stop.set()
                         self._listener_stop = None
@@ -212,7 +248,8 @@ class EventFeed:
         statuses: dict[int, str] = {}
         rows: dict[int, list[EventRow]] = defaultdict(list)
         items = sorted(cursors.items())
-        with read_connection(self.engine) as conn:
+        conn = self._connection()
+        try:
             for start in range(0, len(items), CHUNK):
                 chunk = items[start : start + CHUNK]
                 if with_status:
@@ -232,8 +269,29 @@ class EventFeed:
                         EventRow(r.id, r.kind, dict(r.data or {}), r.created_at)
                     )
                 self.queries += 1
-            conn.rollback()
+            conn.rollback()  # ends the snapshot: the next read sees what committed since
+        except Exception:
+            self._close_connection(broken=True)
+            raise
         return (statuses if with_status else None), rows
+
+    def _connection(self) -> Connection:
+        """The reader's own connection, kept between reads while streams are open: no pool
+        checkout (and pre-ping round trip) per read, and never waiting behind the routes."""
+        if self._conn is None:
+            with database_errors():
+                self._conn = self.engine.connect()
+        return self._conn
+
+    def _close_connection(self, broken: bool = False) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                if broken:
+                    conn.invalidate()  # not back into the pool
+                conn.close()
+            except Exception:  # already broken: nothing more to give back
+                log.debug("event feed connection close failed", exc_info=True)
 
     def _dispatch(
         self,
@@ -245,6 +303,7 @@ class EventFeed:
             list
         )
         frames = {e.id: event_bytes(e, gid) for gid, evs in rows.items() for e in evs}
+        shared: dict[tuple[int, int, bool], Batch] = {}
         with self._lock:
             for gid in cursors:
                 if statuses is None:
@@ -257,7 +316,8 @@ class EventFeed:
                         # Subscribed during the read, from further back than it read: the
                         # rows in between are missing here, and the next read (it is due) has them.
                         continue
-                    new = [e for e in rows.get(gid, ()) if e.id > sub.sent]
+                    first_sent = sub.sent
+                    new = [e for e in rows.get(gid, ()) if e.id > first_sent]
                     ended = False
                     for i, e in enumerate(new):
                         if e.kind in TERMINAL_EVENT_KINDS:
@@ -272,8 +332,13 @@ class EventFeed:
                         sub.sent = new[-1].id
                     if ended:
                         self._drop(sub)
-                    data = b"".join(frames[e.id] for e in new)
-                    per_loop[sub.loop].append((sub, Batch(new, ended, data)))
+                    # Streams of a generation mostly share a cursor: one join for all of them.
+                    key = (gid, first_sent, ended)
+                    batch = shared.get(key)
+                    if batch is None:
+                        batch = Batch(new, ended, b"".join(frames[e.id] for e in new))
+                        shared[key] = batch
+                    per_loop[sub.loop].append((sub, batch))
         for loop, batches in per_loop.items():
             # One wake-up of each event loop for the whole read, not one per stream.
             try:
@@ -331,4 +396,5 @@ class EventFeed:
 
 def _deliver(batches: list[tuple[Subscription, Batch]]) -> None:
     for sub, batch in batches:
-        sub.queue.put_nowait(batch)
+        sub.pending.append(batch)
+        sub.wake()

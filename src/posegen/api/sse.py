@@ -47,6 +47,10 @@ EVENT_SCHEMA = {
 }
 
 
+#: Routes that open an event stream: their API key lookup (on a cache miss) also runs on the
+#: threads reserved for opening streams.
+STREAM_ROUTES = frozenset({"generation_events"})
+
 #: Retry-After of a refused stream: an open one may end (or time out) soon.
 STREAMS_RETRY_AFTER_SECONDS = 5
 
@@ -138,27 +142,74 @@ async def feed_stream(
     feed: EventFeed, generation_id: int, after_id: int, max_seconds: float
 ) -> AsyncIterator[bytes]:
     """Like :func:`stream`, but the rows come from the shared feed: no query of its own, no
-    thread hop; the stream just awaits its queue."""
+    thread hop; the stream waits on its subscription.
+
+    Keep-alives and the end after ``max_seconds`` come from one timer per stream, armed again
+    only when it fires (at most once a keep-alive interval), not a timeout per wait: a delivery
+    costs one future and one write.
+    """
     yield format_sse_event(retry=RETRY_MS)
+    loop = asyncio.get_running_loop()
     sub = feed.subscribe(generation_id, after_id)
+    deadline = loop.time() + max_seconds
+    quiet_since = loop.time()
+    rang = False
+
+    def ring() -> None:
+        nonlocal rang
+        rang = True
+        sub.wake()
+
+    timer = loop.call_at(min(deadline, quiet_since + KEEPALIVE_SECONDS), ring)
     try:
-        deadline = time.monotonic() + max_seconds
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for wraps each wait in a
-                # new task, which at thousands of streams is most of the event loop's work.
-                async with asyncio.timeout(min(KEEPALIVE_SECONDS, left)):
-                    batch = await sub.queue.get()
-            except TimeoutError:
-                if deadline - time.monotonic() > 0:
-                    yield format_sse_event(comment="keep-alive")
-                continue
-            if batch.frames:
-                yield batch.frames  # one write for the whole batch
-            if batch.ended:
+        while True:
+            batches = await sub.wait()
+            frames = b"".join(b.frames for b in batches)
+            if frames:
+                yield frames  # one write for everything delivered since the last one
+                quiet_since = loop.time()
+            if any(b.ended for b in batches):
                 return
+            now = loop.time()
+            if now >= deadline:
+                return
+            if rang:
+                rang = False
+                if now - quiet_since >= KEEPALIVE_SECONDS:
+                    yield format_sse_event(comment="keep-alive")
+                    quiet_since = loop.time()
+                timer = loop.call_at(min(deadline, quiet_since + KEEPALIVE_SECONDS), ring)
     finally:
+        timer.cancel()
         feed.unsubscribe(sub)
+
+
+def open_limiter(state: State) -> anyio.CapacityLimiter:
+    """The threads reserved for opening streams (made on first use, on the server's loop)."""
+    limiter: anyio.CapacityLimiter | None = getattr(state, "sse_open_limiter", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(state.settings.sse_open_threads)
+        state.sse_open_limiter = limiter
+    return limiter
+
+
+def _opening(engine: Engine, generation_id: int, user_id: int | None, after_id: int) -> bool:
+    generations_read.get_visible(engine, generation_id, user_id)  # NotFound otherwise
+    return nothing_left(engine, generation_id, after_id)
+
+
+async def check_open(
+    state: State, engine: Engine, generation_id: int, user_id: int | None, after_id: int
+) -> bool:
+    """Before a stream opens: NotFound unless ``user_id`` may see the generation (None: an
+    admin); True when it has ended and the client has every event (answer 204).
+
+    Runs on the threads ``POSEGEN_SSE_OPEN_THREADS`` reserves, not the routes' pool: a thousand
+    streams opening at once wait for each other there, never in front of other requests.
+    """
+    return await anyio.to_thread.run_sync(
+        _opening, engine, generation_id, user_id, after_id, limiter=open_limiter(state)
+    )
 
 
 def open_stream(

@@ -128,7 +128,10 @@ def end_rows(
 
 
 def _events(items: Sequence[tuple[int, str, dict[str, Any]]]) -> str:
-    return _json([{"g": g, "k": k, "d": d} for g, k, d in items])
+    # In generation order (each generation's own events keep theirs): an insert locks each
+    # generation it appends to (migration sse_order), so two inserts lock in the same order.
+    ordered = sorted(items, key=lambda item: item[0])
+    return _json([{"g": g, "k": k, "d": d} for g, k, d in ordered])
 
 
 def insert_events(

@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from posegen import catalog, exporting, generations_read
@@ -47,10 +46,9 @@ def _last_event_id(request: Request) -> int:
 async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: int) -> Response:
     """Server-Sent Events of one generation (resumes after ``Last-Event-ID``)."""
     after = _last_event_id(request)
-    await run_in_threadpool(
-        generations_read.get_visible, ctx.engine, generation_id, owner_filter(session)
-    )
-    if await run_in_threadpool(sse.nothing_left, ctx.engine, generation_id, after):
+    # The visibility and replay check on the threads reserved for opening streams.
+    owner = owner_filter(session)
+    if await sse.check_open(request.app.state, ctx.engine, generation_id, owner, after):
         # 204 tells EventSource not to reconnect: the client already has every event.
         return Response(status_code=204)
     assert session.account is not None

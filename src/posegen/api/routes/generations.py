@@ -261,8 +261,16 @@ def list_generations(
 @router.get(
     "/{generation_id}", name="get_generation", response_model=GenerationOut, responses=problems(404)
 )
-def get_generation(request: Request, generation: GenerationDep, user: CurrentUser) -> GenerationOut:
+async def get_generation(
+    request: Request, generation_id: PathId, user: CurrentUser, engine: EngineDep
+) -> GenerationOut:
     """Status, counts, percent done, ETA and error of one generation."""
+    # Async with the one read on a thread: a sync route with GenerationDep took three thread
+    # hops (dependency, endpoint, response validation), each a wait for a thread and then for
+    # the event loop, which is what a busy loop (thousands of event streams) stretched.
+    generation = await run_in_threadpool(
+        generations_read.get_visible, engine, generation_id, None if is_admin(user) else user.id
+    )
     return generation_out(request, generation, admin=is_admin(user))
 
 
@@ -283,7 +291,7 @@ def get_generation(request: Request, generation: GenerationDep, user: CurrentUse
 )
 async def generation_events(
     request: Request,
-    generation: GenerationDep,
+    generation_id: PathId,
     user: CurrentUser,
     engine: EngineDep,
     last_event_id: Annotated[
@@ -293,13 +301,16 @@ async def generation_events(
 ) -> Response:
     """Server-Sent Events: replay from `Last-Event-ID`, then live until the generation ends."""
     after = last_event_id or 0
-    if await run_in_threadpool(sse.nothing_left, engine, generation.id, after):
+    # Not GenerationDep: that check would take a thread of the routes' pool; a stream's opening
+    # read runs on threads of its own (POSEGEN_SSE_OPEN_THREADS).
+    owner = None if is_admin(user) else user.id
+    if await sse.check_open(request.app.state, engine, generation_id, owner, after):
         return Response(status_code=204)
     slots: sse.StreamSlots = request.app.state.stream_slots
     return slots.guard(
         user.id,
         EventSourceResponse(
-            sse.open_stream(request.app.state, engine, generation.id, after),
+            sse.open_stream(request.app.state, engine, generation_id, after),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         ),
     )
