@@ -720,6 +720,8 @@ def _subject_id(world: World) -> int:
         ).scalar_one()
     assert upload_id is not None
     return int(upload_id)
+
+
 def test_exports_live_in_the_bucket_download_zip_and_go_with_the_generation(
     s3_world: World,
 ) -> None:

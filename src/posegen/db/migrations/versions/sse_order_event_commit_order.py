@@ -13,7 +13,7 @@ Inserts that append to several generations list them in id order (``dialect_pg_b
 of them take the locks in the same order. SQLite has one writer at a time: nothing to do there.
 
 Revision ID: sse_order
-Revises: m_tasks
+Revises: q_credits
 Create Date: 2026-11-30
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "sse_order"
-down_revision = "m_tasks"
+down_revision = "q_credits"
 branch_labels = None
 depends_on = None
 
