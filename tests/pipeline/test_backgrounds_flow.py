@@ -22,7 +22,16 @@ import pytest
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
-from posegen import accounts, backgrounds, credits, generations_read, projects, queue, uploads
+from posegen import (
+    accounts,
+    backgrounds,
+    credits,
+    exporting,
+    generations_read,
+    projects,
+    queue,
+    uploads,
+)
 from posegen.api.zipstream import stream_zip
 from posegen.backgrounds import records
 from posegen.config import Settings, load_settings
@@ -34,6 +43,7 @@ from posegen.db.models import (
     GenerationTask,
     GenerationType,
     PoseLibrary,
+    ResultExport,
     PoseStatus,
     Role,
     User,
@@ -121,7 +131,12 @@ class Shop:
         env.update(extra)
         return env
 
-    def submit(self, background: dict[str, Any] | None, variations: int = 1) -> int:
+    def submit(
+        self,
+        background: dict[str, Any] | None,
+        variations: int = 1,
+        export_formats: tuple[str, ...] | None = None,
+    ) -> int:
         return queue.submit(
             self.engine,
             self.settings,
@@ -134,6 +149,7 @@ class Shop:
                 width=256,
                 height=320,
                 background=None if background is None else backgrounds.parse(background),
+                export_formats=export_formats,
             ),
         ).generation_id
 
@@ -374,4 +390,82 @@ def test_worker_killed_mid_change_is_recovered_and_charged_once(shop: Shop) -> N
     assert charges == 1
     kinds = shop.kinds(gid)
     assert kinds.count("task_started") == 2 and kinds.count("task_completed") == 1
+    assert credits.check(shop.engine) == []
+
+
+def _exports(shop: Shop, gid: int) -> list[tuple[int, str, int | None, str]]:
+    """(result, variant key, variant id, format) of every export row of the generation."""
+    with shop.engine.connect() as conn:
+        return [
+            (int(r), str(k), None if v is None else int(v), str(f))
+            for r, k, v, f in conn.execute(
+                select(
+                    ResultExport.result_id,
+                    ResultExport.variant_key,
+                    ResultExport.variant_id,
+                    ResultExport.format,
+                )
+                .where(ResultExport.generation_id == gid)
+                .order_by(ResultExport.result_id, ResultExport.variant_key, ResultExport.format)
+            )
+        ]
+
+
+def test_exports_follow_the_variants(shop: Shop) -> None:
+    first, second = sorted(exporting.formats(shop.settings))[:2]
+    gid = shop.submit({"mode": "solid", "color": "#00ff00"}, export_formats=(first,))
+    shop.work()
+    results = shop.results(gid)
+    made = records.by_result(shop.engine, gid)
+    variants = {rid: made[rid][0] for rid in results}
+    # Each original was exported with its pose; each variant made afterwards followed it.
+    want = sorted(
+        [(rid, "", None, first) for rid in results]
+        + [(rid, v.variant_key, v.id, first) for rid, v in variants.items()]
+    )
+    assert _exports(shop, gid) == want
+    follow = [t for t in shop.task_rows(gid) if t.kind == "export"]
+    assert sorted(t.task_key for t in follow) == sorted(
+        f"export:{first}:v{v.id}" for v in variants.values()
+    )
+    assert all(str(t.status) == "completed" for t in follow)
+    assert shop.kinds(gid)[-1] == "tasks_settled"
+
+    # A change made later on one result follows the formats that result was exported in.
+    rid = results[0]
+    blur = backgrounds.request(
+        shop.engine, shop.settings, gid, rid, backgrounds.parse({"mode": "blur", "radius": 6})
+    )
+    shop.work()
+    new = next(v for v in records.by_result(shop.engine, gid)[rid] if v.params["mode"] == "blur")
+    assert (rid, new.variant_key, new.id, first) in _exports(shop, gid)
+    assert blur.queued and len(_exports(shop, gid)) == len(want) + 1
+
+    # On demand: a second format covers every original and every variant, once.
+    asked = exporting.request(shop.engine, shop.settings, gid, [second])
+    assert [a.queued for a in asked] == [True]
+    shop.work()
+    rows = _exports(shop, gid)
+    assert len([r for r in rows if r[3] == second]) == len(results) + len(results) + 1
+    assert [a.queued for a in exporting.request(shop.engine, shop.settings, gid, [second])] == [
+        False
+    ]
+    # The archive: originals and variants under distinct, ASCII names.
+    store = make_storage(shop.settings)
+    members = exporting.archive_members(shop.engine, store, gid, [first, second])
+    names = [n for n, _ in members]
+    assert len(names) == len(set(names)) == len(rows)
+    assert all(n.isascii() and ".." not in n for n in names)
+    digest = new.variant_key  # bg-<digest>
+    assert sum(f"-v1.{digest}." in n for n in names) == 2  # one per format
+    assert sum(".bg-" in n for n in names) == 2 * (len(results) + 1)
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(stream_zip(members))))
+    assert sorted(archive.namelist()) == sorted(names)
+    assert all(len(archive.read(n)) > 0 for n in names)
+    # Asked again: nothing new is queued for the variants either.
+    before = len(shop.task_rows(gid))
+    assert [a.queued for a in exporting.request(shop.engine, shop.settings, gid, [first])] == [
+        False
+    ]
+    assert len(shop.task_rows(gid)) == before
     assert credits.check(shop.engine) == []

@@ -241,7 +241,15 @@ def run_task(
             height=height,
             task_id=task.id,
         )
-        return {"variantId": variant_id, "mode": bg.get("mode"), "storedBytes": counted}
+        from posegen import exporting  # a sibling domain: the variant's exports follow
+
+        follow = exporting.for_variant(conn, settings, task.generation_id, result_id, variant_id)
+        return {
+            "variantId": variant_id,
+            "mode": bg.get("mode"),
+            "storedBytes": counted,
+            tasks.FOLLOW_UPS: follow,
+        }
 
     if tasks.complete(engine, task, apply):
         return "completed"

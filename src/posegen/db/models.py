@@ -925,7 +925,10 @@ class ResultExport(Base):
     same transaction as its pose (exports at generation time) or its task (on demand)."""
 
     __tablename__ = "result_exports"
-    __table_args__ = (UniqueConstraint("result_id", "format"), SQLITE_AUTOINCREMENT)
+    __table_args__ = (
+        UniqueConstraint("result_id", "variant_key", "format"),
+        SQLITE_AUTOINCREMENT,
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True)
     result_id: Mapped[int] = mapped_column(ForeignKey("generated_poses.id", ondelete="CASCADE"))
@@ -934,6 +937,11 @@ class ResultExport(Base):
         ForeignKey("pose_generations.id", ondelete="CASCADE"), index=True
     )
     format: Mapped[str] = mapped_column(String(64))
+    #: What it was made from: ``''`` the original result, else the background variant's key.
+    variant_key: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    #: The ``result_variants`` row it was made from (None: the original); a plain id, both
+    #: rows go with their result.
+    variant_id: Mapped[int | None] = mapped_column(BigInteger)
     #: The store's relative name of the file (like ``generated_poses.image_path``).
     path: Mapped[str] = mapped_column(String(1024))
     bytes: Mapped[int] = mapped_column(BigInteger)

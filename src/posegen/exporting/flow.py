@@ -1,5 +1,8 @@
 """Exports made by workers: with each pose (the generation asked for formats), or later as
-follow-up tasks of kind ``export`` (one per format of a finished generation).
+follow-up tasks of kind ``export`` (one per format of a finished generation). A result's
+background variants are exported too: on demand with the originals, and a variant made after
+its result was exported queues the same formats for itself (:func:`for_variant`, one task per
+variant and format).
 
 Files go to the result store first, under names fixed by ids and the format (a retry rewrites
 the same names); their rows land in the queue's fenced write that follows, the pose's own or
@@ -32,8 +35,34 @@ log = logging.getLogger(__name__)
 KIND = "export"
 
 
-def task_key(fmt: str) -> str:
-    return f"{KIND}:{fmt}"
+def task_key(fmt: str, variant_id: int | None = None) -> str:
+    """``export:<format>`` (the generation's), ``export:<format>:v<variant id>`` (one new
+    variant's: its own key, so a generation whose ``export:<format>`` is completed still
+    exports the variant)."""
+    return f"{KIND}:{fmt}" if variant_id is None else f"{KIND}:{fmt}:v{variant_id}"
+
+
+def for_variant(
+    conn: Any, settings: Settings, generation_id: int, result_id: int, variant_id: int
+) -> list[tasks.TaskSpec]:
+    """In a background task's completion: the export tasks its new variant follows, one per
+    format the generation asked for at submit or its result was exported in since."""
+    asked = conn.execute(
+        select(PoseGeneration.export_formats).where(PoseGeneration.id == generation_id)
+    ).scalar()
+    fmts = list(dict.fromkeys([*(asked or []), *records.formats_of_result(conn, result_id)]))
+    known = render.formats(settings)
+    return [
+        tasks.TaskSpec(
+            KIND,
+            task_key(fmt, variant_id),
+            {"format": fmt, "variantId": variant_id},
+            result_id=result_id,
+            max_attempts=settings.max_attempts,
+        )
+        for fmt in fmts
+        if fmt in known
+    ]
 
 
 @dataclass(frozen=True)
@@ -50,24 +79,44 @@ class Requested:
 def request(
     engine: Engine, settings: Settings, generation_id: int, formats: Sequence[str]
 ) -> list[Requested]:
-    """Queue an export task per format that some completed result lacks; idempotent."""
+    """Queue an export task per format that some completed result (or background variant)
+    lacks; idempotent. A variant's missing export is queued under its own key too (the
+    generation's key may be completed from before the variant was made)."""
     wanted = render.check(settings, list(formats))
     specs: list[tasks.TaskSpec] = []
     done: list[str] = []
     with read_connection(engine) as conn:
         for fmt in wanted:
-            if records.missing(conn, generation_id, fmt):
-                specs.append(tasks.TaskSpec(KIND, task_key(fmt), {"format": fmt}))
-            else:
+            todo = records.missing(conn, generation_id, fmt)
+            if not todo:
                 done.append(fmt)
+                continue
+            specs.append(tasks.TaskSpec(KIND, task_key(fmt), {"format": fmt}))
+            specs.extend(
+                tasks.TaskSpec(
+                    KIND,
+                    task_key(fmt, s.variant_id),
+                    {"format": fmt, "variantId": s.variant_id},
+                    result_id=s.result_id,
+                )
+                for s in todo
+                if s.variant_id is not None
+            )
     states = {s.key: s for s in tasks.enqueue(engine, settings, generation_id, specs)}
     out: list[Requested] = []
     for fmt in wanted:
         st = states.get(task_key(fmt))
+        mine = [v for k, v in states.items() if k.startswith(f"{task_key(fmt)}:v")]
         if fmt in done or st is None:
             out.append(Requested(fmt, "completed", False, None))
+        elif st.status.value == "completed" and mine:
+            # The originals were done before; the variants' own tasks carry the work.
+            first = next((m for m in mine if m.queued), mine[0])
+            out.append(Requested(fmt, first.status.value, any(m.queued for m in mine), first.id))
         else:
-            out.append(Requested(fmt, st.status.value, st.queued, st.id))
+            out.append(
+                Requested(fmt, st.status.value, st.queued or any(m.queued for m in mine), st.id)
+            )
     return out
 
 
@@ -95,8 +144,9 @@ def make(
 def archive_members(
     engine: Engine, store: ResultStore, generation_id: int, formats: Sequence[str]
 ) -> list[tuple[str, Any]]:
-    """``(format/pose-name-v<n>.<ext>, opener)`` for the generation's exports in ``formats``:
-    each member opened from the store only when the archive reaches it."""
+    """``(format/pose-name-v<n>[.bg-<digest>].<ext>, opener)`` for the generation's exports in
+    ``formats``, its background variants' beside their results': each member opened from the
+    store only when the archive reaches it."""
     import functools
 
     from posegen.exporting import names
@@ -148,24 +198,27 @@ def run_task(
             raise InvalidInput(f"unknown export format {fmt!r}", kind="unknown-export-format")
         with read_connection(engine) as conn:
             todo = records.missing(conn, task.generation_id, fmt)
-        poses = pose_json(engine, [p for _, _, _, p in todo])
-        made: list[tuple[int, records.ExportFile]] = []
-        for result_id, key, image_path, pose_id in todo:
+        poses = pose_json(engine, [s.pose_id for s in todo])
+        made: list[tuple[records.Source, records.ExportFile]] = []
+        for src in todo:
             if stopping.is_set():
                 tasks.release(engine, task)
                 return "released"
-            data = store.read(image_path)
+            data = store.read(src.image_path)
+            key = src.variation_key
+            if src.variant_id is not None:
+                key = f"{key}-{src.variant_key}"[:100]
             files = make(
                 store,
                 settings,
                 task.generation_id,
                 key,
                 data,
-                poses.get(pose_id or 0),
+                poses.get(src.pose_id or 0),
                 [fmt],
                 table,
             )
-            made.extend((result_id, f) for f in files)
+            made.extend((src, f) for f in files)
             if not tasks.extend(engine, settings, task):
                 _drop_if_deleted(engine, store, task.generation_id)
                 return "lease-lost"

@@ -1,7 +1,8 @@
-"""Archive member names for exports: ``<format>/<pose name>-v<n>.<ext>``, readable (the pose's
-name, variations from 1), safe (lower-case ASCII letters, digits and dashes only: no path
-separators, no dot-dot, no control characters) and unique (a pose id is added where two poses
-share a name)."""
+"""Archive member names for exports: ``<format>/<pose name>-v<n>.<ext>``, and
+``<format>/<pose name>-v<n>.bg-<digest>.<ext>`` for a background variant of that result;
+readable (the pose's name, variations from 1), safe (lower-case ASCII letters, digits, dashes
+and the dots shown: no path separators, no dot-dot, no control characters) and unique (a pose
+id is added where two poses share a name)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from posegen.exporting.records import ExportRow
 
 _NOT_SAFE = re.compile(r"[^a-z0-9]+")
+_VARIANT = re.compile(r"[^a-z0-9-]+")
 
 
 def slug(name: str | None, fallback: str) -> str:
@@ -42,10 +44,12 @@ def member_names(rows: Sequence[ExportRow], pose_names: Mapping[int, str]) -> li
     seen: set[str] = set()
     for r in rows:
         ext = r.file.path.rsplit(".", 1)[-1]
-        name = f"{r.file.format}/{stem[r.pose_id]}-v{r.variation_index + 1}.{ext}"
+        variant = _VARIANT.sub("-", r.variant_key.lower()).strip("-")
+        tail = f".{variant}.{ext}" if variant else f".{ext}"
+        name = f"{r.file.format}/{stem[r.pose_id]}-v{r.variation_index + 1}{tail}"
         n = 2
         while name in seen:  # defensive: never two members with one name
-            name = f"{r.file.format}/{stem[r.pose_id]}-v{r.variation_index + 1}-{n}.{ext}"
+            name = f"{r.file.format}/{stem[r.pose_id]}-v{r.variation_index + 1}-{n}{tail}"
             n += 1
         seen.add(name)
         names.append(name)

@@ -426,8 +426,10 @@ def _fenced(conn: Connection, task: ClaimedTask, values: dict[str, Any]) -> Any:
     ).first()
 
 
-#: What a task's domain writes in the completing transaction; returns extra event fields.
+#: What a task's domain writes in the completing transaction; returns extra event fields,
+#: and under :data:`FOLLOW_UPS` the TaskSpecs to queue in the same transaction.
 Apply = Callable[[Connection], dict[str, Any]]
+FOLLOW_UPS = "_followUps"
 
 
 def complete(engine: Engine, task: ClaimedTask, apply: Apply | None = None) -> bool:
@@ -452,6 +454,11 @@ def complete(engine: Engine, task: ClaimedTask, apply: Apply | None = None) -> b
         stored = int(extra.pop("storedBytes", 0) or 0)
         if stored:
             pending.deltas.stored(int(gen.user_id), stored)
+        # Work the completed task's result needs next (a new variant's exports), queued in
+        # this transaction: before the open count, so ``tasks_settled`` waits for it too.
+        follow = list(extra.pop(FOLLOW_UPS, ()) or ())
+        if follow:
+            add(conn, gen, follow, max(s.max_attempts or 1 for s in follow), pending)
         still_open = _open_count(conn, task.generation_id)
         pending.events.append(
             _event(gen, "task_completed", open=still_open, **_task_fields(row), **extra)
