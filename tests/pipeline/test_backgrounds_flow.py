@@ -43,8 +43,8 @@ from posegen.db.models import (
     GenerationTask,
     GenerationType,
     PoseLibrary,
-    ResultExport,
     PoseStatus,
+    ResultExport,
     Role,
     User,
 )
