@@ -20,7 +20,7 @@ from live_server import live_server
 from PIL import Image
 from sqlalchemy import Engine, func, select
 
-from posegen import queue
+from posegen import exporting, queue
 from posegen.api.app import create_app
 from posegen.backgrounds import flow
 from posegen.config import Settings, load_settings
@@ -29,6 +29,7 @@ from posegen.db.models import (
     GenerationEvent,
     GenerationTask,
     PoseStatus,
+    ResultExport,
     ResultVariant,
     UserGenerationStats,
 )
@@ -105,11 +106,12 @@ def _stored(engine: Engine, user_id: int) -> int:
     return int(found or 0)
 
 
-def _run(engine: Engine, settings: Settings) -> list[str]:
+def _run(engine: Engine, settings: Settings, kind: str = "background") -> list[str]:
     out = []
     store = make_storage(settings)
-    while claimed := tasks.claim(engine, settings, "test-worker", 10, ["background"]):
-        out += [flow.run_task(engine, settings, store, t, threading.Event()) for t in claimed]
+    run = flow.run_task if kind == "background" else exporting.run_task
+    while claimed := tasks.claim(engine, settings, "test-worker", 10, [kind]):
+        out += [run(engine, settings, store, t, threading.Event()) for t in claimed]
     return out
 
 
@@ -355,14 +357,43 @@ def test_a_made_variant_is_listed_downloaded_and_zipped(
         names = sorted(zipfile.ZipFile(io.BytesIO(archive.content)).namelist())
         assert len(names) == 2 and names[0] == "p1-v0.bg-" + names[0].split(".bg-")[1]
         assert names[1] == "p1-v0.png"
+        # Exports follow the variant: asked for the generation, made for both images; the
+        # variant's listed under it and downloaded; the archive names it apart.
+        fmt = sorted(exporting.formats(tuned))[0]
+        asked = api("POST", f"/generations/{gid}/exports", key=keys.user, json={"formats": [fmt]})
+        assert asked.status_code == 202, asked.text
+        assert _run(engine, tuned, "export") == ["completed"]
+        (result,) = [
+            x
+            for x in api("GET", f"/generations/{gid}/results", key=keys.user).json()
+            if x["id"] == rid
+        ]
+        (variant,) = result["variants"]
+        assert [e["format"] for e in result["exports"]] == [fmt]
+        (vexport,) = variant["exports"]
+        assert vexport["format"] == fmt and vexport["url"] != result["exports"][0]["url"]
+        got = api("GET", vexport["url"], key=keys.user)
+        assert got.status_code == 200 and len(got.content) == vexport["bytes"]
+        assert got.content != api("GET", result["exports"][0]["url"], key=keys.user).content
+        assert api("GET", vexport["url"], key=keys.other).status_code == 404
+        nothing = api("GET", vexport["url"].replace(f"/{fmt}", "/print_a4"), key=keys.user)
+        assert nothing.status_code == 404
+        zipped = api("GET", f"/generations/{gid}/archive?formats={fmt}", key=keys.user)
+        members = sorted(zipfile.ZipFile(io.BytesIO(zipped.content)).namelist())
+        assert len(members) == 2 and all(m.startswith(f"{fmt}/") and m.isascii() for m in members)
+        digest = names[0].split(".bg-")[1].rsplit(".", 1)[0]
+        stem, ext = members[1].rsplit(".", 1)
+        assert stem.endswith("-v1") and members[0] == f"{stem}.bg-{digest}.{ext}"
         # The variant's bytes count against the owner's stored results, and go with the
         # generation (rows, files and count).
-        assert _stored(engine, keys.user_id) == before + variant["bytes"]
+        exported = result["exports"][0]["bytes"] + vexport["bytes"]
+        assert _stored(engine, keys.user_id) == before + variant["bytes"] + exported
         assert api("DELETE", f"/generations/{gid}", key=keys.user).status_code == 204
         assert _stored(engine, keys.user_id) == 0
         assert api("GET", variant["imageUrl"], key=keys.user).status_code == 404
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(ResultVariant)).scalar_one() == 0
+            assert conn.execute(select(func.count()).select_from(ResultExport)).scalar_one() == 0
 
 
 class _Painter:

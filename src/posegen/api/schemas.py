@@ -430,6 +430,9 @@ class VariantOut(ApiModel):
     height: int
     bytes: int
     created_at: dt.datetime
+    exports: list[ExportOut] = Field(
+        default_factory=list, description="The variant's exports (the formats its result has)."
+    )
 
 
 class BackgroundTaskOut(ApiModel):

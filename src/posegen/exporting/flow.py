@@ -80,18 +80,22 @@ def request(
     engine: Engine, settings: Settings, generation_id: int, formats: Sequence[str]
 ) -> list[Requested]:
     """Queue an export task per format that some completed result (or background variant)
-    lacks; idempotent. A variant's missing export is queued under its own key too (the
-    generation's key may be completed from before the variant was made)."""
+    lacks; idempotent. A variant's missing export is queued under its own key too when the
+    generation's task of that format has started or completed (it may have listed its work
+    before the variant was made)."""
     wanted = render.check(settings, list(formats))
     specs: list[tasks.TaskSpec] = []
     done: list[str] = []
     with read_connection(engine) as conn:
+        known = tasks.open_keys(conn, generation_id, KIND)
         for fmt in wanted:
             todo = records.missing(conn, generation_id, fmt)
             if not todo:
                 done.append(fmt)
                 continue
             specs.append(tasks.TaskSpec(KIND, task_key(fmt), {"format": fmt}))
+            if known.get(task_key(fmt)) not in ("processing", "completed"):
+                continue  # the generation's task, still to start, makes the variants too
             specs.extend(
                 tasks.TaskSpec(
                     KIND,

@@ -100,3 +100,35 @@ def result_export(
         max_age=3600,
         filename=f"generation-{generation.id}-{row.variation_key}-{fmt}.{ext}",
     )
+
+
+@router.get(
+    "/generations/{generation_id}/results/{result_id}/variants/{variant_id}/exports/{fmt}",
+    name="variant_export",
+    responses={
+        200: {"description": "The exported file.", "content": {"image/jpeg": {}, "image/png": {}}},
+        304: {"description": "Not modified: `If-None-Match` named the current `ETag`."},
+        307: {"description": "Redirect to a presigned URL (``POSEGEN_S3_DOWNLOAD=redirect``)."},
+        **problems(404, 503),
+    },
+)
+def variant_export(
+    request: Request,
+    generation: GenerationDep,
+    result_id: PathId,
+    variant_id: PathId,
+    fmt: FormatPath,
+    engine: EngineDep,
+    settings: SettingsDep,
+) -> Response:
+    """Download one background variant's export in one format (owner or admin; 404 when not
+    made). Variants are exported in the formats their result is."""
+    row = records.one(engine, generation.id, result_id, fmt, variant_id)
+    ext = row.file.path.rsplit(".", 1)[-1]
+    return downloads.stored_file(
+        request,
+        settings,
+        row.file.path,
+        max_age=3600,
+        filename=f"generation-{generation.id}-{row.variation_key}-{row.variant_key}-{fmt}.{ext}",
+    )

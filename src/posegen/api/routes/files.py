@@ -6,6 +6,7 @@ itself (owner or admin); there is no public static folder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -22,6 +23,7 @@ from posegen.backgrounds import records as background_records
 from posegen.backgrounds.records import Variant
 from posegen.exceptions import NotFound
 from posegen.exporting import records
+from posegen.exporting.records import ExportFile
 from posegen.storage import delete_results, make_storage
 
 router = APIRouter(prefix="/generations", tags=["results"])
@@ -70,6 +72,7 @@ def list_results(
     """Every finished or failed pose variation so far, in the order they were written."""
     exports = records.formats_by_result(engine, generation.id)
     variants = background_records.by_result(engine, generation.id)
+    variant_exports = records.by_variant(engine, generation.id) if variants else {}
     out = []
     for r in generations_read.results(engine, generation.id):
         item = result_out(request, generation.id, r, admin=is_admin(user))
@@ -86,12 +89,17 @@ def list_results(
             )
             for f in exports.get(r.id, ())
         ]
-        item.variants = [_variant_out(request, generation.id, v) for v in variants.get(r.id, ())]
+        item.variants = [
+            _variant_out(request, generation.id, v, variant_exports.get(v.id, ()))
+            for v in variants.get(r.id, ())
+        ]
         out.append(item)
     return out
 
 
-def _variant_out(request: Request, generation_id: int, v: Variant) -> VariantOut:
+def _variant_out(
+    request: Request, generation_id: int, v: Variant, exports: Sequence[ExportFile] = ()
+) -> VariantOut:
     def url(what: str) -> str:
         return request.url_for(
             "result_variant_file",
@@ -111,6 +119,23 @@ def _variant_out(request: Request, generation_id: int, v: Variant) -> VariantOut
         height=v.height,
         bytes=v.bytes,
         created_at=v.created_at,
+        exports=[
+            ExportOut(
+                format=f.format,
+                url=request.url_for(
+                    "variant_export",
+                    generation_id=generation_id,
+                    result_id=v.result_id,
+                    variant_id=v.id,
+                    fmt=f.format,
+                ).path,
+                width=f.width,
+                height=f.height,
+                bytes=f.bytes,
+                content_type=f.content_type,
+            )
+            for f in exports
+        ],
     )
 
 
