@@ -165,6 +165,21 @@ def _variant(w: World) -> dict[str, Any]:
     return {"generation_id": gid, "result_id": rid, "variant_id": vid, "what": "image"}
 
 
+def _variant_exported(w: World) -> dict[str, Any]:
+    """A variant exported by a worker's export task (the variant's own, queued on demand)."""
+    params = _variant(w)
+    gid = params["generation_id"]
+    exporting.request(w.engine, w.settings, gid, [_fmt(w)])
+    store = make_storage(w.settings)
+    while claimed := tasks.claim(w.engine, w.settings, "matrix-worker", 5, ["export"]):
+        for task in claimed:
+            assert exporting.run_task(w.engine, w.settings, store, task, threading.Event()) == (
+                "completed"
+            )
+    params.pop("what")
+    return {**params, "fmt": _fmt(w)}
+
+
 def _result(w: World) -> dict[str, Any]:
     gid, rid = w.finished_generation()
     return {"generation_id": gid, "result_id": rid, "what": "image"}
@@ -269,6 +284,9 @@ TABLE: dict[tuple[str, str], Row] = {
     ),
     ("GET", G + "/results/{result_id}/variants/{variant_id}/{what}"): Row(
         owner_only(200, admin=200), _variant
+    ),
+    ("GET", G + "/results/{result_id}/variants/{variant_id}/exports/{fmt}"): Row(
+        owner_only(200, admin=200), _variant_exported
     ),
     ("GET", "/admin/recovery"): Row(admin_only(200)),
     ("POST", "/admin/recovery/run"): Row(admin_only(200)),
