@@ -469,3 +469,27 @@ def test_exports_follow_the_variants(shop: Shop) -> None:
     ]
     assert len(shop.task_rows(gid)) == before
     assert credits.check(shop.engine) == []
+
+
+def test_cli_export_takes_the_variants_too(shop: Shop, tmp_path: Path) -> None:
+    import json
+
+    gid = shop.submit({"mode": "solid", "color": "#102030"})
+    shop.work()
+    results = shop.results(gid)
+    assert _exports(shop, gid) == []  # no formats asked at submit: nothing to follow
+    fmt = sorted(exporting.formats(shop.settings))[0]
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [*CMD[:3], "export", str(gid), "--formats", fmt, "-o", str(out), "--json"],
+        env=shop.env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert sorted(str(Path(f).relative_to(out)) for f in json.loads(done.stdout)["files"]) == files
+    assert len(files) == 2 * len(results) and all(f.startswith(f"{fmt}/") for f in files)
+    assert sum(".bg-" in f for f in files) == len(results)
+    assert len(_exports(shop, gid)) == 2 * len(results)

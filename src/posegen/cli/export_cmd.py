@@ -52,7 +52,8 @@ def export(
     if view.status not in TERMINAL_STATUSES:
         raise Conflict(f"generation {generation_id} is {view.status.value}: wait for it to end")
     asked = exporting.request(engine, settings, generation_id, names)
-    task_ids = [r.task_id for r in asked if r.task_id is not None]
+    task_ids = [i for r in asked for i in (r.task_ids or (r.task_id,)) if i is not None]
+    total = len(task_ids) + sum(1 for r in asked if r.task_id is None)
     store = make_storage(settings)
     stop = threading.Event()
     console = Console(stderr=True)
@@ -65,10 +66,10 @@ def export(
         console=console,
         transient=as_json,
     ) as bar:
-        shown = bar.add_task("", total=len(asked), gid=generation_id)
+        shown = bar.add_task("", total=total, gid=generation_id)
         while True:
             open_n, failed = _open(engine, task_ids)
-            bar.update(shown, completed=len(asked) - open_n)
+            bar.update(shown, completed=total - open_n)
             if not open_n:
                 break
             if time.monotonic() > deadline:

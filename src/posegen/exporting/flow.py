@@ -74,6 +74,8 @@ class Requested:
     status: str
     queued: bool
     task_id: int | None
+    #: Every task of this format the request stands for (the generation's and its variants').
+    task_ids: tuple[int, ...] = ()
 
 
 def request(
@@ -116,10 +118,19 @@ def request(
         elif st.status.value == "completed" and mine:
             # The originals were done before; the variants' own tasks carry the work.
             first = next((m for m in mine if m.queued), mine[0])
-            out.append(Requested(fmt, first.status.value, any(m.queued for m in mine), first.id))
+            ids = tuple(m.id for m in mine)
+            out.append(
+                Requested(fmt, first.status.value, any(m.queued for m in mine), first.id, ids)
+            )
         else:
             out.append(
-                Requested(fmt, st.status.value, st.queued or any(m.queued for m in mine), st.id)
+                Requested(
+                    fmt,
+                    st.status.value,
+                    st.queued or any(m.queued for m in mine),
+                    st.id,
+                    (st.id, *(m.id for m in mine)),
+                )
             )
     return out
 
