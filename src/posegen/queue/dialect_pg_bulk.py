@@ -228,8 +228,7 @@ SUBMIT_ONE = (
     "created_at) SELECT %(user_id)s, -%(credit_charged)s, 'usage', id, "
     "'usage:generation:' || id, created_at FROM g WHERE %(credit_charged)s > 0), "
     # One use of each of its poses (posegen.library.popularity), only when admitted.
-    + popularity.uses_cte_pg("g")
-    + ", "
+     + popularity.uses_cte_pg("g") + ", "
     # The hour's credit rollup (posegen.credits.hourly), what the admin metrics sum.
     "h AS (INSERT INTO credit_hourly (user_id, hour, charged, refunded) "
     "SELECT %(user_id)s, %(credit_hour)s, %(credit_charged)s, 0 FROM g "
