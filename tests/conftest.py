@@ -26,6 +26,24 @@ from posegen.db.engine import make_engine
 
 ENGINES = ("sqlite", "postgresql")
 
+#: Under pytest-xdist (``make test``: ``-n 4 --dist loadgroup``) the tests of one group run on one
+#: worker, one after another: those that would thrash the two cores if they ran side by side.
+#: torch: the tiny diffusers pipelines (torch takes every core; four at once miss their timeouts),
+#: and their module fixtures are then built once, not once per worker.
+TORCH_FIXTURES = frozenset({"tiny_sd15"})
+TORCH_FILES = frozenset(
+    {"test_diffusers_backend.py", "test_diffusers_single_file.py", "test_models_check.py"}
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if item.path.name in TORCH_FILES or TORCH_FIXTURES.intersection(fixtures):
+            item.add_marker(pytest.mark.xdist_group("torch"))
+
 
 def _libpq(url: str) -> str:
     """SQLAlchemy URL -> libpq conninfo for psycopg admin connections."""
