@@ -20,6 +20,9 @@ VISION_PIP := $(VISION_VENV)/bin/python -m pip install --quiet
 # Where the index cannot be reached (offline mirrors) pip's configured indexes are used instead.
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PIP := $(BIN)/python -m pip install --quiet
+# pytest-xdist workers for `make test` (more than the cores pay: many tests wait on subprocesses,
+# sockets and sleeps). `make test PYTEST_ARGS=` runs the suite in one process.
+PYTEST_ARGS ?= -n 4 --dist loadgroup
 # The test extra pins torch; the diffusers extra takes any recent one.
 TEST_TORCH := $(shell sed -n 's/^ *"\(torch==[^"]*\)".*/\1/p' pyproject.toml | head -n 1)
 DIFFUSERS_TORCH := $(shell sed -n 's/^ *"\(torch>=[^"]*\)".*/\1/p' pyproject.toml | head -n 1)
@@ -70,7 +73,7 @@ typecheck: install-test
 	$(BIN)/mypy
 
 pytest: install-test install-vision
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

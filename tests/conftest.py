@@ -26,6 +26,36 @@ from posegen.db.engine import make_engine
 
 ENGINES = ("sqlite", "postgresql")
 
+#: Under pytest-xdist (``make test``: ``-n 4 --dist loadgroup``) the tests of one group run on one
+#: worker, one after another: those that would thrash the two cores if they ran side by side.
+#: torch: the tiny diffusers pipelines (torch takes every core; four at once miss their timeouts),
+#: whose module fixtures are then built once, not once per worker. Chosen by node id (the
+#: scheduler sees no fixtures): these files, and tests named for the diffusers backend.
+TORCH_FILES = ("test_diffusers_backend.py", "test_diffusers_single_file.py", "test_models_check.py")
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    path, _, name = nodeid.partition("::")
+    if path.endswith(TORCH_FILES) or "diffusers" in name:
+        return "torch"
+    return None
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` with :func:`xdist_group_of`'s groups. (xdist 3.8 reads
+    ``xdist_group`` marks by rewriting ``item._nodeid``, which pytest 9.2 no longer uses, so
+    marks would be ignored.) Every other test is its own scope: spread like ``--dist load``."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or nodeid
+
+    return GroupScheduling(config, log)
+
 
 def _libpq(url: str) -> str:
     """SQLAlchemy URL -> libpq conninfo for psycopg admin connections."""

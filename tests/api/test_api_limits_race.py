@@ -76,7 +76,7 @@ def test_simultaneous_submits_admit_exactly_the_limit(
     settings: Settings, engine: Engine, keys: Keys, limits: dict[str, int], kind: str
 ) -> None:
     s = _limited(settings, **limits)
-    with live_server(create_app(s, engine), s) as (base, _), httpx.Client() as c:
+    with live_server(create_app(s, engine), s) as (base, _), httpx.Client(timeout=60) as c:
         project = _project(c, base, keys.user)
         body = {"projectId": project, "textPrompt": "a dancer", "variations": 1}
         responses = _fire(base, keys.user, [body] * N, [{}] * N)
@@ -100,7 +100,7 @@ def test_simultaneous_replays_of_one_key_create_one_generation(
     settings: Settings, engine: Engine, keys: Keys
 ) -> None:
     s = _limited(settings, max_active_generations=2, submissions_per_minute=2)
-    with live_server(create_app(s, engine), s) as (base, _), httpx.Client() as c:
+    with live_server(create_app(s, engine), s) as (base, _), httpx.Client(timeout=60) as c:
         project = _project(c, base, keys.user)
         body = {"projectId": project, "textPrompt": "a dancer"}
         responses = _fire(base, keys.user, [body] * N, [{"Idempotency-Key": "order-42"}] * N)
@@ -125,7 +125,7 @@ def test_deleting_a_project_does_not_reset_the_per_minute_window(
     settings: Settings, engine: Engine, keys: Keys
 ) -> None:
     s = _limited(settings, max_active_generations=100, submissions_per_minute=3)
-    with live_server(create_app(s, engine), s) as (base, _), httpx.Client() as c:
+    with live_server(create_app(s, engine), s) as (base, _), httpx.Client(timeout=60) as c:
         project = _project(c, base, keys.user)
         body = {"projectId": project, "textPrompt": "a dancer"}
         ids = []
