@@ -31,7 +31,12 @@ ENGINES = ("sqlite", "postgresql")
 #: torch: the tiny diffusers pipelines (torch takes every core; four at once miss their timeouts),
 #: whose module fixtures are then built once, not once per worker. Chosen by node id (the
 #: scheduler sees no fixtures): these files, and tests named for the diffusers backend.
-TORCH_FILES = ("test_diffusers_backend.py", "test_diffusers_single_file.py", "test_models_check.py")
+TORCH_FILES = (
+    "test_diffusers_backend.py",
+    "test_diffusers_single_file.py",
+    "test_models_check.py",
+    "test_inpaint_diffusers.py",
+)
 
 
 def xdist_group_of(nodeid: str) -> str | None:

@@ -108,7 +108,9 @@ def statuses(engine: Any) -> list[Any]:
 
 def test_sigkill_mid_generation_loses_nothing(engine, settings, owner, spawn):
     ids = queue.submit_many(engine, settings, [owner.request(poses=3) for _ in range(10)])
-    procs = [spawn("--concurrency", "2", POSEGEN_NOOP_POSE_SECONDS="0.2") for _ in range(3)]
+    # The victim starts alone, so that it (not a survivor that started sooner on a loaded
+    # machine) holds work when it is killed; the survivors start after the kill.
+    procs = [spawn("--concurrency", "2", POSEGEN_NOOP_POSE_SECONDS="0.2")]
     try:
         victim = procs[0]
         tag = f":{victim.pid}:"
@@ -123,11 +125,12 @@ def test_sigkill_mid_generation_loses_nothing(engine, settings, owner, spawn):
         def victim_is_mid_generation() -> bool:
             return any(row(engine, g).poses_completed >= 1 for g in orphans())
 
-        wait_for(victim_is_mid_generation, 30, 0.02)
+        wait_for(victim_is_mid_generation, 60, 0.02)
         victim.popen.send_signal(signal.SIGKILL)
         victim.popen.wait(10)
         killed = orphans()
         assert killed
+        procs += [spawn("--concurrency", "2", POSEGEN_NOOP_POSE_SECONDS="0.2") for _ in range(2)]
         # the survivors' recovery loops requeue the orphans once their leases expire
         wait_for(lambda: all(r.status == S.COMPLETED for r in statuses(engine)), 60)
         for p in procs[1:]:

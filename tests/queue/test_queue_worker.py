@@ -217,3 +217,19 @@ def test_wake_up_by_notify_or_by_polling(engine, tuned, owner):
         w.stop()
         t.join(10)
         assert not t.is_alive()
+
+
+def test_a_burst_worker_recovers_an_expired_lease_before_it_leaves(engine, tuned, owner):
+    """A generation left processing under a lease that ran out (its worker stalled or died) is
+    work: a burst worker requeues it and finishes it instead of exiting with it processing."""
+    s = tuned(recovery_interval_seconds=3600.0)
+    gen = queue.submit(engine, s, owner.request(poses=2)).generation_id
+    (stalled,) = queue.claim(engine, s, "stalled-worker", 1)
+    assert stalled.id == gen
+    expire_lease(engine, gen)
+    w = Worker(s, engine, noop.make_handler(s), concurrency=1, burst=True)
+    w.run()
+    r = row(engine, gen)
+    assert (r.status, r.attempts, r.poses_completed) == (S.COMPLETED, 2, 2)
+    assert w.stats["completed"] == 1
+    assert_rollup_matches(engine)

@@ -205,7 +205,7 @@ class Worker:
                 backlog = len(jobs) + claimed_tasks == free
                 if backlog:
                     continue
-                if self.burst and not jobs and self.in_flight == 0 and not self._work_left():
+                if self.burst and not jobs and self.in_flight == 0 and self._nothing_left():
                     log.info("burst: nothing left", extra={"worker": self.id})
                     return
             self._wake.wait(self.settings.poll_interval_seconds)
@@ -251,6 +251,17 @@ class Worker:
             except _DB_ERRORS:
                 log.debug("closing the claim connection failed", exc_info=True)
             self._claim_conn = None
+
+    def _nothing_left(self) -> bool:
+        """Burst mode's exit test. Before leaving, expired leases are recovered once: a lease
+        that ran out under load (its last write fenced) would otherwise be left processing
+        with no worker, until some later worker's recovery requeued it."""
+        if self._work_left():
+            return False
+        if self.run_recovery:
+            self._lease_pass()
+            return not self._work_left()
+        return True
 
     def _work_left(self) -> bool:
         try:
