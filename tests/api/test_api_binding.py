@@ -130,7 +130,8 @@ def test_the_idempotency_hash_of_a_body_without_backend_is_unchanged() -> None:
     body = GenerationCreate.model_validate({"projectId": 1, "poseIds": [1], "variations": 2})
     dumped = body.model_dump(mode="json")
     # the canonical form the hash had before these fields existed
-    legacy = {k: v for k, v in dumped.items() if k not in ("backend", "model", "export_formats")}
+    late = ("backend", "model", "export_formats", "background")
+    legacy = {k: v for k, v in dumped.items() if k not in late}
     digest = hashlib.sha256(
         json.dumps(legacy, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
@@ -139,3 +140,7 @@ def test_the_idempotency_hash_of_a_body_without_backend_is_unchanged() -> None:
         {"projectId": 1, "poseIds": [1], "variations": 2, "backend": "comfyui"}
     )
     assert request_hash(named) != digest
+    changed = GenerationCreate.model_validate(
+        {"projectId": 1, "poseIds": [1], "variations": 2, "background": {"mode": "blur"}}
+    )
+    assert request_hash(changed) != digest
