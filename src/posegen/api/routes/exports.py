@@ -14,6 +14,7 @@ from posegen.api.deps import CurrentUser, EngineDep, PathId, SettingsDep
 from posegen.api.openapi import problems
 from posegen.api.routes.generations import GenerationDep
 from posegen.api.schemas import ExportQueued, ExportsAccepted, ExportsRequest
+from posegen.config import Settings
 from posegen.db.models import TERMINAL_STATUSES
 from posegen.exceptions import Conflict
 from posegen.exporting import records
@@ -72,15 +73,19 @@ def request_exports(
     )
 
 
+#: What the two export downloads answer (an original's and a variant's).
+_FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The exported file.", "content": {"image/jpeg": {}, "image/png": {}}},
+    304: {"description": "Not modified: `If-None-Match` named the current `ETag`."},
+    307: {"description": "Redirect to a presigned URL (``POSEGEN_S3_DOWNLOAD=redirect``)."},
+    **problems(404, 503),
+}
+
+
 @router.get(
     "/generations/{generation_id}/results/{result_id}/exports/{fmt}",
     name="result_export",
-    responses={
-        200: {"description": "The exported file.", "content": {"image/jpeg": {}, "image/png": {}}},
-        304: {"description": "Not modified: `If-None-Match` named the current `ETag`."},
-        307: {"description": "Redirect to a presigned URL (``POSEGEN_S3_DOWNLOAD=redirect``)."},
-        **problems(404, 503),
-    },
+    responses=_FILE_RESPONSES,
 )
 def result_export(
     request: Request,
@@ -92,25 +97,13 @@ def result_export(
 ) -> Response:
     """Download one result's export in one format (owner or admin; 404 when not made)."""
     row = records.one(engine, generation.id, result_id, fmt)
-    ext = row.file.path.rsplit(".", 1)[-1]
-    return downloads.stored_file(
-        request,
-        settings,
-        row.file.path,
-        max_age=3600,
-        filename=f"generation-{generation.id}-{row.variation_key}-{fmt}.{ext}",
-    )
+    return _send(request, settings, row, f"generation-{generation.id}-{row.variation_key}-{fmt}")
 
 
 @router.get(
     "/generations/{generation_id}/results/{result_id}/variants/{variant_id}/exports/{fmt}",
     name="variant_export",
-    responses={
-        200: {"description": "The exported file.", "content": {"image/jpeg": {}, "image/png": {}}},
-        304: {"description": "Not modified: `If-None-Match` named the current `ETag`."},
-        307: {"description": "Redirect to a presigned URL (``POSEGEN_S3_DOWNLOAD=redirect``)."},
-        **problems(404, 503),
-    },
+    responses=_FILE_RESPONSES,
 )
 def variant_export(
     request: Request,
@@ -124,11 +117,13 @@ def variant_export(
     """Download one background variant's export in one format (owner or admin; 404 when not
     made). Variants are exported in the formats their result is."""
     row = records.one(engine, generation.id, result_id, fmt, variant_id)
+    stem = f"generation-{generation.id}-{row.variation_key}-{row.variant_key}-{fmt}"
+    return _send(request, settings, row, stem)
+
+
+def _send(request: Request, settings: Settings, row: records.ExportRow, stem: str) -> Response:
+    """One export file, downloaded as ``stem`` plus its own extension."""
     ext = row.file.path.rsplit(".", 1)[-1]
     return downloads.stored_file(
-        request,
-        settings,
-        row.file.path,
-        max_age=3600,
-        filename=f"generation-{generation.id}-{row.variation_key}-{row.variant_key}-{fmt}.{ext}",
+        request, settings, row.file.path, max_age=3600, filename=f"{stem}.{ext}"
     )
