@@ -23,6 +23,7 @@ from posegen.db.models import GenerationEvent, GenerationTask, ResultExport, Use
 from posegen.exporting.names import slug
 from posegen.queue import tasks
 from posegen.storage import make_storage
+from posegen.worker import task_handlers
 
 
 def _finished(api: Api, keys: Keys, engine: Engine, settings: Settings, poses: int = 2) -> int:
@@ -351,5 +352,7 @@ def test_deleting_a_generation_while_its_export_task_runs_leaves_no_files(
         return save(*args)
 
     monkeypatch.setattr(store, "save_export", delete_then_save)
-    assert exporting.run_task(engine, settings, store, task, threading.Event()) == "lease-lost"
+    # Through the worker's dispatch, which cleans up after any kind of task that lost its lease.
+    outcome = task_handlers.run(engine, settings, store, task, threading.Event())
+    assert outcome == "lease-lost"
     assert not folder.exists()

@@ -235,7 +235,6 @@ def run_task(
             )
             made.extend((src, f) for f in files)
             if not tasks.extend(engine, settings, task):
-                _drop_if_deleted(engine, store, task.generation_id)
                 return "lease-lost"
     except (StorageUnavailable, OSError) as exc:
         tasks.fail(engine, settings, task, "storage", str(exc), transient=True)
@@ -258,22 +257,4 @@ def run_task(
 
     if tasks.complete(engine, task, apply):
         return "completed"
-    _drop_if_deleted(engine, store, task.generation_id)
     return "lease-lost"
-
-
-def _drop_if_deleted(engine: Engine, store: ResultStore, generation_id: int) -> None:
-    """The generation was deleted while its task ran: the files the task wrote after its
-    folder was removed name no row, so they go too (the reference rule for bytes)."""
-    with read_connection(engine) as conn:
-        exists = conn.execute(
-            select(PoseGeneration.id).where(PoseGeneration.id == generation_id)
-        ).first()
-    if exists is None:
-        try:
-            store.delete_generation(generation_id)
-        except (OSError, StorageUnavailable) as exc:
-            log.warning(
-                "files of a deleted generation left behind",
-                extra={"generation_id": generation_id, "error": str(exc)},
-            )

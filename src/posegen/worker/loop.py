@@ -232,8 +232,9 @@ class Worker:
             with observe.log_context(generation_id=task.generation_id, task_id=task.id):
                 if self._store is None:
                     self._store = make_storage(self.settings)
-                handler = task_handlers.HANDLERS[task.kind]
-                outcome = handler(self.engine, self.settings, self._store, task, self._stopping)
+                outcome = task_handlers.run(
+                    self.engine, self.settings, self._store, task, self._stopping
+                )
                 log.info("task ended", extra={"kind": task.kind, "outcome": outcome})
             self.stats[f"task-{outcome}"] += 1
         except Exception:
