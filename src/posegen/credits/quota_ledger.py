@@ -24,6 +24,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from posegen.credits.refunds import lock_rollups
 from posegen.db.engine import read_connection, write_transaction
 from posegen.db.models import (
     CreditKind,
@@ -32,7 +33,6 @@ from posegen.db.models import (
     LedgerUnit,
     PoseGeneration,
     QuotaUsage,
-    UserGenerationStats,
 )
 from posegen.db.types import utcnow
 
@@ -91,20 +91,6 @@ def _uses(conn: Connection, generation_ids: Sequence[int]) -> dict[int, _Use]:
     return {g: _Use(u, day, poses, back[g]) for g, (u, day, poses) in taken.items()}
 
 
-def _lock_rollups(conn: Connection, user_ids: set[int]) -> None:
-    if user_ids and conn.dialect.name == "postgresql":
-        # One lock order with the quota submit: the user's rollup row, then their quota day
-        # (a submit's admission upsert takes the rollup row before it counts the day; see
-        # posegen.queue.submit).
-        s = UserGenerationStats
-        conn.execute(
-            select(s.user_id)
-            .where(s.user_id.in_(sorted(user_ids)))
-            .order_by(s.user_id)
-            .with_for_update()
-        )
-
-
 def _give_back(
     conn: Connection,
     use: _Use,
@@ -150,7 +136,7 @@ def give_back_poses(conn: Connection, failed: Sequence[tuple[int, str, int | Non
     uses = _uses(conn, [gen_id for gen_id, _, _ in failed])
     if not uses:
         return 0
-    _lock_rollups(conn, {u.user_id for u in uses.values()})
+    lock_rollups(conn, {u.user_id for u in uses.values()})
     now = utcnow()
     total = 0
     for gen_id, key, pose_id in sorted(failed, key=lambda f: (f[0], f[1])):
@@ -179,7 +165,7 @@ def give_back_ended(conn: Connection, generation_ids: Sequence[int]) -> int:
         for r in rows
     ]
     due = [(g, n) for g, n in due if n > 0]
-    _lock_rollups(conn, {uses[g].user_id for g, _ in due})
+    lock_rollups(conn, {uses[g].user_id for g, _ in due})
     now = utcnow()
     total = 0
     for gen_id, n in due:
