@@ -120,3 +120,20 @@ def test_the_worker_guard_refuses_a_backend_that_cannot_inpaint(tmp_path: Path) 
             return ("painted", req.seed)
 
     assert inpaint(Painter(), InpaintRequest(image, mask, "a beach", None, 9)) == ("painted", 9)
+
+
+def test_a_worker_lends_its_generator_to_background_repaints(tmp_path: Path) -> None:
+    """A worker's background repaints use the generator its pipeline made (one set of weights
+    per process), and a later pipeline in the same process does not replace it."""
+    from posegen.backgrounds import flow
+    from posegen.worker.pipeline import PipelineHandler
+
+    settings = load_settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path}/p.db")
+    flow.set_generator(settings.backend, None)
+    try:
+        first = PipelineHandler(settings)
+        assert flow._generator_for(settings) is first.generator
+        PipelineHandler(settings)
+        assert flow._generator_for(settings) is first.generator
+    finally:
+        flow.set_generator(settings.backend, None)

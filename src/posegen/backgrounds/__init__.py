@@ -5,7 +5,15 @@ by workers as follow-up tasks (:mod:`flow`), kept as variants beside the origina
 
 from __future__ import annotations
 
-from posegen.backgrounds.flow import KIND, Requested, follow_up, request, run_task, task_spec
+from posegen.backgrounds.flow import (
+    KIND,
+    Requested,
+    follow_up,
+    offer_generator,
+    request,
+    run_task,
+    task_spec,
+)
 from posegen.backgrounds.records import Variant
 from posegen.backgrounds.spec import MODES, check, parse, public
 
@@ -16,6 +24,7 @@ __all__ = [
     "Variant",
     "check",
     "follow_up",
+    "offer_generator",
     "parse",
     "public",
     "request",

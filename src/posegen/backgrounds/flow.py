@@ -162,6 +162,13 @@ def set_generator(backend: str, generator: Any) -> None:
             _generators[backend] = generator
 
 
+def offer_generator(backend: str, generator: Any) -> None:
+    """The worker's own generator for ``backend``, used for ``prompt`` changes unless one is
+    set already: one set of weights per process, not a second copy for repaints."""
+    with _generators_lock:
+        _generators.setdefault(backend, generator)
+
+
 def _generator_for(settings: Settings) -> Any:
     with _generators_lock:
         found = _generators.get(settings.backend)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from posegen import exporting, observe
+from posegen import backgrounds, exporting, observe
 from posegen.config import Settings
 from posegen.controlnet import MapCache
 from posegen.db.models import PoseStatus
@@ -64,6 +64,8 @@ class PipelineHandler:
         self.on_pose = on_pose
         self.write_depth = write_depth
         self.generator = generator or make_generator(settings)
+        # Background repaints (follow-up tasks) use this generator too, not a second one.
+        backgrounds.offer_generator(settings.backend, self.generator)
         #: What made the images, recorded on every result row.
         self.model = model_id(settings)
         self.storage = storage or make_storage(settings)
