@@ -66,8 +66,11 @@ def test_face_points_on_the_photo(vision_settings: Settings, photo: bytes) -> No
     # In the iBUG order: the jaw runs image left to right with the chin lowest; brows above the
     # eyes, the eyes above the nose tip, the nose bridge downwards, the mouth below the nose;
     # the right eye (36..41, pupil 68) on the image's left.
+    # The jaw's ends run almost straight down, so neighbours there may swap by a pixel between
+    # CPUs (CI's put point 0 a quarter pixel right of point 1): 2 px of slack, a wide span.
     jaw_x = [px[i][0] for i in range(17)]
-    assert jaw_x == sorted(jaw_x)
+    assert all(b >= a - 2 for a, b in zip(jaw_x, jaw_x[1:])), jaw_x
+    assert jaw_x[16] - jaw_x[0] > 0.5 * (x1 - x0), jaw_x
     assert max(range(17), key=lambda i: px[i][1]) in (7, 8, 9)
     brows = max(px[i][1] for i in range(17, 27))
     eyes = [px[i][1] for i in range(36, 48)]
