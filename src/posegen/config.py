@@ -167,6 +167,10 @@ class Settings(BaseSettings):
     #: one poller on SQLite); ``poll``: each stream polls on its own (the old way, kept for
     #: the benchmark's comparison).
     sse_feed: Literal["shared", "poll"] = "shared"
+    #: How often the shared feed looks for new events when it cannot LISTEN (SQLite; PostgreSQL
+    #: with LISTEN off or down): one read per look for all streams of the process; on SQLite a
+    #: look that finds no commit since the last one reads nothing.
+    sse_poll_seconds: float = Field(default=0.05, gt=0, le=10)
     #: Bearer token Prometheus sends to scrape ``/metrics`` (admin API keys work too).
     metrics_token: SecretStr | None = None
     session_secret: SecretStr | None = None

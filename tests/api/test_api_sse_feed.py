@@ -476,3 +476,137 @@ def test_poll_setting_keeps_the_old_loop_per_stream(
     expected = db_event_ids(writer, gid)
     assert len(expected) == 7
     assert all(w.ended and w.ids == expected for w in watchers)
+
+
+def test_a_stream_gets_every_middlewares_headers_and_its_frames_skip_their_wrappers(
+    feed_settings: Settings, feed_engine: Engine, user_key: str, writer: Engine
+) -> None:
+    """The start goes through every middleware (they add their headers); the frames go straight
+    to the server's send; the end goes through the middleware again."""
+    app = create_app(feed_settings, feed_engine)
+    seen: list[str] = []
+
+    class Spy:  # innermost middleware: the last wrapper a frame would pass
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            if not scope["path"].endswith("/events"):
+                await self.inner(scope, receive, send)
+                return
+
+            async def spy(message: Any) -> None:
+                seen.append(f"{message['type']}:{message.get('more_body', False)}")
+                await send(message)
+
+            await self.inner(scope, receive, spy)
+
+    app.add_middleware(Spy)
+    with live_server(app, feed_settings) as (base, _):
+        [gid] = _submit(base, user_key, 1)
+
+        async def main() -> tuple[httpx.Headers, Watcher]:
+            async with _client(base, user_key) as client:
+                w = Watcher(gid)
+                async with client.stream("GET", f"/generations/{gid}/events") as r:
+                    task = asyncio.create_task(_read_into(w, r))
+                    await _until(lambda: len(w.ids) == 1)
+                    for i in range(3):
+                        await asyncio.to_thread(append_events, writer, [gid], "pose", i)
+                        await _until(lambda n=i + 2: len(w.ids) == n)
+                    await asyncio.to_thread(append_events, writer, [gid], "completed", 3)
+                    await asyncio.wait_for(task, 30)
+                    return r.headers, w
+
+        headers, w = asyncio.run(main())
+    assert w.ids == db_event_ids(writer, gid) and len(w.ids) == 5
+    assert headers["content-type"].startswith("text/event-stream")
+    assert headers["x-content-type-options"] == "nosniff"
+    assert len(headers["x-request-id"]) >= 8
+    assert headers["cache-control"] == "no-cache"
+    assert "content-length" not in headers
+    # Five events in at least four writes, none through the middleware: only the start and
+    # the end passed it.
+    assert seen == ["http.response.start:False", "http.response.body:False"], seen
+
+
+async def _read_into(w: Watcher, r: httpx.Response) -> None:
+    async for line in r.aiter_lines():
+        if line.startswith("data:"):
+            w.ids.append(int(json.loads(line[5:])["id"]))
+
+
+def test_a_client_that_leaves_gives_its_stream_back_at_once(
+    base: str, user_key: str, feed_app: FastAPI
+) -> None:
+    """No event needs to come for the server to notice: the subscription and the user's stream
+    slot are released as soon as the connection closes."""
+    gids = _submit(base, user_key, 2)
+    feed: EventFeed = feed_app.state.event_feed
+    slots: sse.StreamSlots = feed_app.state.stream_slots
+
+    async def main() -> float:
+        async with _client(base, user_key) as client:
+            watchers = [Watcher(g) for g in gids for _ in range(5)]
+            tasks = [asyncio.create_task(w.run(client)) for w in watchers]
+            await _until(lambda: all(w.ids for w in watchers))
+            await _until(lambda: feed.subscribers() == 10)
+            assert sum(slots.open.values()) == 10
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        left = time.monotonic()
+        await _until(lambda: feed.subscribers() == 0 and not slots.open, timeout=10)
+        return time.monotonic() - left
+
+    took = asyncio.run(main())
+    assert took < 10  # not after a keep-alive (15 s) or the stream's maximum
+
+
+def test_sqlite_feed_reads_only_after_a_commit(
+    feed_settings: Settings, feed_engine: Engine, user_key: str, writer: Engine
+) -> None:
+    """Between commits the SQLite feed's looks (``PRAGMA data_version``) read no events; a
+    commit by another connection is read at the next look."""
+    if writer.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's feed LISTENs; data_version is SQLite's")
+    app = create_app(feed_settings, feed_engine)
+    # A sweep (statuses, every sweep_seconds) would be a read; keep it out of the windows.
+    app.state.event_feed = EventFeed(feed_engine, 0.05, listen=False, sweep_seconds=600)
+    statements: list[str] = []
+    event.listen(
+        feed_engine, "before_cursor_execute", lambda *a: statements.append(str(a[2]).lower())
+    )
+
+    def reads() -> int:
+        return sum("from generation_events" in s for s in statements)
+
+    def looks() -> int:
+        return sum("data_version" in s for s in statements)
+
+    with live_server(app, feed_settings) as (base, _):
+        gids = _submit(base, user_key, 2)
+
+        async def main() -> tuple[int, int, list[Watcher]]:
+            async with _client(base, user_key) as client:
+                watchers = [Watcher(g) for g in gids for _ in range(3)]
+                tasks = [asyncio.create_task(w.run(client)) for w in watchers]
+                await _until(lambda: all(w.ids for w in watchers))
+                await _until(lambda: app.state.event_feed.subscribers() == 6)
+                await asyncio.sleep(0.3)  # the opening reads are over
+                reads0, looks0 = reads(), looks()
+                await asyncio.sleep(1.0)
+                quiet_reads, quiet_looks = reads() - reads0, looks() - looks0
+                await asyncio.to_thread(append_events, writer, gids, "pose", 1)
+                await _until(lambda: all(len(w.ids) == 2 for w in watchers))
+                assert reads() > reads0  # the commit was read, by the feed's next look
+                await asyncio.to_thread(append_events, writer, gids, "completed", 2)
+                await asyncio.wait_for(asyncio.gather(*tasks), 30)
+                return quiet_reads, quiet_looks, watchers
+
+        quiet_reads, quiet_looks, watchers = asyncio.run(main())
+    app.state.event_feed.close()
+    assert quiet_reads == 0
+    assert quiet_looks >= 5  # it kept looking (every 0.05 s; fewer on a slow machine)
+    for w in watchers:
+        assert w.ended and w.ids == db_event_ids(writer, w.gid)

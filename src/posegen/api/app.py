@@ -10,8 +10,9 @@ import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
+from starlette.types import Receive, Scope, Send
 
-from posegen.api import errors, openapi
+from posegen.api import errors, openapi, sse
 from posegen.api.deps import KeyCache
 from posegen.api.event_feed import EventFeed
 from posegen.api.input_guard import InputGuard, NoSniff
@@ -26,11 +27,20 @@ from posegen.api.routes import my_poses as my_pose_routes
 from posegen.api.routes import pose_requests as request_routes
 from posegen.api.routes import uploads as upload_routes
 from posegen.api.routes import vision as vision_routes
-from posegen.api.sse import StreamSlots
 from posegen.config import Settings
 from posegen.web import include_web
 
 PREFIX = "/api/pose-generator"
+
+
+class PosegenAPI(FastAPI):
+    """FastAPI, plus the server's own ``send`` in each request's scope (``sse.SERVER_SEND``):
+    event streams send their frames straight to it, past the middleware's ``send`` wrappers,
+    which only act on a response's start (see :class:`posegen.api.sse.FeedResponse`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[sse.SERVER_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -50,7 +60,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         if owns_engine:
             the_engine.dispose()
 
-    app = FastAPI(
+    app = PosegenAPI(
         title="posegen",
         version="0.1.0",
         description=(
@@ -67,10 +77,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.engine = the_engine
     app.state.key_cache = KeyCache(settings.auth_cache_seconds)
     app.state.map_cache = MapCache(settings)
-    app.state.stream_slots = StreamSlots(settings.sse_max_streams_per_user)
-    app.state.event_feed = EventFeed(
-        the_engine, min(settings.poll_interval_seconds, 1.0), settings.listen_notify
-    )
+    app.state.stream_slots = sse.StreamSlots(settings.sse_max_streams_per_user)
+    app.state.event_feed = EventFeed(the_engine, settings.sse_poll_seconds, settings.listen_notify)
 
     errors.install(app)
     openapi.install(app)

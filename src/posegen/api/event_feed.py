@@ -10,7 +10,9 @@ and hands each stream the rows it has not had yet:
   for all due generations, however many streams watch them. A sweep of every watched generation
   runs every ``sweep_seconds`` anyway (it notices deleted generations and is the safety net).
 - Without LISTEN (SQLite, ``POSEGEN_LISTEN_NOTIFY=false``, or while the LISTEN connection is
-  down): one sweep of every watched generation each ``poll_seconds``.
+  down): one read of every watched generation each ``poll_seconds``; on SQLite only when some
+  connection committed since the last look (``PRAGMA data_version``, no read otherwise). The
+  sweep with statuses still runs every ``sweep_seconds``.
 
 Exactly once: each subscription remembers the highest event id handed to it (``sent``) and gets
 only rows above it, in id order; a generation is read from the lowest ``sent`` of its
@@ -146,6 +148,8 @@ class EventFeed:
         self._conn: Connection | None = None
         self._listener_stop: threading.Event | None = None
         self._closed = False
+        #: SQLite: ``PRAGMA data_version`` at the last look (see :meth:`_unchanged`).
+        self._data_version: int | None = None
 
     # --- the event loop's side -------------------------------------------------------------
     def subscribe(self, generation_id: int, after_id: int) -> Subscription:
@@ -199,7 +203,7 @@ class EventFeed:
                 del self._subs[sub.generation_id]
 
     def _read_loop(self) -> None:
-        next_sweep = time.monotonic()
+        next_sweep = next_poll = time.monotonic()
         while True:
             with self._lock:
                 if self._closed or not self._subs:
@@ -211,33 +215,61 @@ class EventFeed:
                         self._listener_stop = None
                     self.listening = False
                     return
-            if self._wake.wait(max(0.0, next_sweep - time.monotonic())):
+            wake_at = next_sweep if self.listening else min(next_sweep, next_poll)
+            if self._wake.wait(max(0.0, wake_at - time.monotonic())):
                 time.sleep(COALESCE_SECONDS)
             self._wake.clear()
+            now = time.monotonic()
             with self._lock:
-                sweep = self._sweep_all or time.monotonic() >= next_sweep
+                sweep = self._sweep_all or now >= next_sweep
+                poll = not self.listening and now >= next_poll
                 self._sweep_all = False
-                gens = set(self._subs) if sweep else self._due & self._subs.keys()
-                # A notified read needs no status: rows alone say whether a stream ended.
+                due = self._due & self._subs.keys()
+                gens = set(self._subs) if sweep or poll else due
+                # Statuses only on a sweep or for new subscribers: between them, rows alone
+                # say whether a stream ended (a deleted generation is noticed by the sweep).
                 with_status = sweep or bool(self._fresh & gens)
                 self._due.clear()
                 self._fresh.clear()
                 cursors = {g: min(s.sent for s in self._subs[g]) for g in gens}
             if sweep:
-                interval = self.sweep_seconds if self.listening else self.poll_seconds
-                next_sweep = time.monotonic() + interval
+                next_sweep = now + self.sweep_seconds
+            if poll:
+                next_poll = now + self.poll_seconds
             if not cursors:
                 continue
             try:
+                if poll and not sweep and not due and self._unchanged():
+                    continue  # SQLite: nothing committed since the last look
                 statuses, rows = self._read(cursors, with_status)
             except Exception as exc:  # the reader must outlive a bad moment
                 log.warning("event feed read failed; retrying", extra={"error": str(exc)})
+                self._data_version = None
                 with self._lock:
                     self._due.update(cursors)
                     self._fresh.update(cursors)
                 time.sleep(self.poll_seconds)
                 continue
             self._dispatch(cursors, statuses, rows)
+
+    def _unchanged(self) -> bool:
+        """SQLite: True when no other connection committed since the last look (``PRAGMA
+        data_version`` of the reader's connection), so a poll can skip its read. Looked at
+        before each poll's read: what committed before the look, the read sees; what commits
+        after it changes the next look. Always False on PostgreSQL (it has no such counter;
+        it polls only while LISTEN is off or down)."""
+        if self.engine.dialect.name != "sqlite":
+            return False
+        conn = self._connection()
+        try:
+            version = conn.exec_driver_sql("PRAGMA data_version").scalar()
+            conn.rollback()
+        except Exception:
+            self._close_connection(broken=True)
+            raise
+        unchanged = version is not None and version == self._data_version
+        self._data_version = version
+        return unchanged
 
     def _read(
         self, cursors: dict[int, int], with_status: bool
@@ -285,6 +317,7 @@ class EventFeed:
 
     def _close_connection(self, broken: bool = False) -> None:
         conn, self._conn = self._conn, None
+        self._data_version = None  # counted per connection: the next one starts afresh
         if conn is not None:
             try:
                 if broken:

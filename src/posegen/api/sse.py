@@ -13,22 +13,25 @@ after the end) reopens it: a client reconnecting with ``Last-Event-ID`` gets the
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import anyio
 from fastapi.sse import format_sse_event
 from sqlalchemy import Engine
 from starlette.datastructures import State
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
 
 from posegen import generations_read
 from posegen.api.event_feed import EventFeed, event_bytes
 from posegen.db.models import TERMINAL_STATUSES
 from posegen.exceptions import RateLimited
 from posegen.queue.events import KINDS
+
+log = logging.getLogger(__name__)
 
 #: Comment line sent when nothing happened for a while, so proxies keep the connection open.
 KEEPALIVE_SECONDS = 15.0
@@ -138,50 +141,104 @@ async def stream(
         await anyio.sleep(poll_seconds)
 
 
-async def feed_stream(
-    feed: EventFeed, generation_id: int, after_id: int, max_seconds: float
-) -> AsyncIterator[bytes]:
-    """Like :func:`stream`, but the rows come from the shared feed: no query of its own, no
-    thread hop; the stream waits on its subscription.
+#: Where :class:`posegen.api.app.PosegenAPI` puts the server's own ``send`` in each request's
+#: scope: an event stream's frames go straight to it (see :class:`FeedResponse`).
+SERVER_SEND = "posegen.server_send"
+
+
+class FeedResponse(Response):
+    """The shared feed's stream for one generation: replay after ``after_id``, then live until a
+    terminal event, a deleted generation, ``max_seconds`` or the client leaving.
+
+    Not a StreamingResponse over an async generator. At thousands of streams, every delivery
+    there also cost a generator step, the response's own loop and one ``send`` wrapper per
+    middleware, which only ever look at the response's start. Here the start (status and
+    headers) goes through every middleware, so they add and record what they do; the frames go
+    straight to the server's ``send`` (:data:`SERVER_SEND`); the closing message goes through
+    the middleware again. A disconnect wakes the stream at once (it no longer waits for its next
+    write to notice).
 
     Keep-alives and the end after ``max_seconds`` come from one timer per stream, armed again
     only when it fires (at most once a keep-alive interval), not a timeout per wait: a delivery
     costs one future and one write.
     """
-    yield format_sse_event(retry=RETRY_MS)
-    loop = asyncio.get_running_loop()
-    sub = feed.subscribe(generation_id, after_id)
-    deadline = loop.time() + max_seconds
-    quiet_since = loop.time()
-    rang = False
 
-    def ring() -> None:
-        nonlocal rang
-        rang = True
-        sub.wake()
+    media_type = "text/event-stream"
 
-    timer = loop.call_at(min(deadline, quiet_since + KEEPALIVE_SECONDS), ring)
-    try:
-        while True:
-            batches = await sub.wait()
-            frames = b"".join(b.frames for b in batches)
-            if frames:
-                yield frames  # one write for everything delivered since the last one
-                quiet_since = loop.time()
-            if any(b.ended for b in batches):
-                return
-            now = loop.time()
-            if now >= deadline:
-                return
-            if rang:
-                rang = False
-                if now - quiet_since >= KEEPALIVE_SECONDS:
-                    yield format_sse_event(comment="keep-alive")
+    def __init__(
+        self,
+        feed: EventFeed,
+        generation_id: int,
+        after_id: int,
+        max_seconds: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        # No body: no Content-Length (Response.__init__ would set one of 0).
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+        self.feed = feed
+        self.generation_id = generation_id
+        self.after_id = after_id
+        self.max_seconds = max_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server_send: Send = scope.get(SERVER_SEND, send)
+        loop = asyncio.get_running_loop()
+        sub = self.feed.subscribe(self.generation_id, self.after_id)
+        gone = loop.create_task(_disconnect(receive))
+        gone.add_done_callback(lambda _: sub.wake())
+        deadline = loop.time() + self.max_seconds
+        quiet_since = loop.time()
+        rang = False
+
+        def ring() -> None:
+            nonlocal rang
+            rang = True
+            sub.wake()
+
+        timer = loop.call_at(min(deadline, quiet_since + KEEPALIVE_SECONDS), ring)
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await server_send(_frame(format_sse_event(retry=RETRY_MS)))
+            while not gone.done():
+                batches = await sub.wait()
+                if gone.done():
+                    return
+                frames = b"".join(b.frames for b in batches)
+                if frames:
+                    # One write for everything delivered since the last one.
+                    await server_send(_frame(frames))
                     quiet_since = loop.time()
-                timer = loop.call_at(min(deadline, quiet_since + KEEPALIVE_SECONDS), ring)
-    finally:
-        timer.cancel()
-        feed.unsubscribe(sub)
+                now = loop.time()
+                if now >= deadline or any(b.ended for b in batches):
+                    break
+                if rang:
+                    rang = False
+                    if now - quiet_since >= KEEPALIVE_SECONDS:
+                        await server_send(_frame(format_sse_event(comment="keep-alive")))
+                        quiet_since = loop.time()
+                    timer = loop.call_at(min(deadline, quiet_since + KEEPALIVE_SECONDS), ring)
+            else:
+                return  # the client left: nothing more to send
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            gone.cancel()
+            timer.cancel()
+            self.feed.unsubscribe(sub)
+
+
+def _frame(body: bytes) -> Message:
+    return {"type": "http.response.body", "body": body, "more_body": True}
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return when the client has gone (what comes before, a GET's empty body, is skipped)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a receive that fails: the connection is no use either
+        log.debug("event stream receive failed", exc_info=True)
 
 
 def open_limiter(state: State) -> anyio.CapacityLimiter:
@@ -212,13 +269,18 @@ async def check_open(
     )
 
 
-def open_stream(
-    state: State, engine: Engine, generation_id: int, after_id: int
-) -> AsyncIterator[bytes]:
+def stream_response(
+    state: State,
+    engine: Engine,
+    generation_id: int,
+    after_id: int,
+    headers: Mapping[str, str],
+) -> Response:
     """The stream ``POSEGEN_SSE_FEED`` asks for; ``state`` is the app's ``state``."""
     settings = state.settings
     if settings.sse_feed == "poll":
         poll = min(settings.poll_interval_seconds, 1.0)
-        return stream(engine, generation_id, after_id, poll, settings.sse_max_seconds)
+        frames = stream(engine, generation_id, after_id, poll, settings.sse_max_seconds)
+        return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
     feed: EventFeed = state.event_feed
-    return feed_stream(feed, generation_id, after_id, settings.sse_max_seconds)
+    return FeedResponse(feed, generation_id, after_id, settings.sse_max_seconds, headers)

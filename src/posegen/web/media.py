@@ -1,7 +1,7 @@
 """What pages load besides HTML: the progress stream, result images, pose maps, the ZIP.
 
 All of it is authorised by the session cookie with the same visibility rules as the pages, and
-built from the same code as the API's routes (``api.sse.open_stream``, ``api.zipstream``).
+built from the same code as the API's routes (``api.sse.stream_response``, ``api.zipstream``).
 """
 
 from __future__ import annotations
@@ -54,14 +54,11 @@ async def events(request: Request, ctx: Ctx, session: SignedIn, generation_id: i
     assert session.account is not None
     # The API's per-user cap: dashboard and API streams count together.
     slots: sse.StreamSlots = request.app.state.stream_slots
+    # The API's stream, with the API's timings: the same events, ids and reconnects.
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return slots.guard(
         session.account.id,
-        StreamingResponse(
-            # The API's stream, with the API's timings: the same events, ids and reconnects.
-            sse.open_stream(request.app.state, ctx.engine, generation_id, after),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        ),
+        sse.stream_response(request.app.state, ctx.engine, generation_id, after, headers),
     )
 
 

@@ -10,7 +10,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from fastapi.sse import EventSourceResponse
 from sqlalchemy import Engine
 
 from posegen import (
@@ -307,12 +306,9 @@ async def generation_events(
     if await sse.check_open(request.app.state, engine, generation_id, owner, after):
         return Response(status_code=204)
     slots: sse.StreamSlots = request.app.state.stream_slots
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return slots.guard(
-        user.id,
-        EventSourceResponse(
-            sse.open_stream(request.app.state, engine, generation_id, after),
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        ),
+        user.id, sse.stream_response(request.app.state, engine, generation_id, after, headers)
     )
 
 
