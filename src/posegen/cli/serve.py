@@ -97,9 +97,13 @@ def app_in_child_process() -> FastAPI:
     settings = load_settings()
     observe.configure_logging(settings.log_format, secrets=log_secrets(settings))
     observe.setup_tracing("posegen-serve", settings.trace_file)
+    from posegen.api.server import tune_collector
+
     engine = make_engine(settings)
     dblog.attach(engine)
-    return create_app(settings, engine)
+    app = create_app(settings, engine)
+    tune_collector()
+    return app
 
 
 def ensure_admin(engine: Engine) -> accounts.NewKey | None:
@@ -154,6 +158,7 @@ def up(
     thread = threading.Thread(target=run_worker, name="posegen-worker", daemon=True)
     thread.start()
     _announce(settings, bind_host, bind_port, seeded.poses, new_admin)
+    server_config.tune_collector()
     try:
         server.run()
     finally:
