@@ -356,7 +356,9 @@ async def _load(
         "lost": lost,
         "repeated": repeated,
         "stream_errors": errors,
+        "healthz_p50_ms": pct(probe["health"], 0.5),
         "healthz_p99_ms": pct(probe["health"], 0.99),
+        "get_generation_p50_ms": pct(probe["read"], 0.5),
         "get_generation_p99_ms": pct(probe["read"], 0.99),
         "other_p99_ms": pct(other, 0.99),
         "db_tx_per_s": round((tx - emitted["transactions"]) / window, 1)

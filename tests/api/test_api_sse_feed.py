@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from live_server import live_server
 from sqlalchemy import Engine, event, select, text
 
-from posegen.api import server, sse
+from posegen.api import event_feed, server, sse
 from posegen.api.app import create_app
 from posegen.api.event_feed import EventFeed
 from posegen.config import Settings
@@ -190,8 +190,10 @@ def test_many_streams_on_one_generation_get_every_event_once(
 
 
 def test_many_streams_on_many_generations_get_their_own_events(
-    base: str, user_key: str, writer: Engine
+    base: str, user_key: str, writer: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A read that wakes 48 streams hands them out 7 per turn of the loop (100 in production).
+    monkeypatch.setattr(event_feed, "DELIVER_PER_TURN", 7)
     gids = _submit(base, user_key, 12)
     watchers = _watch_and_emit(base, user_key, writer, gids, per_gen=4, events=8)
     expected = {g: db_event_ids(writer, g) for g in gids}

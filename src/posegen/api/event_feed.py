@@ -52,6 +52,8 @@ CHUNK = 500
 #: After a notification, how long the reader waits for more before it reads: under a stream of
 #: events one read then serves several of them (fewer queries and fewer, larger writes).
 COALESCE_SECONDS = 0.01
+#: Streams woken per turn of the event loop (see :func:`_deliver`).
+DELIVER_PER_TURN = 100
 #: How long the LISTEN loop waits for notifications before checking whether it should stop.
 LISTEN_TICK_SECONDS = 0.5
 
@@ -427,7 +429,13 @@ class EventFeed:
         self._wake.set()
 
 
-def _deliver(batches: list[tuple[Subscription, Batch]]) -> None:
-    for sub, batch in batches:
+def _deliver(batches: list[tuple[Subscription, Batch]], start: int = 0) -> None:
+    """Hand out one read's batches on the streams' loop, :data:`DELIVER_PER_TURN` streams per
+    turn of the loop: between turns it reads its sockets, so a read that wakes thousands of
+    streams (each then writes) does not hold every other request behind all of their writes."""
+    end = start + DELIVER_PER_TURN
+    for sub, batch in batches[start:end]:
         sub.pending.append(batch)
         sub.wake()
+    if end < len(batches):
+        batches[0][0].loop.call_soon(_deliver, batches, end)
