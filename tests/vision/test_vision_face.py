@@ -4,6 +4,7 @@ on the real photo against hand-labelled points, in the iBUG order, drawn on the 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -69,7 +70,7 @@ def test_face_points_on_the_photo(vision_settings: Settings, photo: bytes) -> No
     # The jaw's ends run almost straight down, so neighbours there may swap by a pixel between
     # CPUs (CI's put point 0 a quarter pixel right of point 1): 2 px of slack, a wide span.
     jaw_x = [px[i][0] for i in range(17)]
-    assert all(b >= a - 2 for a, b in zip(jaw_x, jaw_x[1:])), jaw_x
+    assert all(b >= a - 2 for a, b in itertools.pairwise(jaw_x)), jaw_x
     assert jaw_x[16] - jaw_x[0] > 0.5 * (x1 - x0), jaw_x
     assert max(range(17), key=lambda i: px[i][1]) in (7, 8, 9)
     brows = max(px[i][1] for i in range(17, 27))
