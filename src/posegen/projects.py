@@ -235,7 +235,15 @@ def archive(engine: Engine, project_id: int, user_id: int) -> ProjectView:
 def remove(engine: Engine, project_id: int, user_id: int) -> tuple[ProjectView, list[int]]:
     """Delete a project and (by cascade) its generations; returns it and their ids."""
     with write_transaction(engine) as conn:
-        # The quota row before the project: submit takes them in that order too.
+        # The project's generations first (the delete below cascades to them; a generation's
+        # writes and its tasks lock it before the quota row), then the quota row before the
+        # project, the order submit takes.
+        conn.execute(
+            select(PoseGeneration.id)
+            .where(PoseGeneration.project_id == project_id, PoseGeneration.user_id == user_id)
+            .order_by(PoseGeneration.id)
+            .with_for_update()
+        )
         quota.lock_user(conn, user_id)
         view = _lock(conn, project_id, user_id)
         _refuse_if_active(conn, project_id, "delete")
@@ -255,11 +263,11 @@ def remove_generation(engine: Engine, generation_id: int, user_id: int) -> None:
     rows first, so no row ever names bytes that are gone."""
     g = PoseGeneration
     with write_transaction(engine) as conn:
-        # The quota row before the generation: submit and project deletion take that order too.
-        quota.lock_user(conn, user_id)
+        # The generation before the quota row: the order its own writes and its tasks take.
         status = conn.execute(
             select(g.status).where(g.id == generation_id, g.user_id == user_id).with_for_update()
         ).scalar_one_or_none()
+        quota.lock_user(conn, user_id)
         if status is None:
             # Someone else's generation and no generation read the same: ids cannot be probed.
             raise NotFound(f"generation {generation_id} not found")

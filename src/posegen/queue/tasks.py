@@ -439,10 +439,10 @@ def complete(engine: Engine, task: ClaimedTask, apply: Apply | None = None) -> b
     """
     pending = transitions.Pending()
     with tx.write_tx(engine) as conn:
-        # The owner's quota row first (its stored bytes change here): the order deleting a
-        # generation takes too, so the two never wait on each other.
-        quota.lock_user(conn, task.user_id)
+        # The generation, then its owner's quota row (stored bytes change here): the order
+        # the generation's own writes take while it is still processing (lock_order tests).
         gen = _gen_rows(conn, [task.generation_id]).get(task.generation_id)
+        quota.lock_user(conn, task.user_id)
         row = _fenced(
             conn,
             task,
@@ -496,9 +496,10 @@ def fail(
         values |= {"status": TaskStatus.FAILED, "completed_at": now}
     pending = transitions.Pending()
     with tx.write_tx(engine) as conn:
-        # The owner's quota row first, as :func:`complete` takes it: a refund below updates it.
-        quota.lock_user(conn, task.user_id)
+        # The generation, then the owner's quota row (a refund below updates it), as
+        # :func:`complete` takes them.
         gen = _gen_rows(conn, [task.generation_id]).get(task.generation_id)
+        quota.lock_user(conn, task.user_id)
         row = _fenced(conn, task, values)
         if gen is None or row is None:
             return False
