@@ -14,6 +14,7 @@ the quota row already, and PostgreSQL reports a deadlock.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
@@ -26,8 +27,12 @@ from test_queue_tasks import _finished
 
 from posegen import projects
 from posegen.config import Settings
+from posegen.credits import accounts as credit_accounts
 from posegen.db.models import PoseGeneration, UserGenerationStats
+from posegen.db.types import utcnow
 from posegen.queue import tasks
+from posegen.retention.report import PruneReport
+from posegen.retention.rows import prune_generations
 
 
 def _blocked_on_a_lock(engine: Engine, pid: int) -> bool:
@@ -126,3 +131,30 @@ def test_a_project_deleted_beside_a_generation_writer(
     remove = lambda: projects.remove(engine, owner.project_id, owner.user_id)  # noqa: E731
     _view, removed = _against_a_generation_writer(engine, gid, owner.user_id, remove)
     assert removed == [gid]
+
+
+def test_a_priced_task_queued_beside_a_generation_writer(
+    engine: Engine, tuned: Callable[..., Settings], owner: Owner
+) -> None:
+    settings = tuned()
+    gid = _finished(engine, settings, owner)
+    credit_accounts.grant(engine, owner.user_id, 10)
+    spec = tasks.TaskSpec("export", "export:paid", {"format": "a"}, price=3)
+    enqueue = lambda: tasks.enqueue(engine, settings, gid, [spec])  # noqa: E731
+    (state,) = _against_a_generation_writer(engine, gid, owner.user_id, enqueue)
+    assert state.queued
+    assert credit_accounts.balance(engine, owner.user_id) == 7
+
+
+def test_retention_deleting_beside_a_generation_writer(
+    engine: Engine, tuned: Callable[..., Settings], owner: Owner
+) -> None:
+    settings = tuned()
+    gid = _finished(engine, settings, owner)
+    report = PruneReport()
+    cutoff = utcnow() + dt.timedelta(days=1)
+    prune = lambda: prune_generations(engine, settings, cutoff, 100, report)  # noqa: E731
+    _against_a_generation_writer(engine, gid, owner.user_id, prune)
+    with engine.connect() as conn:
+        gone = conn.execute(select(PoseGeneration.id).where(PoseGeneration.id == gid)).first()
+    assert gone is None

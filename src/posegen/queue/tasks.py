@@ -4,9 +4,10 @@ change of one result later), leased, fenced and recovered like the generations t
 One table, ``generation_tasks``, owned here. A task is unique on (generation, ``task_key``), so
 asking twice for the same work queues it once (a failed one is queued again). Claims take a
 fresh ``lease_token`` (+1) and a lease; every later write is fenced on that token, so a worker
-whose lease was recovered writes nothing. Every transition locks the generation row first (one
-lock order everywhere), which also makes the "last open task closed" check exact: the
-``tasks_settled`` event is written by exactly one transaction.
+whose lease was recovered writes nothing. Every transition locks the generation row first, then
+the owner's quota row (one lock order everywhere: the generation's own writes, deletions and
+retention take it too; tests/queue/test_lock_order.py), which also makes the "last open task
+closed" check exact: the ``tasks_settled`` event is written by exactly one transaction.
 
 Events go to the generation's own stream (``task_queued``, ``task_started``, ``task_retrying``,
 ``task_completed``, ``task_failed``, ``tasks_settled``), in the transaction of the change. A
@@ -159,15 +160,13 @@ def enqueue(
     """
     pending = transitions.Pending()
     with tx.write_tx(engine) as conn:
-        if any(s.price > 0 for s in specs):
-            # A charge updates the owner's quota row: taken first, as :func:`complete` does.
-            owner = conn.execute(select(G.user_id).where(G.id == generation_id)).scalar()
-            if owner is not None:
-                quota.lock_user(conn, int(owner))
         gens = _gen_rows(conn, [generation_id])
         gen = gens.get(generation_id)
         if gen is None or not specs:
             return []
+        if any(s.price > 0 for s in specs):
+            # A charge updates the owner's quota row: after the generation, as :func:`complete`.
+            quota.lock_user(conn, int(gen.user_id))
         out = add(conn, gen, specs, settings.max_attempts, pending)
         pending.write(conn, ops_for(conn))
     return out

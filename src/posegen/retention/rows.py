@@ -120,10 +120,9 @@ def _delete_generations(
 ) -> tuple[list[int], int]:
     freed = 0
     with write_transaction(engine) as conn:
-        # Users' quota rows first, in id order (deletion and submit take that order too), then
-        # the generations, re-checked under their locks: one kept or reopened meanwhile stays.
-        for user_id in sorted(set(doomed.values())):
-            quota.lock_user(conn, user_id)
+        # The generations first, re-checked under their locks (one kept or reopened meanwhile
+        # stays), then their owners' quota rows in id order: the order a generation's writes,
+        # its tasks and deleting one by hand take.
         rows = conn.execute(
             select(G.id, G.user_id)
             .where(
@@ -132,8 +131,11 @@ def _delete_generations(
                 G.completed_at < cutoff,
                 G.kept == false(),
             )
+            .order_by(G.id)
             .with_for_update()
         ).all()
+        for user_id in sorted({int(r.user_id) for r in rows}):
+            quota.lock_user(conn, user_id)
         by_user: dict[int, list[int]] = {}
         for r in rows:
             by_user.setdefault(r.user_id, []).append(r.id)
