@@ -130,10 +130,12 @@ def test_cancel_stops_a_running_generation_between_poses(engine, settings, owner
 
 
 def test_heartbeats_keep_a_long_generation_leased(engine, tuned, owner):
-    s = tuned(lease_seconds=0.6, recovery_interval_seconds=0.1)
-    gen = queue.submit(engine, s, owner.request(poses=4)).generation_id
+    # A 1.2 s lease (heartbeat every 0.4 s): a beat may come 0.8 s late before the lease runs
+    # out. With 0.6 s, a machine at load 10 was late enough once (the lease was recovered).
+    s = tuned(lease_seconds=1.2, recovery_interval_seconds=0.1)
+    gen = queue.submit(engine, s, owner.request(poses=3)).generation_id
     # each pose takes longer than the whole lease; the heartbeat every lease/3 keeps it
-    handler = each_pose(lambda job, key: threading.Event().wait(0.5))
+    handler = each_pose(lambda job, key: threading.Event().wait(1.3))
     Worker(s, engine, handler, concurrency=1, burst=True).run()
     r = row(engine, gen)
     assert (r.status, r.attempts, r.lease_token) == (S.COMPLETED, 1, 1)
