@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, case, func, insert, select
+from sqlalchemy import Engine, case, func, insert, select, text
 
 from posegen import accounts
 from posegen.db.models import (
@@ -171,3 +171,14 @@ def completed_result(pose_id: int | None, index: int) -> Any:
     from posegen.queue import PoseResult, variation_key
 
     return PoseResult(variation_key(pose_id, index), pose_id, index, PoseStatus.COMPLETED)
+
+
+def waiting_on_lock(engine: Engine, pid: int) -> bool:
+    """PostgreSQL: whether the backend ``pid`` is waiting for a lock right now."""
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
+                {"p": pid},
+            )
+        )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 
-from queue_helpers import Owner
+from queue_helpers import Owner, waiting_on_lock
 from sqlalchemy import Engine, select, text
 
 from posegen import queue
@@ -30,16 +30,6 @@ def _read_after(engine: Engine, gid: int, cursor: int) -> list[int]:
                 select(GenerationEvent.id)
                 .where(GenerationEvent.generation_id == gid, GenerationEvent.id > cursor)
                 .order_by(GenerationEvent.id)
-            )
-        )
-
-
-def _waiting_on_lock(engine: Engine, pid: int) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.scalar(
-                text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
-                {"p": pid},
             )
         )
 
@@ -74,7 +64,7 @@ def test_a_later_append_cannot_commit_before_an_earlier_one(
         # (SQLite's writer lock: B cannot even begin its insert).
         deadline = time.monotonic() + 2.0
         while not b_done.is_set() and time.monotonic() < deadline:
-            if b_pid and _waiting_on_lock(engine, b_pid[0]):
+            if b_pid and waiting_on_lock(engine, b_pid[0]):
                 break
             time.sleep(0.02)
         # A reader runs now and moves its cursor past whatever it was handed...

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from queue_helpers import Owner
-from sqlalchemy import Engine, event, select, text, update
+from queue_helpers import Owner, waiting_on_lock
+from sqlalchemy import Engine, event, select, update
 from test_queue_tasks import _finished
 
 from posegen import projects
@@ -33,16 +33,6 @@ from posegen.db.types import utcnow
 from posegen.queue import tasks
 from posegen.retention.report import PruneReport
 from posegen.retention.rows import prune_generations
-
-
-def _blocked_on_a_lock(engine: Engine, pid: int) -> bool:
-    with engine.connect() as conn:
-        return bool(
-            conn.execute(
-                text("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = :p"),
-                {"p": pid},
-            ).scalar()
-        )
 
 
 def _against_a_generation_writer(
@@ -71,7 +61,7 @@ def _against_a_generation_writer(
         event.listen(engine, "checkout", remember)
         thread.start()
         deadline = time.monotonic() + 20
-        while not (pids and _blocked_on_a_lock(engine, pids[-1])):
+        while not (pids and waiting_on_lock(engine, pids[-1])):
             assert thread.is_alive(), result
             assert time.monotonic() < deadline, "the call never waited for the generation"
             time.sleep(0.02)
