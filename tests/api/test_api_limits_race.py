@@ -154,3 +154,68 @@ def test_deleting_a_project_does_not_reset_the_per_minute_window(
             )
         ).scalar_one()
     assert row == 3
+
+
+def test_simultaneous_deletes_free_each_generations_bytes_exactly_once(
+    settings: Settings, engine: Engine, keys: Keys
+) -> None:
+    """40 DELETEs at once, two for each of 20 finished generations: 20 answer 204 and 20 404,
+    and the owner's stored bytes fall by exactly what the 20 held (to 0)."""
+    from posegen import queue
+    from posegen.db.models import PoseStatus
+
+    s = _limited(settings, max_active_generations=100, submissions_per_minute=1000)
+    with live_server(create_app(s, engine), s) as (base, _), httpx.Client(timeout=60) as c:
+        project = _project(c, base, keys.user)
+        gids = []
+        for _ in range(20):
+            r = c.post(
+                f"{base}/generations",
+                json={"projectId": project, "textPrompt": "a dancer"},
+                headers=_auth(keys.user),
+            )
+            assert r.status_code == 202, r.text
+            gids.append(r.json()["id"])
+        for i, job in enumerate(queue.claim(engine, s, "w", 20)):
+            pose_id, index, key = job.variation_keys()[0]
+            result = queue.PoseResult(
+                variation_key=key,
+                pose_id=pose_id,
+                variation_index=index,
+                status=PoseStatus.COMPLETED,
+                image_path=f"x/{i}.png",
+                bytes=1000 + i,
+            )
+            queue.record_pose(engine, job.id, job.lease_token, result)
+            assert queue.finish(engine, job.id, job.lease_token).value == "completed"
+        assert _stored(engine, keys.user_id) == sum(1000 + i for i in range(20))
+
+        barrier = threading.Barrier(40)
+        codes: list[int] = []
+
+        def one(gid: int) -> None:
+            with httpx.Client(timeout=60) as client:
+                barrier.wait()
+                codes.append(
+                    client.delete(f"{base}/generations/{gid}", headers=_auth(keys.user)).status_code
+                )
+
+        threads = [threading.Thread(target=one, args=(g,)) for g in gids + gids]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    assert Counter(codes) == {204: 20, 404: 20}
+    assert _rows(engine, keys.user_id) == 0
+    assert _stored(engine, keys.user_id) == 0
+
+
+def _stored(engine: Engine, user_id: int) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(UserGenerationStats.result_bytes).where(
+                    UserGenerationStats.user_id == user_id
+                )
+            ).scalar_one()
+        )
