@@ -30,6 +30,7 @@ __all__ = [
     "StoredFile",
     "StoredResult",
     "check_rel_path",
+    "delete_generation_files",
     "delete_results",
     "make_storage",
     "make_thumbnail",
@@ -51,13 +52,19 @@ log = logging.getLogger(__name__)
 
 def delete_results(settings: Settings, generation_ids: Iterable[int]) -> None:
     """Delete the stored files of generations whose rows are gone (project or generation
-    deleted). A store that fails here leaves orphan files, never a row without its files."""
+    deleted)."""
     store = make_storage(settings)
     for generation_id in generation_ids:
-        try:
-            store.delete_generation(generation_id)
-        except (OSError, StorageUnavailable) as exc:
-            log.warning(
-                "result files not deleted",
-                extra={"generation_id": generation_id, "error": str(exc)},
-            )
+        delete_generation_files(store, generation_id)
+
+
+def delete_generation_files(store: ResultStore, generation_id: int) -> None:
+    """Delete one generation's stored files (its row is gone). A store that fails here leaves
+    orphan files for the sweep, never a row without its files."""
+    try:
+        store.delete_generation(generation_id)
+    except (OSError, StorageUnavailable) as exc:
+        log.warning(
+            "result files not deleted",
+            extra={"generation_id": generation_id, "error": str(exc)},
+        )

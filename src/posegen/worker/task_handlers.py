@@ -3,7 +3,7 @@ has a handler for, and runs them in its job threads beside generations."""
 
 from __future__ import annotations
 
-import logging
+import importlib
 import threading
 from collections.abc import Callable
 
@@ -12,41 +12,19 @@ from sqlalchemy import Engine, select
 from posegen.config import Settings
 from posegen.db.engine import read_connection
 from posegen.db.models import PoseGeneration
-from posegen.exceptions import StorageUnavailable
 from posegen.queue.tasks import ClaimedTask
-from posegen.storage import ResultStore
-
-log = logging.getLogger(__name__)
+from posegen.storage import ResultStore, delete_generation_files
 
 #: (engine, settings, store, task, stopping) -> outcome name for the worker's stats.
 TaskHandler = Callable[[Engine, Settings, ResultStore, ClaimedTask, threading.Event], str]
 
 
-def _export(
-    engine: Engine,
-    settings: Settings,
-    store: ResultStore,
-    task: ClaimedTask,
-    stopping: threading.Event,
-) -> str:
-    from posegen.exporting import flow
-
-    return flow.run_task(engine, settings, store, task, stopping)
-
-
-def _background(
-    engine: Engine,
-    settings: Settings,
-    store: ResultStore,
-    task: ClaimedTask,
-    stopping: threading.Event,
-) -> str:
-    from posegen.backgrounds import flow
-
-    return flow.run_task(engine, settings, store, task, stopping)
-
-
-HANDLERS: dict[str, TaskHandler] = {"export": _export, "background": _background}
+#: Task kind -> the module whose ``run_task(engine, settings, store, task, stopping)`` runs it
+#: (imported when a task of that kind first runs).
+HANDLERS: dict[str, str] = {
+    "export": "posegen.exporting.flow",
+    "background": "posegen.backgrounds.flow",
+}
 
 
 def kinds() -> list[str]:
@@ -63,7 +41,8 @@ def run(
     """Run ``task``'s handler. A task that lost its lease may have lost it because its
     generation was deleted while it ran: the files it wrote after the folder was removed name
     no row, so they go too (the reference rule for bytes), whatever the kind."""
-    outcome = HANDLERS[task.kind](engine, settings, store, task, stopping)
+    handler: TaskHandler = importlib.import_module(HANDLERS[task.kind]).run_task
+    outcome = handler(engine, settings, store, task, stopping)
     if outcome == "lease-lost":
         _drop_if_deleted(engine, store, task.generation_id)
     return outcome
@@ -75,10 +54,4 @@ def _drop_if_deleted(engine: Engine, store: ResultStore, generation_id: int) -> 
             select(PoseGeneration.id).where(PoseGeneration.id == generation_id)
         ).first()
     if exists is None:
-        try:
-            store.delete_generation(generation_id)
-        except (OSError, StorageUnavailable) as exc:
-            log.warning(
-                "files of a deleted generation left behind",
-                extra={"generation_id": generation_id, "error": str(exc)},
-            )
+        delete_generation_files(store, generation_id)
