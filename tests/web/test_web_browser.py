@@ -18,6 +18,7 @@ from browser_harness import (
     require_chromium,
 )
 from fastapi import FastAPI
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import Engine
 from web_helpers import People, png_bytes, worker_thread
 
@@ -39,7 +40,17 @@ def _sign_in(page: Any, base: str, key: str) -> None:
 
 
 def _shot(page: Any, folder: Path, name: str) -> None:
-    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+    """Save a screenshot for people to look at (no assertion rides on it). Chromium sometimes
+    refuses a full-page capture under load ("Unable to capture screenshot", once in a suite run
+    at load 10); one more try after a frame, then the error."""
+    path = str(folder / f"{name}.png")
+    try:
+        page.screenshot(path=path, full_page=True)
+    except PlaywrightError as exc:
+        if "Unable to capture screenshot" not in str(exc):
+            raise
+        page.wait_for_timeout(200)
+        page.screenshot(path=path, full_page=True)
 
 
 @pytest.fixture(autouse=True)
